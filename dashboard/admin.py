@@ -1,0 +1,76 @@
+"""Django admin for every model. Secrets are never shown: only the key's last characters."""
+
+from django.contrib import admin
+
+from .models import Character, Connection, Conversation, ErasureItem, ErasureJob, Message, SyncRun
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    list_display = ["label", "provider", "owner", "status", "secret_hint", "last_synced_at"]
+    list_filter = ["provider", "status"]
+    search_fields = ["label", "owner__username", "account_name"]
+    exclude = ["secrets_encrypted"]
+    readonly_fields = ["uid", "secret_hint", "account_name", "created_at", "last_synced_at"]
+    filter_horizontal = ["shared_with"]
+
+
+@admin.register(Character)
+class CharacterAdmin(admin.ModelAdmin):
+    list_display = ["name", "connection", "provider_id", "mirror_state"]
+    list_filter = ["mirror_state", "connection__provider"]
+    search_fields = ["name", "provider_id"]
+    raw_id_fields = ["connection"]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "connection", "character", "message_count", "last_message_at",
+                    "mirror_state", "provider_state"]
+    list_filter = ["mirror_state", "provider_state", "connection__provider"]
+    search_fields = ["provider_id", "title"]
+    raw_id_fields = ["connection", "character"]
+    date_hierarchy = "last_message_at"
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["conversation", "position", "author", "is_human", "created_at", "mirror_state"]
+    list_filter = ["is_human", "mirror_state"]
+    search_fields = ["provider_id"]
+    raw_id_fields = ["conversation"]
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "connection", "status", "full", "started_at", "finished_at",
+                    "conversations", "messages", "gone"]
+    list_filter = ["status", "full"]
+    raw_id_fields = ["connection", "requested_by"]
+
+
+class ErasureItemInline(admin.TabularInline):
+    model = ErasureItem
+    fields = ["kind", "provider_id", "state", "attempts", "detail"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(ErasureJob)
+class ErasureJobAdmin(admin.ModelAdmin):
+    list_display = ["pk", "connection", "requested_by", "status", "dry_run", "created_at",
+                    "finished_at"]
+    list_filter = ["status", "dry_run", "connection__provider"]
+    search_fields = ["request", "requested_by__username"]
+    raw_id_fields = ["connection", "requested_by"]
+    inlines = [ErasureItemInline]
+
+
+@admin.register(ErasureItem)
+class ErasureItemAdmin(admin.ModelAdmin):
+    list_display = ["pk", "job", "kind", "provider_id", "state", "attempts", "updated_at"]
+    list_filter = ["state", "kind"]
+    search_fields = ["provider_id", "idempotency_key"]
+    raw_id_fields = ["job", "conversation", "message"]

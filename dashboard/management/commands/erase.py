@@ -1,0 +1,60 @@
+"""manage.py erase CONNECTION_ID --conversations ID [ID ...] [--dry-run] --yes [--queue]"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import erasure, tasks
+from ...models import ErasureJob
+from .. import base
+
+
+class Command(BaseCommand):
+    help = "Erase conversations (by provider id) of one connection, as the Erase screen does."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("connection_id")
+        parser.add_argument("--conversations", nargs="+", required=True, metavar="PROVIDER_ID")
+        parser.add_argument("--dry-run", action="store_true", help="send nothing")
+        parser.add_argument("--yes", action="store_true", help="confirm (required)")
+        parser.add_argument("--queue", action="store_true", help="hand it to the workers")
+        parser.add_argument("--as", dest="as_user", help="requesting user (default: the owner)")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        connection = base.connection(opts["connection_id"])
+        if not opts["yes"]:
+            raise CommandError("Erasing cannot be undone: add --yes to confirm "
+                               "(or --dry-run --yes to send nothing).")
+        wanted = list(dict.fromkeys(opts["conversations"]))
+        chosen = connection.conversations.filter(provider_id__in=wanted)
+        found = set(chosen.values_list("provider_id", flat=True))
+        if missing := [pid for pid in wanted if pid not in found]:
+            raise CommandError(f"Not in the mirror of connection {connection.pk}: "
+                               f"{', '.join(missing)}. Sync first, or check the ids. "
+                               "Nothing was erased.")
+        not_present = chosen.exclude(mirror_state="present")
+        if not_present.exists():
+            ids = ", ".join(not_present.values_list("provider_id", flat=True))
+            raise CommandError(f"Already erased or gone at the provider: {ids}. Nothing was erased.")
+        user = connection.owner
+        if opts["as_user"]:
+            user = get_user_model().objects.filter(username=opts["as_user"]).first()
+            if user is None:
+                raise CommandError(f"No user named {opts['as_user']!r}.")
+        request = erasure.freeze(user, chosen, {"select_all": False, "selected": len(wanted),
+                                                "via": "manage.py erase"})
+        jobs = list(ErasureJob.objects.filter(request=request))
+        job = erasure.confirm(jobs, dry_run=opts["dry_run"], enqueue=False)[0]
+        if opts["queue"]:
+            tasks.run_erasure.delay(job.pk)
+            self.stdout.write(f"job {job.pk} queued")
+            return
+        job = erasure.run(job.pk)
+        self.stdout.write(f"job {job.pk} {job.status}: {base.outcome_line(job)}")
+        if job.last_error:
+            self.stdout.write(job.last_error)
+        if job.status != ErasureJob.Status.DONE:
+            raise CommandError(f"Job {job.pk} did not finish: {job.get_status_display()}.")

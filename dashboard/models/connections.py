@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+
+import providers
+
+from .. import crypto
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def visible_to(self, user: Any) -> ConnectionQuerySet:
+        """Connections a person owns or that are shared with one of their groups."""
+        if not user.is_authenticated:
+            return self.none()
+        shared = Connection.shared_with.through.objects.filter(  # type: ignore[attr-defined]
+            group__in=user.groups.all()
+        ).values("connection_id")
+        # A subquery rather than a join, so counts over the result are never multiplied.
+        return self.filter(Q(owner=user) | Q(pk__in=shared))
+
+
+class Connection(models.Model):
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        INVALID = "invalid", "Invalid key"
+        PAUSED = "paused", "Paused"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="connections"
+    )
+    provider = models.CharField(
+        max_length=40, choices=[(name, cls.label) for name, cls in providers.REGISTRY.items()]
+    )
+    label = models.CharField(max_length=120)
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    # A hint such as "…a1f9" so people can tell keys apart without seeing them.
+    secret_hint = models.CharField(max_length=12, blank=True, editable=False)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
+    last_error = models.TextField(blank=True)
+    account_name = models.CharField(max_length=200, blank=True)
+    shared_with = models.ManyToManyField(Group, blank=True, related_name="connections")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["label", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.provider_label})"
+
+    @property
+    def provider_class(self) -> type[providers.Provider]:
+        return providers.get(self.provider)
+
+    @property
+    def provider_label(self) -> str:
+        try:
+            return self.provider_class.label
+        except providers.PermanentError:
+            return self.provider
+
+    def set_secrets(self, secrets: dict[str, str]) -> None:
+        self.secrets_encrypted = crypto.encrypt(str(self.uid), secrets)
+        longest = max(secrets.values(), key=len, default="")
+        self.secret_hint = f"…{longest[-4:]}" if len(longest) >= 12 else "…"
+
+    def get_secrets(self) -> dict[str, str]:
+        return crypto.decrypt(str(self.uid), self.secrets_encrypted)
+
+    def open_provider(self, **kwargs: Any) -> providers.Provider:
+        """The provider client for this connection; the only place secrets are decrypted."""
+        options = {k: str(v) for k, v in self.options.items()}
+        kwargs.setdefault("timeout", settings.LETHE_PROVIDER_TIMEOUT)
+        kwargs.setdefault("backoff", settings.LETHE_PROVIDER_BACKOFF)
+        if settings.LETHE_PROVIDER_RATE:
+            rate = settings.LETHE_PROVIDER_RATE
+            kwargs.setdefault("budget", providers.RateBudget(rate, max(1, int(rate))))
+        return self.provider_class(self.get_secrets(), options, **kwargs)

@@ -1,0 +1,113 @@
+"""Erasure jobs: a frozen list of items, one row each, worked through by Celery workers.
+
+Job and item state live here, never in Celery: a task message only says "work on job N".
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count
+
+from .connections import Connection
+from .mirror import Conversation, Message
+
+
+class ErasureJob(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Awaiting confirmation"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        DONE = "done", "Finished"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    request = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="jobs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="erasure_jobs"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    dry_run = models.BooleanField(default=False)
+    # How the selection was made (filter values, "select all"), for the job page and receipt.
+    scope = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The provider asked us to wait (Retry-After) until then.
+    throttled_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        kind = "Dry run" if self.dry_run else "Erasure"
+        return f"{kind} job {self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.CANCELLED}
+
+    def counts(self) -> dict[str, int]:
+        """Items per state, every state present (zero when none)."""
+        rows = self.items.values("state").annotate(n=Count("id")).order_by()
+        found = {row["state"]: row["n"] for row in rows}
+        return {state: found.get(state, 0) for state in ErasureItem.State.values}
+
+
+class ErasureItem(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "In flight"
+        ERASED = "erased", "Erased (not yet verified)"
+        VERIFIED = "verified", "Erased and verified"
+        ALREADY_GONE = "already_gone", "Already gone"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Outcome unknown"
+        SKIPPED = "skipped", "Skipped"
+        WOULD_ERASE = "would_erase", "Would be erased (dry run)"
+
+    FINAL = (
+        State.VERIFIED,
+        State.ALREADY_GONE,
+        State.FAILED,
+        State.SKIPPED,
+        State.WOULD_ERASE,
+    )
+
+    class Kind(models.TextChoices):
+        CONVERSATION = "conversation", "Conversation"
+        MESSAGE = "message", "Message"
+
+    job = models.ForeignKey(ErasureJob, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, related_name="erasure_items"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="erasure_items"
+    )
+    # Provider ids are copied in so the job never depends on a later sync of the mirror.
+    provider_id = models.CharField(max_length=200)
+    conversation_provider_id = models.CharField(max_length=200)
+    character_provider_id = models.CharField(max_length=200, blank=True)
+    idempotency_key = models.CharField(max_length=300, unique=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+    response = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.provider_id} ({self.state})"

@@ -1,0 +1,136 @@
+"""The mirror: what Lethe last read from a provider, keyed by (connection, provider id)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from .connections import Connection
+
+
+class MirrorState(models.TextChoices):
+    PRESENT = "present", "Present"
+    GONE = "gone", "Gone at provider"
+    ERASED = "erased", "Erased"
+
+
+class ProviderState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ARCHIVED = "archived", "Archived"
+    SOFT_DELETED = "soft_deleted", "Soft-deleted at provider"
+
+
+class Character(models.Model):
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="characters")
+    provider_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    last_interaction = models.DateTimeField(null=True, blank=True)
+    mirror_state = models.CharField(
+        max_length=10, choices=MirrorState.choices, default=MirrorState.PRESENT
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "provider_id"], name="character_key")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Conversation(models.Model):
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="conversations"
+    )
+    character = models.ForeignKey(
+        Character, on_delete=models.CASCADE, related_name="conversations", null=True
+    )
+    provider_id = models.CharField(max_length=200)
+    title = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    message_count = models.PositiveIntegerField(default=0)
+    provider_state = models.CharField(
+        max_length=15, choices=ProviderState.choices, default=ProviderState.ACTIVE
+    )
+    mirror_state = models.CharField(
+        max_length=10, choices=MirrorState.choices, default=MirrorState.PRESENT
+    )
+    flags = models.JSONField(default=dict, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "provider_id"], name="conversation_key")
+        ]
+        indexes = [models.Index(fields=["connection", "last_message_at", "id"])]
+
+    def __str__(self) -> str:
+        return self.title or self.provider_id
+
+    @property
+    def in_memory(self) -> bool:
+        return bool(self.flags.get("in_memory"))
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    provider_id = models.CharField(max_length=200)
+    position = models.PositiveIntegerField()
+    author = models.CharField(max_length=200)
+    is_human = models.BooleanField(default=False)
+    text = models.TextField()
+    created_at = models.DateTimeField(null=True, blank=True)
+    pinned = models.BooleanField(default=False)
+    mirror_state = models.CharField(
+        max_length=10, choices=MirrorState.choices, default=MirrorState.PRESENT
+    )
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "provider_id"], name="message_key")
+        ]
+        indexes = [models.Index(fields=["conversation", "position"])]
+
+    def __str__(self) -> str:
+        return f"{self.author} #{self.position}"
+
+
+class SyncRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        OK = "ok", "Finished"
+        FAILED = "failed", "Failed"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="sync_runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    full = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    characters = models.PositiveIntegerField(default=0)
+    conversations = models.PositiveIntegerField(default=0)
+    messages = models.PositiveIntegerField(default=0)
+    gone = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Sync {self.pk} of {self.connection_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in {self.Status.OK, self.Status.FAILED}

@@ -1,0 +1,43 @@
+"""Which conversations a filter matches, for one person. One function serves the list,
+"select all N matching" and the erase preview, so they can never disagree."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from .models import Connection, Conversation, Message
+
+
+def visible_conversations(user: Any) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(connection__in=Connection.objects.visible_to(user))
+
+
+def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
+    """Conversations visible to `user` that match the cleaned ConversationFilter data."""
+    qs = visible_conversations(user)
+    if data.get("connection"):
+        qs = qs.filter(connection_id=data["connection"])
+    if data.get("character"):
+        qs = qs.filter(character_id=data["character"])
+    if data.get("state"):
+        qs = qs.filter(mirror_state=data["state"])
+    tz = timezone.get_current_timezone()
+    if data.get("start"):
+        qs = qs.filter(last_message_at__gte=datetime.combine(data["start"], time.min, tz))
+    if data.get("end"):
+        qs = qs.filter(started_at__lte=datetime.combine(data["end"], time.max, tz))
+    if data.get("q"):
+        text = data["q"]
+        hits = Message.objects.filter(conversation=OuterRef("pk"), text__icontains=text)
+        qs = qs.filter(Q(title__icontains=text) | Exists(hits))
+    return qs
+
+
+def scope_of(data: dict[str, Any]) -> dict[str, Any]:
+    """The filter as plain JSON, recorded on the job so people can see how it was chosen."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+            for k, v in data.items() if v not in (None, "")}

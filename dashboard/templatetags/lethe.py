@@ -1,0 +1,47 @@
+"""Display helpers: times with the absolute value on hover, short ids, search highlights."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+
+register = template.Library()
+
+
+@register.simple_tag
+def when(value: datetime | None) -> SafeString:
+    if value is None:
+        return mark_safe('<span class="muted">—</span>')  # noqa: S308 - constant
+    local = timezone.localtime(value)
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
+                       local.strftime("%Y-%m-%d %H:%M:%S %Z"), local.strftime("%Y-%m-%d %H:%M"))
+
+
+@register.simple_tag
+def shortid(value: object) -> SafeString:
+    text = str(value)
+    short = text if len(text) <= 10 else f"{text[:8]}…"
+    return format_html('<code class="id" title="{}">{}</code>'
+                       '<button type="button" class="copy" data-copy="{}" '
+                       'aria-label="Copy id">⧉</button>', text, short, text)
+
+
+@register.filter
+def highlight(text: str, query: str) -> SafeString:
+    """Escape first, then mark the hits, so chat text can never inject markup."""
+    escaped = str(escape(text))
+    if not query:
+        return mark_safe(escaped)  # noqa: S308 - escaped above
+    pattern = re.compile(re.escape(str(escape(query))), re.IGNORECASE)
+    return mark_safe(pattern.sub(lambda m: f"<mark>{m.group(0)}</mark>", escaped))  # noqa: S308
+
+
+@register.inclusion_tag("partials/badge.html")
+def provider_badge(connection: object) -> dict[str, object]:
+    return {"name": getattr(connection, "provider", ""),
+            "label": getattr(connection, "provider_label", "")}

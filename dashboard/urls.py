@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import path
+
+from .views import connections, conversations, erase, jobs
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [
+    path("", lambda request: redirect("connections"), name="home"),
+    path("healthz", healthz),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("connections/", connections.connection_list, name="connections"),
+    path("connections/add/", connections.connection_add, name="connection_add"),
+    path("connections/<int:pk>/", connections.connection_detail, name="connection"),
+    path("connections/<int:pk>/edit/", connections.connection_edit, name="connection_edit"),
+    path("connections/<int:pk>/test/", connections.connection_test, name="connection_test"),
+    path("connections/<int:pk>/sync/", connections.connection_sync, name="connection_sync"),
+    path("conversations/", conversations.conversation_list, name="conversations"),
+    path("conversations/<int:pk>/", conversations.transcript, name="transcript"),
+    path("erase/", erase.erase_selected, name="erase_selected"),
+    path("erase/<uuid:request_id>/", erase.erase_preview, name="erase_preview"),
+    path("jobs/", jobs.job_list, name="jobs"),
+    path("jobs/<int:pk>/", jobs.job_detail, name="job"),
+    path("admin/", admin.site.urls),
+]

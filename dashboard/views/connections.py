@@ -1,0 +1,133 @@
+"""Connections screen: list, add, edit (replace key), test, sync now."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+import providers
+
+from .. import sync
+from ..aio import ProviderSession
+from ..forms import ConnectionForm
+from ..models import Connection, SyncRun
+from ..models.mirror import MirrorState
+from .common import is_fragment, user_connection
+
+
+def connection_list(request: HttpRequest) -> HttpResponse:
+    present = Q(conversations__mirror_state=MirrorState.PRESENT)
+    latest = SyncRun.objects.filter(connection=OuterRef("pk")).order_by("-id")
+    connections = (
+        Connection.objects.visible_to(request.user)
+        .select_related("owner")
+        .prefetch_related("shared_with")
+        .annotate(
+            held=Count("conversations", filter=present),
+            sync_status=Subquery(latest.values("status")[:1]),
+            sync_error=Subquery(latest.values("error")[:1]),
+        )
+    )
+    return render(request, "connections/list.html", {
+        "connections": connections,
+        "providers": providers.REGISTRY.values(),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def connection_add(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("provider") or request.GET.get("provider") or ""
+    if name not in providers.REGISTRY:
+        return render(request, "connections/choose.html",
+                      {"providers": providers.REGISTRY.values()})
+    form = ConnectionForm(name, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        connection = Connection(owner=request.user, provider=name,
+                                label=form.cleaned_data["label"], options=form.options())
+        connection.set_secrets(form.secrets())
+        connection.save()
+        messages.success(request, f"Added {connection}. Test it, then sync its histories.")
+        return redirect("connection", pk=connection.pk)
+    return render(request, "connections/form.html",
+                  {"form": form, "provider": form.provider_class, "connection": None})
+
+
+@require_http_methods(["GET", "POST"])
+def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = user_connection(request, pk)
+    if connection.owner_id != request.user.pk:
+        raise Http404("Only the owner changes a connection.")
+    form = ConnectionForm(connection.provider, request.POST or None, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        connection.label = form.cleaned_data["label"]
+        connection.options = form.options()
+        new = form.secrets()
+        if new:
+            connection.set_secrets({**connection.get_secrets(), **new})
+            connection.status = Connection.Status.OK
+            connection.last_error = ""
+        connection.save()
+        messages.success(request, "Saved." + (" The new key is stored encrypted." if new else ""))
+        return redirect("connection", pk=connection.pk)
+    return render(request, "connections/form.html",
+                  {"form": form, "provider": form.provider_class, "connection": connection})
+
+
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = user_connection(request, pk)
+    runs = list(connection.sync_runs.all()[:10])
+    context = {"connection": connection, "runs": runs, "latest": runs[0] if runs else None}
+    if is_fragment(request):
+        return render(request, "connections/detail.html#sync-status", context)
+    present = Q(conversations__mirror_state=MirrorState.PRESENT)
+    context["characters"] = connection.characters.annotate(
+        held=Count("conversations", filter=present)
+    )
+    return render(request, "connections/detail.html", context)
+
+
+@require_POST
+def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = user_connection(request, pk)
+    try:
+        with ProviderSession(connection.open_provider()) as session:
+            account = session.call(session.provider.check())
+    except providers.AuthError as exc:
+        connection.status = Connection.Status.INVALID
+        connection.last_error = (f"{connection.provider_label} refused the key ending "
+                                 f"{connection.secret_hint}: {exc}. Replace the key.")
+        connection.save(update_fields=["status", "last_error"])
+        result = {"ok": False, "message": connection.last_error}
+    except providers.ProviderError as exc:
+        result = {"ok": False, "message": f"{connection.provider_label}: {exc}"}
+    else:
+        connection.account_name = account.name[:200]
+        if connection.status == Connection.Status.INVALID:
+            connection.status, connection.last_error = Connection.Status.OK, ""
+        connection.save(update_fields=["account_name", "status", "last_error"])
+        result = {"ok": True, "message": f"Reached {account.name}."}
+    if is_fragment(request):
+        return render(request, "connections/detail.html#test-result", {"result": result})
+    (messages.success if result["ok"] else messages.error)(request, result["message"])
+    return redirect("connection", pk=connection.pk)
+
+
+@require_POST
+def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
+    from .. import tasks
+
+    connection = user_connection(request, pk)
+    run = connection.sync_runs.filter(
+        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING]
+    ).first()
+    if run is None:
+        run = sync.start(connection, request.user)
+        tasks.sync_connection.delay_on_commit(run.pk)
+    if is_fragment(request):
+        return render(request, "connections/detail.html#sync-status",
+                      {"connection": connection, "latest": run})
+    messages.info(request, "Sync queued.")
+    return redirect("connection", pk=connection.pk)

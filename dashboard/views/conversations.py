@@ -1,0 +1,59 @@
+"""Conversations screen (filter, select, paginate) and the transcript of one."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from .. import selection
+from ..forms import ConversationFilter
+from ..models import Connection
+from ..paging import paginate
+from .common import is_fragment
+
+
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    connections = Connection.objects.visible_to(request.user)
+    form = ConversationFilter(connections, request.GET or None)
+    data = form.cleaned_data if form.is_valid() else {}
+    qs = selection.matching(request.user, data).select_related("connection", "character")
+    sort = data.get("sort") or "newest"
+    page = paginate(qs, "last_message_at", descending=sort == "newest",
+                    size=settings.LETHE_PAGE_SIZE,
+                    after=request.GET.get("after"), before=request.GET.get("before"))
+    params = request.GET.copy()
+    for key in ("after", "before"):
+        params.pop(key, None)
+    context = {
+        "form": form,
+        "page": page,
+        "params": params.urlencode(),
+        "filter_params": [(k, v) for k, v in params.items() if v],
+        "has_connections": connections.exists(),
+        # Counted only when asked for: "select all N matching" needs the number.
+        "total": qs.filter(mirror_state="present").count() if request.GET.get("count") else None,
+    }
+    template = "conversations/list.html"
+    if is_fragment(request) and request.GET.get("count"):
+        return render(request, f"{template}#select-all", context)
+    if is_fragment(request):
+        return render(request, f"{template}#results", context)
+    return render(request, template, context)
+
+
+def transcript(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_object_or_404(
+        selection.visible_conversations(request.user).select_related("connection", "character"),
+        pk=pk,
+    )
+    q = request.GET.get("q", "").strip()[:200]
+    messages = conversation.messages.all().order_by("position")
+    return render(request, "conversations/transcript.html", {
+        "conversation": conversation,
+        "messages": messages,
+        "q": q,
+        "capabilities": conversation.connection.provider_class.capabilities,
+    })
+
+

@@ -1,0 +1,63 @@
+"""Provider clients: plain Python (no Django), one module per provider. See DESIGN.md §3."""
+
+from __future__ import annotations
+
+from .base import Provider
+from .convai import ConvaiProvider
+from .errors import (
+    AuthError,
+    NotFound,
+    PermanentError,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    TemporaryError,
+)
+from .http import RateBudget
+from .records import (
+    Account,
+    Capabilities,
+    Character,
+    Conversation,
+    FieldSpec,
+    Message,
+    Outcome,
+    Presence,
+    Target,
+)
+
+REGISTRY: dict[str, type[Provider]] = {
+    ConvaiProvider.name: ConvaiProvider,
+}
+
+
+def get(name: str) -> type[Provider]:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise PermanentError(f"unknown provider {name!r}") from None
+
+
+__all__ = [
+    "REGISTRY",
+    "Account",
+    "AuthError",
+    "Capabilities",
+    "Character",
+    "ConvaiProvider",
+    "Conversation",
+    "FieldSpec",
+    "Message",
+    "NotFound",
+    "Outcome",
+    "PermanentError",
+    "Presence",
+    "ProtocolError",
+    "Provider",
+    "ProviderError",
+    "RateBudget",
+    "RateLimited",
+    "Target",
+    "TemporaryError",
+    "get",
+]

@@ -1,0 +1,166 @@
+"""The contract every provider implements; see DESIGN.md §3.
+
+A provider is constructed with one connection's decrypted secrets and options and used as
+an async context manager, which owns one HTTP client (and so one connection pool) for its
+lifetime. Secrets live only on the instance and in the auth header; ``repr`` hides them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import ClassVar, Self, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import PermanentError
+from .http import DEFAULT_ERROR_KEYS, HttpClient, RateBudget
+from .records import (
+    Account,
+    Capabilities,
+    Character,
+    Conversation,
+    FieldSpec,
+    Message,
+    Outcome,
+    Presence,
+    Target,
+)
+
+T = TypeVar("T")
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + max(1, size)]
+
+
+class Provider(abc.ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    fields: ClassVar[tuple[FieldSpec, ...]]
+
+    def __init__(
+        self,
+        secrets: Mapping[str, str],
+        options: Mapping[str, str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 15.0,
+        retries: int = 2,
+        budget: RateBudget | None = None,
+        backoff: float = 0.5,
+        max_retry_wait: float = 5.0,
+    ) -> None:
+        self._secrets: dict[str, str] = {}
+        self.options: dict[str, str] = {}
+        for spec in self.fields:
+            source = secrets if spec.secret else options
+            value = (source.get(spec.name) or "").strip() or spec.default
+            if spec.required and not value:
+                kind = "secret" if spec.secret else "option"
+                raise PermanentError(f"{self.label}: the {kind} '{spec.label}' is missing")
+            (self._secrets if spec.secret else self.options)[spec.name] = value
+        if "base_url" in self.options:
+            self.options["base_url"] = self._check_url(self.options["base_url"])
+        self._transport = transport
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._max_retry_wait = max_retry_wait
+        # One budget per connection object unless the caller shares one across workers.
+        self.budget = budget or RateBudget(
+            self.capabilities.requests_per_second, self.capabilities.burst
+        )
+        self._http: HttpClient | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.options.get('base_url', '')}>"
+
+    def _check_url(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PermanentError(f"{self.label}: the base URL must be an http(s) address")
+        if parts.username or parts.password:
+            raise PermanentError(f"{self.label}: the base URL must not contain credentials")
+        return url.rstrip("/")
+
+    def secret(self, name: str) -> str:
+        return self._secrets[name]
+
+    # -- HTTP plumbing -------------------------------------------------------------------
+
+    # Where the provider puts its error text, and which statuses mean "bad credentials".
+    error_keys: ClassVar[tuple[str, ...]] = DEFAULT_ERROR_KEYS
+    auth_statuses: ClassVar[tuple[int, ...]] = (401, 403)
+
+    def _base_url(self) -> str:
+        return self.options["base_url"]
+
+    @abc.abstractmethod
+    def _headers(self) -> dict[str, str]:
+        """Headers sent with every request, including the credentials."""
+
+    async def __aenter__(self) -> Self:
+        self._http = HttpClient(
+            self._base_url(),
+            label=self.label,
+            headers=self._headers(),
+            transport=self._transport,
+            timeout=self._timeout,
+            retries=self._retries,
+            backoff=self._backoff,
+            max_retry_wait=self._max_retry_wait,
+            budget=self.budget,
+            error_keys=self.error_keys,
+            auth_statuses=self.auth_statuses,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> HttpClient:
+        if self._http is None:
+            raise RuntimeError("use the provider inside `async with provider:`")
+        return self._http
+
+    # -- the contract --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def check(self) -> Account:
+        """The account the key belongs to; AuthError on a bad key."""
+
+    @abc.abstractmethod
+    def characters(self) -> AsyncIterator[Character]: ...
+
+    @abc.abstractmethod
+    def conversations(self, character: Character | None = None) -> AsyncIterator[Conversation]:
+        """Conversations of one character, or of every character when None."""
+
+    @abc.abstractmethod
+    def messages(self, conversation: Conversation) -> AsyncIterator[Message]:
+        """Messages oldest first (position 0 = oldest)."""
+
+    @abc.abstractmethod
+    async def erase(self, targets: Sequence[Target]) -> list[Outcome]:
+        """One outcome per target, in the same order; batches to capabilities.max_batch.
+
+        AuthError and RateLimited propagate (the job pauses); the outcomes already settled
+        before that are attached to the exception as ``partial`` so none is lost.
+        """
+
+    @abc.abstractmethod
+    async def verify(self, targets: Sequence[Target]) -> list[Presence]:
+        """Whether each target is still returned by the provider, in the same order."""

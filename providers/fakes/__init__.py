@@ -1,0 +1,19 @@
+"""Faithful local fakes of each provider, for tests, the demo and benchmarks."""
+
+from __future__ import annotations
+
+from .base import ConnectionDropped, FakeProvider, FakeResponse, FakeServer
+from .convai import DEMO_KEY as CONVAI_DEMO_KEY
+from .convai import ConvaiFake
+
+FAKES: dict[str, type[FakeProvider]] = {ConvaiFake.name: ConvaiFake}
+
+__all__ = [
+    "CONVAI_DEMO_KEY",
+    "FAKES",
+    "ConnectionDropped",
+    "ConvaiFake",
+    "FakeProvider",
+    "FakeResponse",
+    "FakeServer",
+]

@@ -1,0 +1,254 @@
+"""What every fake provider shares: fault knobs, counters, and two ways to be reached.
+
+A fake is a plain, thread-safe handler ``handle(method, path, headers, body)`` returning a
+``FakeResponse``. ``transport()`` wraps it as an httpx transport for fast in-process tests;
+``serve()`` puts it behind a real loopback HTTP server for the demo, end-to-end tests and
+benchmarks. Both apply the same faults, so a test proves the same thing either way.
+
+Faults are applied in this order: rate limit, queued failures (``fail_next``), the route
+itself, then ``malformed_next`` (which replaces the body of a 200 after the route ran, like
+a server that acted but garbled its answer). ``reset_after_delete_next`` is honoured by the
+routes that delete: the state change happens, then the connection is dropped unanswered.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar, NamedTuple, Self
+
+import httpx
+
+log = logging.getLogger("providers.fakes")
+
+
+class FakeResponse(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ConnectionDropped(Exception):
+    """Raised by ``handle`` after a state change: the transport answers nothing at all."""
+
+
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None
+                  ) -> FakeResponse:
+    return FakeResponse(
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(payload).encode(),
+    )
+
+
+class FakeProvider(abc.ABC):
+    """Base of every fake: knobs for faults and the counters tests assert on."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, latency: float = 0.0, rate_limit: float | None = None,
+                 retry_after: float = 1.0, plan_gated_delete: bool = False) -> None:
+        self.lock = threading.RLock()
+        self.latency = latency  # seconds added to every request
+        self.rate_limit = rate_limit  # requests per second; beyond it a 429
+        self.retry_after = retry_after  # seconds announced in Retry-After on a 429
+        self.plan_gated_delete = plan_gated_delete
+        self.requests: Counter[str] = Counter()  # "POST /path" -> requests received
+        self.deletes: Counter[str] = Counter()  # item id -> successful deletes
+        self._failures: list[tuple[int, str | None]] = []
+        self._malformed = 0
+        self._resets = 0
+        self._recent: deque[float] = deque()
+
+    # -- knobs ---------------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 503, path: str | None = None) -> None:
+        """Answer the next ``n`` requests (to ``path`` only, if given) with ``status``.
+
+        A 429 carries Retry-After. The route does not run, so nothing changes.
+        """
+        with self.lock:
+            self._failures.extend([(status, path)] * n)
+
+    def malformed_next(self, n: int = 1) -> None:
+        with self.lock:
+            self._malformed += n
+
+    def reset_after_delete_next(self, n: int = 1) -> None:
+        with self.lock:
+            self._resets += n
+
+    def clear_faults(self) -> None:
+        """Forget queued faults, counters and the rate window; keep the data."""
+        with self.lock:
+            self._failures.clear()
+            self._malformed = self._resets = 0
+            self._recent.clear()
+            self.requests.clear()
+            self.deletes.clear()
+
+    def count(self, method: str, path: str) -> int:
+        with self.lock:
+            return self.requests[f"{method} {path}"]
+
+    # -- for subclasses ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def route(self, method: str, path: str, headers: Mapping[str, str], body: bytes
+              ) -> FakeResponse:
+        """The provider's behaviour; ``headers`` keys are lower-case."""
+
+    def error(self, status: int, text: str, headers: Mapping[str, str] | None = None
+              ) -> FakeResponse:
+        """An error in the provider's own shape."""
+        return json_response(status, {"error": text}, headers)
+
+    def record_delete(self, item_id: str) -> None:
+        self.deletes[item_id] += 1
+
+    def take_reset(self) -> bool:
+        """Called by a delete route after its state change: drop this connection?"""
+        if self._resets:
+            self._resets -= 1
+            return True
+        return False
+
+    # -- the handler ---------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes
+               ) -> FakeResponse:
+        path = path.split("?", 1)[0]
+        lowered = {k.lower(): v for k, v in headers.items()}
+        with self.lock:
+            self.requests[f"{method} {path}"] += 1
+            if self._over_rate():
+                return self._too_many()
+            status = self._take_failure(path)
+            if status is not None:
+                if status == 429:
+                    return self._too_many()
+                return self.error(status, "Injected failure")
+            try:
+                response = self.route(method, path, lowered, body)
+            except ConnectionDropped:
+                raise
+            except Exception:  # a bug in the fake must look like a 500, not hang a test
+                log.exception("fake %s crashed on %s %s", self.name, method, path)
+                return self.error(500, "INTERNAL SERVER ERROR")
+            if self._malformed and response.status == 200:
+                self._malformed -= 1
+                return FakeResponse(200, {"Content-Type": "application/json"}, b'{"status": ')
+            return response
+
+    def _take_failure(self, path: str) -> int | None:
+        for index, (status, only) in enumerate(self._failures):
+            if only is None or only == path:
+                del self._failures[index]
+                return status
+        return None
+
+    def _over_rate(self) -> bool:
+        if not self.rate_limit:
+            return False
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= self.rate_limit:
+            return True
+        self._recent.append(now)
+        return False
+
+    def _too_many(self) -> FakeResponse:
+        seconds = f"{self.retry_after:g}"
+        return self.error(429, "Too many requests", {"Retry-After": seconds})
+
+    # -- ways to reach it ----------------------------------------------------------------
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An in-process httpx transport; a dropped connection raises RemoteProtocolError."""
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            try:
+                answer = self.handle(request.method, request.url.raw_path.decode(),
+                                     dict(request.headers), request.content)
+            except ConnectionDropped:
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                ) from None
+            return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
+
+        return httpx.MockTransport(handler)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> FakeServer:
+        """A real HTTP server on loopback in a daemon thread; ``port=0`` picks a free one."""
+        return FakeServer(self, host, port)
+
+
+class FakeServer:
+    """A running loopback server; stop it with ``stop()`` or use it as a context manager."""
+
+    def __init__(self, fake: FakeProvider, host: str, port: int) -> None:
+        handler = type("Handler", (_Handler,), {"fake": fake})
+        self.fake = fake
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        bound = self._httpd.server_address[1]
+        self.url = f"http://{host}:{bound}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"fake-{fake.name}-{bound}", daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: ClassVar[FakeProvider]
+    # Keep-alive like a real API, so clients exercise their connection pools.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, each answer waits ~40 ms.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The stdlib would print every request line to stderr.
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.fake.latency:
+            time.sleep(self.fake.latency)
+        try:
+            answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body)
+        except ConnectionDropped:
+            self.close_connection = True
+            return
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve

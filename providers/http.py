@@ -1,0 +1,284 @@
+"""The HTTP layer every provider speaks through: timeouts, retries, rate budget, safe logs.
+
+Reads and writes are treated differently on purpose. A read can be repeated freely, so
+408/429/5xx answers and dropped connections are retried with exponential backoff and
+jitter. A write (an erase) is retried only when the provider certainly did not act on it:
+a connection that was never opened, or a 429. Once the request may have reached the
+provider, a failure raises ``TemporaryError(sent=True)`` so the caller reads back before
+sending again; otherwise a retry could delete the same item twice.
+
+Logs carry method, path (never the query), status and elapsed time; never headers, bodies
+or the host, because a base URL may carry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from .errors import (
+    AuthError,
+    NotFound,
+    PermanentError,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    TemporaryError,
+)
+
+log = logging.getLogger("providers.http")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULT_ERROR_KEYS = ("ERROR", "API_ERROR", "INTERNAL_ERROR", "error", "message", "detail")
+
+# Failures that happen before a single byte of the request left this process.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+class RateBudget:
+    """In-process token bucket shared by every request of one connection.
+
+    Each ``acquire`` reserves a token at once (the balance may go negative) and then sleeps
+    off the deficit outside the lock, so waiters are served in arrival order and the
+    bucket works from any thread or event loop. A shared budget (Redis) subclasses this
+    and overrides ``acquire``.
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._updated = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _reserve(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            self._tokens -= 1
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    async def acquire(self) -> None:
+        wait = self._reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def error_text(response: httpx.Response, keys: Collection[str] = DEFAULT_ERROR_KEYS) -> str:
+    """The provider's own explanation from an error body, trimmed; never the request."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in keys:
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:300]
+            if isinstance(value, dict | list) and value:
+                return json.dumps(value)[:300]
+    text = response.text.strip()
+    # HTML error pages from gateways say nothing useful and can be huge.
+    if text and not text.startswith("<") and len(text) <= 300:
+        return text
+    return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def classify(
+    response: httpx.Response,
+    *,
+    label: str,
+    keys: Collection[str] = DEFAULT_ERROR_KEYS,
+    auth_statuses: Collection[int] = (401, 403),
+) -> ProviderError:
+    """Map an error response onto the provider error hierarchy."""
+    status = response.status_code
+    text = error_text(response, keys)
+    message = f"{label} answered {status}: {text}"
+    if status in auth_statuses:
+        return AuthError(message, status=status)
+    if status == 404:
+        return NotFound(message, status=status)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return RateLimited(message, retry_after=retry_after, status=status)
+    if status >= 500 or status == 408:
+        return TemporaryError(message, status=status)
+    return PermanentError(message, status=status)
+
+
+class HttpClient:
+    """One httpx.AsyncClient plus the retry, budget and logging policy of a connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        label: str,
+        headers: Mapping[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 15.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        max_retry_wait: float = 5.0,
+        budget: RateBudget | None = None,
+        error_keys: Collection[str] = DEFAULT_ERROR_KEYS,
+        auth_statuses: Collection[int] = (401, 403),
+    ) -> None:
+        self.label = label
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_wait = max_retry_wait
+        self.budget = budget
+        self.error_keys = error_keys
+        self.auth_statuses = auth_statuses
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=dict(headers),
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def read(self, method: str, path: str, *, json_body: Any = None,
+                   params: Mapping[str, str] | None = None) -> Any:
+        """A request with no side effect at the provider: retried, returns parsed JSON."""
+        return await self._request(method, path, json_body, params, write=False)
+
+    async def write(self, method: str, path: str, *, json_body: Any = None,
+                    params: Mapping[str, str] | None = None) -> Any:
+        """A request that changes state: never re-sent once it may have arrived."""
+        return await self._request(method, path, json_body, params, write=True)
+
+    def _delay(self, attempt: int) -> float:
+        # Full jitter keeps many workers sharing one key from retrying in lockstep.
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+
+    async def _request(self, method: str, path: str, json_body: Any,
+                       params: Mapping[str, str] | None, *, write: bool) -> Any:
+        attempt = 0
+        while True:
+            if self.budget is not None:
+                await self.budget.acquire()
+            started = time.monotonic()
+            try:
+                response = await self._client.request(
+                    method, path, json=json_body, params=params
+                )
+            except httpx.TransportError as exc:
+                sent = not isinstance(exc, _NOT_SENT)
+                self._log(method, path, None, started, type(exc).__name__)
+                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+                if (write and sent) or attempt >= self.retries:
+                    raise TemporaryError(
+                        f"{self.label}: the connection {kind} ({type(exc).__name__})", sent=sent
+                    ) from None
+                await asyncio.sleep(self._delay(attempt))
+                attempt += 1
+                continue
+            except httpx.RequestError as exc:
+                # A body that could not be decoded (bad gzip, bad charset) or similar.
+                self._log(method, path, None, started, type(exc).__name__)
+                raise ProtocolError(
+                    f"{self.label} sent a response that could not be read ({type(exc).__name__})"
+                ) from None
+            self._log(method, path, response.status_code, started)
+            if response.is_success:
+                return self._parse(response)
+            refusal = classify(response, label=self.label, keys=self.error_keys,
+                               auth_statuses=self.auth_statuses)
+            wait = self._retry_wait(response, refusal, attempt, write=write)
+            if wait is None:
+                if isinstance(refusal, TemporaryError) and write:
+                    # A 5xx to a write may come after the provider acted on it.
+                    refusal.sent = True
+                raise refusal
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _retry_wait(self, response: httpx.Response, error: ProviderError, attempt: int,
+                    *, write: bool) -> float | None:
+        """How long to wait before trying again, or None to raise ``error`` now."""
+        if response.status_code not in RETRY_STATUSES or attempt >= self.retries:
+            return None
+        if isinstance(error, RateLimited):
+            # A 429 means the provider refused the request, so even a write may be re-sent.
+            wait = error.retry_after if error.retry_after is not None else self._delay(attempt)
+            return wait if wait <= self.max_retry_wait else None
+        if write:
+            return None
+        return self._delay(attempt)
+
+    def _parse(self, response: httpx.Response) -> Any:
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError(
+                f"{self.label} answered {response.status_code} with a body that is not JSON",
+                status=response.status_code,
+            ) from None
+
+    @staticmethod
+    def _log(method: str, path: str, status: int | None, started: float,
+             failure: str = "") -> None:
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.info(
+            "%s %s -> %s in %.0f ms",
+            method, path.split("?", 1)[0], status if status is not None else failure, elapsed_ms,
+        )

@@ -1,0 +1,68 @@
+// Lethe's only script: row selection (shift-click ranges, page and "all matching"),
+// the copy buttons, and disabling the erase button while nothing is selected.
+// Loaded as a file so the CSP can forbid inline script.
+(function () {
+  "use strict";
+  let lastClicked = null;
+
+  function rows(form) { return Array.from(form.querySelectorAll("input[data-row]")); }
+
+  function refresh(form) {
+    const all = form.querySelector("[data-select-all-input]");
+    const boxes = rows(form);
+    const checked = boxes.filter((b) => b.checked).length;
+    const header = form.querySelector("[data-select-page]");
+    const counter = form.querySelector("[data-selection-count]");
+    const erase = form.querySelector("[data-erase]");
+    const banner = form.querySelector("#select-all");
+    const pageFull = boxes.length > 0 && checked === boxes.length;
+    if (header) {
+      header.checked = pageFull;
+      header.indeterminate = checked > 0 && !pageFull;
+    }
+    if (all && all.value === "1" && !pageFull) all.value = "0";
+    if (banner) {
+      banner.hidden = !pageFull;
+      if (pageFull) banner.dispatchEvent(new CustomEvent("lethe:count"));
+    }
+    let text = checked + " selected";
+    if (all && all.value === "1") text = "All " + all.dataset.total + " matching selected";
+    if (counter) counter.textContent = text;
+    if (erase) erase.disabled = checked === 0;
+  }
+
+  document.addEventListener("click", function (event) {
+    const target = event.target;
+    if (!(target instanceof HTMLElement)) return;
+    const form = target.closest("form#selection");
+    if (target.matches("input[data-row]") && form) {
+      const boxes = rows(form);
+      if (event.shiftKey && lastClicked && boxes.includes(lastClicked)) {
+        const [a, b] = [boxes.indexOf(lastClicked), boxes.indexOf(target)].sort((x, y) => x - y);
+        for (let i = a; i <= b; i++) boxes[i].checked = target.checked;
+      }
+      lastClicked = target;
+      refresh(form);
+    } else if (target.matches("input[data-select-page]") && form) {
+      rows(form).forEach((b) => { b.checked = target.checked; });
+      refresh(form);
+    } else if (target.matches("button[data-select-all]") && form) {
+      const all = form.querySelector("[data-select-all-input]");
+      all.value = "1";
+      all.dataset.total = target.dataset.total;
+      refresh(form);
+    } else if (target.matches("button[data-copy]")) {
+      if (navigator.clipboard) navigator.clipboard.writeText(target.dataset.copy);
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    const form = document.querySelector("form#selection");
+    lastClicked = null;
+    if (form) refresh(form);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    const form = document.querySelector("form#selection");
+    if (form) refresh(form);
+  });
+})();

@@ -1,0 +1,56 @@
+"""Fixtures shared by the dashboard tests: the Convai fake on a real loopback port, users,
+a connection to the fake, and a mirror synced from it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard import sync
+from dashboard.models import Connection
+from providers.fakes.base import FakeServer
+from providers.fakes.convai import DEMO_KEY, ConvaiFake
+
+PASSWORD = "correct-horse-battery"  # noqa: S105 - test users only
+
+
+@pytest.fixture
+def convai_fake() -> ConvaiFake:
+    return ConvaiFake(seed=7, characters=2, sessions=6)
+
+
+@pytest.fixture
+def convai_server(convai_fake: ConvaiFake) -> Iterator[FakeServer]:
+    with convai_fake.serve() as server:
+        yield server
+
+
+@pytest.fixture
+def owner(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("owner", password=PASSWORD)
+
+
+@pytest.fixture
+def outsider(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("outsider", password=PASSWORD)
+
+
+def make_connection(owner, url: str, key: str = DEMO_KEY) -> Connection:  # type: ignore[no-untyped-def]
+    connection = Connection(owner=owner, provider="convai", label="Team Convai",
+                            options={"base_url": url})
+    connection.set_secrets({"api_key": key})
+    connection.save()
+    return connection
+
+
+@pytest.fixture
+def connection(db, owner, convai_server: FakeServer) -> Connection:  # type: ignore[no-untyped-def]
+    return make_connection(owner, convai_server.url)
+
+
+@pytest.fixture
+def synced(connection: Connection) -> Connection:
+    run = sync.run(sync.start(connection).pk)
+    assert run.status == "ok", run.error
+    return connection

@@ -1,0 +1,95 @@
+"""Sync mirrors a connection from the Convai fake over real HTTP; failures change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard import sync
+from dashboard.models import Character, Connection, Conversation, Message, SyncRun
+from providers.fakes.convai import ConvaiFake
+
+pytestmark = pytest.mark.django_db
+
+
+def run_sync(connection: Connection) -> SyncRun:
+    return sync.run(sync.start(connection).pk)
+
+
+def snapshot(connection: Connection) -> list[tuple]:
+    return sorted(
+        Message.objects.filter(conversation__connection=connection).values_list(
+            "conversation__provider_id", "provider_id", "text", "mirror_state"
+        )
+    )
+
+
+def test_first_sync_mirrors_every_character_session_and_message(connection, convai_fake):
+    run = run_sync(connection)
+    assert run.status == SyncRun.Status.OK and run.full
+    expected_sessions = {s for c in convai_fake.character_ids() for s in convai_fake.session_ids(c)}
+    assert set(connection.conversations.values_list("provider_id", flat=True)) == expected_sessions
+    assert Character.objects.filter(connection=connection).count() == 2
+    assert run.conversations == len(expected_sessions) == 12
+    assert Message.objects.filter(conversation__connection=connection).count() == run.messages > 0
+    conv = connection.conversations.first()
+    positions = list(conv.messages.values_list("position", flat=True))
+    assert positions == list(range(len(positions)))
+    assert conv.title and conv.last_message_at is not None
+
+
+def test_second_sync_is_incremental_and_rereads_only_what_can_have_grown(synced, convai_fake):
+    convai_fake.clear_faults()
+    char = convai_fake.character_ids()[0]
+    [new_session] = convai_fake.add_sessions(char, 1)
+    run = run_sync(synced)
+    assert run.status == SyncRun.Status.OK and not run.full
+    assert synced.conversations.filter(provider_id=new_session).exists()
+    # Old sessions (seeded long before the last sync) were not read again.
+    assert convai_fake.count("POST", "/character/chatHistory/details") == 1
+
+
+def test_sessions_deleted_elsewhere_are_marked_gone_not_dropped(synced, convai_fake):
+    char = convai_fake.character_ids()[0]
+    victim = convai_fake.session_ids(char)[0]
+    with convai_fake.lock:
+        del convai_fake.characters[char].sessions[victim]
+    run = run_sync(synced)
+    assert run.gone == 1
+    conv = synced.conversations.get(provider_id=victim)
+    assert conv.mirror_state == "gone" and conv.messages.exists()
+
+
+@pytest.mark.parametrize("fault", ["wrong_key", "server_error", "malformed", "unknown_url"])
+def test_failed_sync_leaves_the_mirror_untouched_and_says_why(synced, convai_fake, fault):
+    before = snapshot(synced)
+    conversations_before = Conversation.objects.count()
+    if fault == "wrong_key":
+        synced.set_secrets({"api_key": "not-the-right-key-000000"})
+        synced.save()
+    elif fault == "server_error":
+        convai_fake.fail_next(20, status=503)
+    elif fault == "malformed":
+        convai_fake.malformed_next(20)
+    else:
+        synced.options = {"base_url": "http://127.0.0.1:9"}
+        synced.save()
+    # Make sure there is something a half-done sync could have written.
+    convai_fake.add_sessions(convai_fake.character_ids()[0], 2)
+    run = run_sync(synced)
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error
+    assert snapshot(synced) == before
+    assert Conversation.objects.count() == conversations_before
+    synced.refresh_from_db()
+    assert synced.last_error == run.error
+    if fault == "wrong_key":
+        assert synced.status == Connection.Status.INVALID
+        assert "refused the key" in run.error and "Invalid API key" in run.error
+
+
+def test_a_fixed_key_makes_the_connection_valid_again(synced):
+    synced.status = Connection.Status.INVALID
+    synced.save()
+    assert run_sync(synced).status == SyncRun.Status.OK
+    synced.refresh_from_db()
+    assert synced.status == Connection.Status.OK and synced.last_error == ""
