@@ -175,14 +175,15 @@ def _work(job: ErasureJob) -> None:
             try:
                 outcomes = session.call(session.provider.erase([_target(i) for i in batch]))
             except providers.RateLimited as exc:
+                batch = _keep_partial(batch, exc)
                 _release(batch)
                 wait = exc.retry_after or 5.0
                 if wait > MAX_INLINE_WAIT:
                     raise _Throttled(timezone.now() + timedelta(seconds=wait)) from exc
                 time.sleep(wait)
                 continue
-            except providers.AuthError:
-                _release(batch)
+            except providers.AuthError as exc:
+                _release(_keep_partial(batch, exc))
                 raise
             except providers.TemporaryError as exc:
                 if not exc.sent:
@@ -202,6 +203,16 @@ def _work(job: ErasureJob) -> None:
 
 def _items_in(job: ErasureJob, state: str) -> list[ErasureItem]:
     return list(job.items.filter(state=state).order_by("id"))
+
+
+def _keep_partial(batch: list[ErasureItem], exc: providers.ProviderError) -> list[ErasureItem]:
+    """Record what the provider settled before it stopped; return the rest of the batch."""
+    if not exc.partial:
+        return batch
+    settled = {(o.target.kind, o.target.provider_id) for o in exc.partial}
+    done = [i for i in batch if (i.kind, i.provider_id) in settled]
+    _record(done, exc.partial)
+    return [i for i in batch if (i.kind, i.provider_id) not in settled]
 
 
 def _release(batch: list[ErasureItem]) -> None:

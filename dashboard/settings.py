@@ -152,6 +152,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG or TESTING
+if DEBUG or TESTING:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is missing
 
 # Security headers. No inline script anywhere, so the policy can be strict.
 CONTENT_SECURITY_POLICY = {
@@ -219,3 +221,7 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "resume-due-jobs": {"task": "dashboard.tasks.resume_due_jobs", "schedule": 15.0},
 }
+
+if TESTING:
+    # Deliberately weak hashing keeps the suite fast; never used outside tests.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
