@@ -54,3 +54,15 @@ def synced(connection: Connection) -> Connection:
     run = sync.run(sync.start(connection).pk)
     assert run.status == "ok", run.error
     return connection
+
+
+@pytest.fixture
+def celery_worker(transactional_db):  # type: ignore[no-untyped-def]
+    """A real Celery worker (solo pool, in a thread) consuming the in-memory broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from dashboard.celery import app
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+

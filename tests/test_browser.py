@@ -1,0 +1,80 @@
+"""End to end in headless Chromium: sign in, sync, pick three sessions with the mouse, erase
+them, watch the progress bar finish, and check the Convai fake no longer has them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard.models import Conversation, ErasureJob
+from conftest import PASSWORD
+
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("LETHE_CHROMIUM", "/usr/bin/chromium")
+# Flags that keep Chromium from calling out to the internet on a closed network.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run .ci/run (it installs it) "
+                    "or set LETHE_CHROMIUM.")
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes
+    # between browser steps are ordinary blocking calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def test_sign_in_sync_select_three_erase_and_watch_it_finish(
+    browser, live_server, owner, connection, convai_fake, celery_worker
+):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.set_default_timeout(20_000)
+
+    page.goto(f"{live_server.url}/connections/{connection.pk}/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+
+    page.click("text=Sync now")
+    page.wait_for_selector("#sync-status .banner-success")
+    assert "12 conversations" in page.inner_text("#sync-status")
+
+    page.click("nav >> text=Conversations")
+    boxes = page.locator("input[data-row]")
+    boxes.nth(0).click()
+    boxes.nth(2).click(modifiers=["Shift"])  # a shift-click selects the range between
+    assert page.inner_text("[data-selection-count]") == "3 selected"
+    chosen = [int(boxes.nth(i).get_attribute("value")) for i in range(3)]
+    assert all(boxes.nth(i).is_checked() for i in range(3)) and not boxes.nth(3).is_checked()
+
+    page.click("button[data-erase]")
+    page.wait_for_selector("text=Review what will be erased")
+    page.fill("#typed_count", "3")
+    page.click("button[value=erase]")
+
+    page.wait_for_selector("#job-status[data-job-status=done]")
+    progress = page.locator("#job-status progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == "3"
+    assert "Erased and verified: 3" in page.inner_text("#job-status")
+    assert not errors, errors
+
+    erased = set(Conversation.objects.filter(pk__in=chosen).values_list("provider_id", flat=True))
+    still_there = {s for c in convai_fake.character_ids() for s in convai_fake.session_ids(c)}
+    assert erased and not erased & still_there
+    assert ErasureJob.objects.get().status == "done"
