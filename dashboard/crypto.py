@@ -37,7 +37,9 @@ def decrypt(binding: str, token: str) -> dict[str, str]:
     try:
         payload = json.loads(fernet().decrypt(token.encode()))
     except (InvalidToken, ValueError) as exc:
-        raise SecretsUnreadable("The stored key cannot be decrypted with the configured keys.") from exc
+        raise SecretsUnreadable(
+            "The stored key cannot be decrypted with the configured keys."
+        ) from exc
     if payload.get("bind") != binding:
         raise SecretsUnreadable("The stored key belongs to another connection.")
     return dict(payload["secrets"])

@@ -73,7 +73,7 @@ def main() -> int:
             env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/lethe"
         else:
             env["DATABASE_URL"], stop = temporary_cluster()
-            print(f"Started a temporary PostgreSQL cluster for the tests", flush=True)
+            print("Started a temporary PostgreSQL cluster for the tests", flush=True)
     env.setdefault("CELERY_BROKER_URL", "memory://")
     # The fakes answer at once; pacing and backoff are the provider tests' business.
     env.setdefault("LETHE_PROVIDER_RATE", "1000")

@@ -8,10 +8,9 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-
-from dashboard.models import Conversation, ErasureJob
 from conftest import PASSWORD
 
+from dashboard.models import Conversation, ErasureJob
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -6,7 +6,6 @@ import pytest
 
 from dashboard import sync
 from dashboard.models import Character, Connection, Conversation, Message, SyncRun
-from providers.fakes.convai import ConvaiFake
 
 pytestmark = pytest.mark.django_db
 

@@ -152,7 +152,8 @@ def test_pagination_walks_every_row_once_with_real_links(owner_client, synced, s
     assert sorted(seen) == sorted(synced.conversations.values_list("pk", flat=True))
     assert len(seen) == len(set(seen))
     back = owner_client.get(reverse("conversations") + f"?before={page.prev_cursor}")
-    assert back.context["page"].rows and back.context["page"].rows[-1].pk == seen[-len(page.rows) - 1]
+    rows = back.context["page"].rows
+    assert rows and rows[-1].pk == seen[-len(page.rows) - 1]
 
 
 def test_select_all_matching_counts_and_freezes_the_filter_without_ids(owner_client, synced):

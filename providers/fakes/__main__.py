@@ -1,6 +1,9 @@
 """Run a fake provider in the foreground on a real port until SIGINT or SIGTERM.
 
     python -m providers.fakes convai --port 8101 --latency 0.02 --seed 1
+
+With ``--state FILE`` the data outlives the process: it is loaded from FILE when that
+exists (instead of seeding) and written back after every change.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
-from .convai import DEMO_KEY, ConvaiFake
+from .convai import DEMO_KEY, EPOCH, ConvaiFake
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,12 +36,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="requests per second before answering 429")
     parser.add_argument("--plan-gated-delete", action="store_true",
                         help="refuse deletes as a plan without the delete API would")
+    parser.add_argument("--epoch", action="store_true",
+                        help=f"date seeded histories back from {EPOCH:%%Y-%%m-%%d}, not now")
+    parser.add_argument("--state", type=Path, default=None, metavar="FILE",
+                        help="load the data from FILE if it exists, else seed and write it; "
+                             "save it there after every change")
     args = parser.parse_args(argv)
 
     keys = args.keys or [DEMO_KEY]
     fake = ConvaiFake(seed=args.seed, characters=args.characters, sessions=args.sessions,
                       api_keys=keys, latency=args.latency, rate_limit=args.rate_limit,
-                      plan_gated_delete=args.plan_gated_delete)
+                      plan_gated_delete=args.plan_gated_delete,
+                      now=EPOCH if args.epoch else datetime.now(UTC))
+    if args.state is not None:
+        try:
+            loaded = fake.persist(args.state)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"cannot use the state file {args.state}: {exc!r}")
+        print(f"{'Loaded' if loaded else 'Seeded'} data in {args.state}", flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -9,6 +9,9 @@ Faults are applied in this order: rate limit, queued failures (``fail_next``), t
 itself, then ``malformed_next`` (which replaces the body of a 200 after the route ran, like
 a server that acted but garbled its answer). ``reset_after_delete_next`` is honoured by the
 routes that delete: the state change happens, then the connection is dropped unanswered.
+
+A fake's data can outlive its process: ``dump()``/``load()`` give it as plain JSON, routes
+call ``changed()`` after they mutate it, and ``persist(path)`` keeps a file up to date.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import abc
 import asyncio
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
 
@@ -67,6 +73,8 @@ class FakeProvider(abc.ABC):
         self._malformed = 0
         self._resets = 0
         self._recent: deque[float] = deque()
+        # Called (under the lock) after a route changed the data; see ``persist``.
+        self.on_change: Callable[[], None] | None = None
 
     # -- knobs ---------------------------------------------------------------------------
 
@@ -114,12 +122,55 @@ class FakeProvider(abc.ABC):
     def record_delete(self, item_id: str) -> None:
         self.deletes[item_id] += 1
 
+    def changed(self) -> None:
+        """Called by a route, under the lock, after it changed the data."""
+        if self.on_change is not None:
+            self.on_change()
+
     def take_reset(self) -> bool:
         """Called by a delete route after its state change: drop this connection?"""
         if self._resets:
             self._resets -= 1
             return True
         return False
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """The fake's data (not its knobs or counters) as JSON-serialisable values."""
+        raise NotImplementedError(f"the {self.name} fake cannot be saved")
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the fake's data with what ``dump`` returned."""
+        raise NotImplementedError(f"the {self.name} fake cannot be loaded")
+
+    def save(self, path: Path) -> None:
+        """Write ``dump()`` to ``path`` atomically: a temporary file, then ``os.replace``."""
+        with self.lock:
+            payload = json.dumps(self.dump(), indent=1)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    out.write(payload)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def persist(self, path: Path) -> bool:
+        """Keep the data in ``path``: load it if the file exists, else write the current data;
+        then save after every change. Returns whether existing data was loaded."""
+        with self.lock:
+            loaded = path.exists()
+            if loaded:
+                self.load(json.loads(path.read_text(encoding="utf-8")))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.save(path)
+            self.on_change = lambda: self.save(path)
+            return loaded
 
     # -- the handler ---------------------------------------------------------------------
 

@@ -140,6 +140,36 @@ class ConvaiFake(FakeProvider):
             moment += timedelta(seconds=rng.randint(4, 90), microseconds=rng.randint(0, 999999))
         return Session(self._hex(32), started, rng.random() < 0.25, interactions)
 
+    def dump(self) -> dict[str, Any]:
+        with self.lock:
+            return {"owner": self.owner, "characters": [
+                {"id": c.id, "name": c.name, "description": c.description,
+                 "created": c.created.isoformat(), "sessions": [
+                     {"id": s.id, "started": s.started.isoformat(), "in_memory": s.in_memory,
+                      "interactions": [
+                          {"at": i.at.isoformat(), "lines": [list(line) for line in i.lines],
+                           "is_trigger_input": i.is_trigger_input}
+                          for i in s.interactions]}
+                     for s in c.sessions.values()]}
+                for c in self.characters.values()]}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        characters = {}
+        for c in data["characters"]:
+            char = FakeCharacter(str(c["id"]), str(c["name"]), str(c["description"]),
+                                 datetime.fromisoformat(c["created"]))
+            for s in c["sessions"]:
+                char.sessions[str(s["id"])] = Session(
+                    str(s["id"]), datetime.fromisoformat(s["started"]), bool(s["in_memory"]),
+                    [Interaction(datetime.fromisoformat(i["at"]),
+                                 [(str(who), str(what)) for who, what in i["lines"]],
+                                 bool(i["is_trigger_input"]))
+                     for i in s["interactions"]])
+            characters[char.id] = char
+        with self.lock:
+            self.owner = str(data["owner"])
+            self.characters = characters
+
     def character_ids(self) -> list[str]:
         with self.lock:
             return list(self.characters)
@@ -224,9 +254,13 @@ class ConvaiFake(FakeProvider):
         ids = payload.get("sessionIDs")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return self.error(400, "sessionIDs must be a list of session ids.")
+        removed = False
         for session_id in ids:
             if char.sessions.pop(session_id, None) is not None:
                 self.record_delete(session_id)
+                removed = True
+        if removed:
+            self.changed()
         if self.take_reset():
             raise ConnectionDropped
         return json_response(200, {"status": "SUCCESSFULLY DELETED"})

@@ -38,7 +38,9 @@ class Command(BaseCommand):
         not_present = chosen.exclude(mirror_state="present")
         if not_present.exists():
             ids = ", ".join(not_present.values_list("provider_id", flat=True))
-            raise CommandError(f"Already erased or gone at the provider: {ids}. Nothing was erased.")
+            raise CommandError(
+                f"Already erased or gone at the provider: {ids}. Nothing was erased."
+            )
         user = connection.owner
         if opts["as_user"]:
             user = get_user_model().objects.filter(username=opts["as_user"]).first()
