@@ -19,12 +19,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy
+	LETHE_DEBUG=1 $(PY) -m mypy
 	$(PY) scripts/test.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy
+	LETHE_DEBUG=1 $(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -51,7 +51,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 
 class ErasureItemInline(admin.TabularInline):
     model = ErasureItem
-    fields = ["kind", "provider_id", "state", "attempts", "detail"]
+    fields = ("kind", "provider_id", "state", "attempts", "detail")
     readonly_fields = fields
     extra = 0
     can_delete = False

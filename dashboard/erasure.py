@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -93,7 +94,7 @@ def confirm(jobs: Iterable[ErasureJob], dry_run: bool, enqueue: bool = True) -> 
             locked.save(update_fields=["status", "dry_run", "confirmed_at"])
             queued.append(locked)
             if enqueue:
-                transaction.on_commit(lambda pk=locked.pk: tasks.run_erasure.delay(pk))
+                transaction.on_commit(partial(tasks.run_erasure.delay, locked.pk))
     return queued
 
 
@@ -257,7 +258,9 @@ _OUTCOME_STATE = {
 
 
 def _record(batch: list[ErasureItem], outcomes: list[Outcome]) -> None:
-    by_id = {(o.target.kind, o.target.provider_id): o for o in outcomes}
+    by_id: dict[tuple[str, str], Outcome] = {
+        (o.target.kind, o.target.provider_id): o for o in outcomes
+    }
     with transaction.atomic():
         for item in batch:
             outcome = by_id.get((item.kind, item.provider_id))
@@ -286,7 +289,9 @@ def _settle_mirror(items: list[ErasureItem]) -> None:
 
 def _resolve_unknown(session: ProviderSession, items: list[ErasureItem]) -> None:
     presence = session.call(session.provider.verify([_target(i) for i in items]))
-    found = {(p.target.kind, p.target.provider_id): p.state for p in presence}
+    found: dict[tuple[str, str], str] = {
+        (p.target.kind, p.target.provider_id): p.state for p in presence
+    }
     for item in items:
         state = found.get((item.kind, item.provider_id))
         if state == "gone":
@@ -311,7 +316,9 @@ def _verify(session: ProviderSession, items: list[ErasureItem]) -> None:
         # Items stay `erased` (acknowledged, not verified); the job page says so.
         log.warning("verification read-back failed: %s", type(exc).__name__)
         return
-    found = {(p.target.kind, p.target.provider_id): p.state for p in presence}
+    found: dict[tuple[str, str], str] = {
+        (p.target.kind, p.target.provider_id): p.state for p in presence
+    }
     for item in items:
         state = found.get((item.kind, item.provider_id))
         if state == "gone":

@@ -79,7 +79,8 @@ class ConversationFilter(forms.Form):
 
     def __init__(self, connections: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["connection"].choices = [("", "All connections")] + [
+        field: Any = self.fields["connection"]
+        field.choices = [("", "All connections")] + [
             (c.pk, str(c)) for c in connections
         ]
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -29,6 +30,8 @@ from .models.mirror import MirrorState
 log = logging.getLogger(__name__)
 
 RECENT = timedelta(days=2)
+# A run still queued or running after this long lost its worker; it no longer blocks a new one.
+STALE = timedelta(minutes=30)
 
 
 @dataclass
@@ -40,7 +43,19 @@ class Fetched:
     messages: dict[str, list[records.Message]] = field(default_factory=dict)
 
 
-def start(connection: Connection, user: object | None = None) -> SyncRun:
+def in_progress(connection: Connection) -> SyncRun | None:
+    """The run under way for this connection, after settling runs whose worker was lost."""
+    unfinished = connection.sync_runs.filter(
+        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING]
+    )
+    unfinished.filter(created_at__lt=timezone.now() - STALE).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(),
+        error="Interrupted: no worker finished it. Nothing was changed; sync again.",
+    )
+    return unfinished.first()
+
+
+def start(connection: Connection, user: Any = None) -> SyncRun:
     full = not connection.sync_runs.filter(status=SyncRun.Status.OK).exists()
     return SyncRun.objects.create(
         connection=connection,
@@ -137,7 +152,7 @@ def _write(connection: Connection, sync_run: SyncRun, fetched: Fetched,
     for conv in fetched.conversations:
         listed.add(conv.provider_id)
         msgs = fetched.messages.get(conv.provider_id)
-        values = {
+        values: dict[str, Any] = {
             "character": characters.get(conv.character_id),
             "started_at": conv.started_at,
             "provider_state": conv.state,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,82 @@ def test_command_line_serves_until_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_dump_and_load_round_trip_gives_identical_answers() -> None:
+    original = ConvaiFake(seed=5, characters=2, sessions=3)
+    char_id = original.character_ids()[0]
+    original.handle("POST", DELETE, {"CONVAI-API-KEY": DEMO_KEY},
+                    json.dumps({"charID": char_id,
+                                "sessionIDs": original.session_ids(char_id)[:1]}).encode())
+    data = json.loads(json.dumps(original.dump()))  # survives JSON as it is
+    copy = ConvaiFake(seed=99, characters=1, sessions=1)
+    copy.load(data)
+    assert _snapshot(copy) == _snapshot(original)
+    assert copy.dump() == data
+
+
+def test_a_persisted_delete_writes_the_file_and_survives_a_reload(tmp_path: Path) -> None:
+    state = tmp_path / "fake.json"
+    fake = ConvaiFake(seed=6, characters=1, sessions=3)
+    assert fake.persist(state) is False
+    char_id = fake.character_ids()[0]
+    gone = fake.session_ids(char_id)[0]
+    written = state.stat().st_mtime_ns
+    fake.handle("POST", DELETE, {"CONVAI-API-KEY": DEMO_KEY},
+                json.dumps({"charID": char_id, "sessionIDs": ["unknown"]}).encode())
+    assert state.stat().st_mtime_ns == written  # nothing removed, nothing saved
+    fake.handle("POST", DELETE, {"CONVAI-API-KEY": DEMO_KEY},
+                json.dumps({"charID": char_id, "sessionIDs": [gone]}).encode())
+    assert [p.name for p in tmp_path.iterdir()] == ["fake.json"]  # no temporary file left
+    again = ConvaiFake(seed=7, characters=2, sessions=5)
+    assert again.persist(state) is True
+    assert again.character_ids() == [char_id]
+    assert gone not in again.session_ids(char_id)
+    assert again.session_ids(char_id) == fake.session_ids(char_id)
+
+
+def test_command_line_state_keeps_deletes_across_restarts(tmp_path: Path) -> None:
+    state = tmp_path / "var" / "fake-convai.json"
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "providers.fakes", "convai", "--port", "0", "--seed", "2",
+             "--characters", "1", "--sessions", "3", "--state", str(state)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert process.stdout is not None
+        return process, process.stdout.readline().split(" at ")[1].strip()
+
+    def stop(process: subprocess.Popen[str]) -> None:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+
+    def sessions(url: str, char_id: str) -> list[str]:
+        answer = httpx.post(url + SESSIONS, json={"charID": char_id},
+                            headers={"CONVAI-API-KEY": DEMO_KEY}, timeout=5)
+        # Without --epoch the seeded histories are recent: within the last 180 days.
+        for s in answer.json():
+            age = date.today() - datetime.strptime(s["date"], "%d-%m-%Y").date()
+            assert timedelta(days=-1) <= age <= timedelta(days=181)
+        return [s["sessionID"] for s in answer.json()]
+
+    process, url = start()
+    try:
+        characters = httpx.post(url + LIST, headers={"CONVAI-API-KEY": DEMO_KEY}, timeout=5)
+        char_id = characters.json()["characters"][0]["character_id"]
+        before = sessions(url, char_id)
+        assert state.exists()
+        deleted = httpx.post(url + DELETE, json={"charID": char_id, "sessionIDs": before[:1]},
+                             headers={"CONVAI-API-KEY": DEMO_KEY}, timeout=5)
+        assert deleted.status_code == 200
+        stop(process)
+        process, url = start()
+        assert sessions(url, char_id) == before[1:]
+        stop(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+

@@ -92,3 +92,16 @@ def test_a_fixed_key_makes_the_connection_valid_again(synced):
     assert run_sync(synced).status == SyncRun.Status.OK
     synced.refresh_from_db()
     assert synced.status == Connection.Status.OK and synced.last_error == ""
+
+
+def test_a_run_whose_worker_was_lost_stops_blocking_new_syncs(connection):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    lost = sync.start(connection)
+    assert sync.in_progress(connection) == lost
+    SyncRun.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert sync.in_progress(connection) is None
+    lost.refresh_from_db()
+    assert lost.status == SyncRun.Status.FAILED and "Interrupted" in lost.error

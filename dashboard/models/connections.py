@@ -18,7 +18,7 @@ class ConnectionQuerySet(models.QuerySet["Connection"]):
         """Connections a person owns or that are shared with one of their groups."""
         if not user.is_authenticated:
             return self.none()
-        shared = Connection.shared_with.through.objects.filter(  # type: ignore[attr-defined]
+        shared = Connection.shared_with.through.objects.filter(
             group__in=user.groups.all()
         ).values("connection_id")
         # A subquery rather than a join, so counts over the result are never multiplied.

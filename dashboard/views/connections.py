@@ -45,7 +45,7 @@ def connection_add(request: HttpRequest) -> HttpResponse:
                       {"providers": providers.REGISTRY.values()})
     form = ConnectionForm(name, request.POST or None)
     if request.method == "POST" and form.is_valid():
-        connection = Connection(owner=request.user, provider=name,
+        connection = Connection(owner=request.user, provider=name,  # type: ignore[misc]
                                 label=form.cleaned_data["label"], options=form.options())
         connection.set_secrets(form.secrets())
         connection.save()
@@ -100,18 +100,19 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
         connection.last_error = (f"{connection.provider_label} refused the key ending "
                                  f"{connection.secret_hint}: {exc}. Replace the key.")
         connection.save(update_fields=["status", "last_error"])
-        result = {"ok": False, "message": connection.last_error}
+        ok, message = False, connection.last_error
     except providers.ProviderError as exc:
-        result = {"ok": False, "message": f"{connection.provider_label}: {exc}"}
+        ok, message = False, f"{connection.provider_label}: {exc}"
     else:
         connection.account_name = account.name[:200]
         if connection.status == Connection.Status.INVALID:
             connection.status, connection.last_error = Connection.Status.OK, ""
         connection.save(update_fields=["account_name", "status", "last_error"])
-        result = {"ok": True, "message": f"Reached {account.name}."}
+        ok, message = True, f"Reached {account.name}."
     if is_fragment(request):
-        return render(request, "connections/detail.html#test-result", {"result": result})
-    (messages.success if result["ok"] else messages.error)(request, result["message"])
+        return render(request, "connections/detail.html#test-result",
+                      {"result": {"ok": ok, "message": message}})
+    (messages.success if ok else messages.error)(request, message)
     return redirect("connection", pk=connection.pk)
 
 
@@ -120,9 +121,7 @@ def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
     from .. import tasks
 
     connection = user_connection(request, pk)
-    run = connection.sync_runs.filter(
-        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING]
-    ).first()
+    run = sync.in_progress(connection)
     if run is None:
         run = sync.start(connection, request.user)
         tasks.sync_connection.delay_on_commit(run.pk)

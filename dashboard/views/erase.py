@@ -46,7 +46,7 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
 def _draft_jobs(request: HttpRequest, request_id: uuid.UUID) -> list[ErasureJob]:
     jobs = list(
         ErasureJob.objects.filter(
-            request=request_id, requested_by=request.user,
+            request=request_id, requested_by_id=request.user.pk,
             connection__in=Connection.objects.visible_to(request.user),
         ).select_related("connection").order_by("connection__label", "id")
     )
@@ -85,7 +85,7 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
             "in_memory": items.filter(conversation__flags__in_memory=True).count(),
             "capabilities": job.connection.provider_class.capabilities,
         })
-    total = sum(p["count"] for p in previews)
+    total = sum(job.items.count() for job in jobs)
     return render(request, "erase/preview.html",
                   {"previews": previews, "total": total, "request_id": request_id})
 

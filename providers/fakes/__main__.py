@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plan-gated-delete", action="store_true",
                         help="refuse deletes as a plan without the delete API would")
     parser.add_argument("--epoch", action="store_true",
-                        help=f"date seeded histories back from {EPOCH:%%Y-%%m-%%d}, not now")
+                        help=f"date seeded histories back from {EPOCH:%Y-%m-%d}, not from now")
     parser.add_argument("--state", type=Path, default=None, metavar="FILE",
                         help="load the data from FILE if it exists, else seed and write it; "
                              "save it there after every change")
@@ -48,12 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       api_keys=keys, latency=args.latency, rate_limit=args.rate_limit,
                       plan_gated_delete=args.plan_gated_delete,
                       now=EPOCH if args.epoch else datetime.now(UTC))
+    loaded = False
     if args.state is not None:
         try:
             loaded = fake.persist(args.state)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             parser.error(f"cannot use the state file {args.state}: {exc!r}")
-        print(f"{'Loaded' if loaded else 'Seeded'} data in {args.state}", flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Fake {args.provider} at {server.url}", flush=True)
         for key in keys:
             print(f"  API key: {key}", flush=True)
+        if args.state is not None:
+            print(f"  Data {'loaded from' if loaded else 'seeded into'} {args.state}", flush=True)
         # A timed wait lets the main thread run the signal handler promptly.
         while not stop.wait(0.5):
             pass

@@ -41,7 +41,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Already erased or gone at the provider: {ids}. Nothing was erased."
             )
-        user = connection.owner
+        user: Any = connection.owner
         if opts["as_user"]:
             user = get_user_model().objects.filter(username=opts["as_user"]).first()
             if user is None:
