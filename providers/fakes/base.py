@@ -109,6 +109,32 @@ class FakeProvider(abc.ABC):
 
     # -- for subclasses ------------------------------------------------------------------
 
+    # The contract every fake keeps, so one provider test suite can drive them all; ``name``
+    # is the registry name of the client it fakes.
+
+    @classmethod
+    @abc.abstractmethod
+    def sized(cls, *, conversations: int, messages: int, seed: int = 0) -> Self:
+        """A fake holding exactly ``conversations`` conversations of at least ``messages``
+        messages each (0 allowed), for paging edge cases."""
+
+    @abc.abstractmethod
+    def client_config(self, base_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The (secrets, options) a client needs to reach this fake at ``base_url``."""
+
+    @abc.abstractmethod
+    def conversation_ids(self) -> set[str]:
+        """Every conversation the provider still returns (soft-deleted ones included)."""
+
+    @abc.abstractmethod
+    def message_ids(self, conversation_id: str) -> list[str]:
+        """The ids a client sees for this conversation's messages, oldest first."""
+
+    @abc.abstractmethod
+    def revoke_credentials(self) -> None:
+        """From now on the credentials of ``client_config`` are refused (401)."""
+
+
     @abc.abstractmethod
     def route(self, method: str, path: str, headers: Mapping[str, str], body: bytes
               ) -> FakeResponse:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from . import text
 from .base import ConnectionDropped, FakeProvider, FakeResponse, json_response
@@ -169,6 +169,33 @@ class ConvaiFake(FakeProvider):
         with self.lock:
             self.owner = str(data["owner"])
             self.characters = characters
+
+    # -- the contract of every fake ----------------------------------------------------
+
+    @classmethod
+    def sized(cls, *, conversations: int, messages: int, seed: int = 0) -> Self:
+        # Every interaction is one User line and one Character line.
+        per = max(1, -(-messages // 2)) if messages else 0
+        return cls(seed=seed, characters=1, sessions=conversations, turns=(per, per))
+
+    def client_config(self, base_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        return {"api_key": sorted(self.api_keys)[0]}, {"base_url": base_url}
+
+    def conversation_ids(self) -> set[str]:
+        with self.lock:
+            return {s for c in self.characters.values() for s in c.sessions}
+
+    def message_ids(self, conversation_id: str) -> list[str]:
+        with self.lock:
+            for char in self.characters.values():
+                if session := char.sessions.get(conversation_id):
+                    n = sum(len(i.lines) for i in session.interactions)
+                    return [f"{conversation_id}:{k}" for k in range(n)]
+        return []
+
+    def revoke_credentials(self) -> None:
+        with self.lock:
+            self.api_keys = frozenset()
 
     def character_ids(self) -> list[str]:
         with self.lock:
