@@ -28,6 +28,7 @@ from .records import (
     Presence,
     Target,
 )
+from .tokens import MemoryTokenCache, TokenCache
 
 T = TypeVar("T")
 
@@ -54,6 +55,8 @@ class Provider(abc.ABC):
         budget: RateBudget | None = None,
         backoff: float = 0.5,
         max_retry_wait: float = 5.0,
+        token_cache: TokenCache | None = None,
+        cache_key: str = "",
     ) -> None:
         self._secrets: dict[str, str] = {}
         self.options: dict[str, str] = {}
@@ -76,6 +79,12 @@ class Provider(abc.ABC):
             self.capabilities.requests_per_second, self.capabilities.burst
         )
         self._http: HttpClient | None = None
+        # Short-lived tokens, shared across instances of one connection under `cache_key`.
+        self.token_cache: TokenCache = token_cache or MemoryTokenCache()
+        self.cache_key = cache_key or f"{self.name}:{id(self)}"
+        # Plain sentences for the person, gathered while working (e.g. "this account has no
+        # legacy histories"); the dashboard shows them with the sync run.
+        self.notes: list[str] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.options.get('base_url', '')}>"
