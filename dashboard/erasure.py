@@ -46,18 +46,47 @@ class SelectionError(Exception):
 def freeze(user: Any, conversations: QuerySet[Conversation], scope: dict[str, Any],
            dry_run: bool = False) -> uuid.UUID:
     """Draft one job per connection holding exactly these conversations, as of now."""
+    rows = conversations.filter(mirror_state=MirrorState.PRESENT).values_list(
+        "connection_id", "id", "provider_id", "character__provider_id"
+    )
+    return _draft(user, scope, dry_run, (
+        (connection_id, ErasureItem.Kind.CONVERSATION, conv_id, None, provider_id, provider_id,
+         character_id or "")
+        for connection_id, conv_id, provider_id, character_id in rows.iterator(chunk_size=2000)
+    ))
+
+
+def freeze_messages(user: Any, messages: QuerySet[Message], scope: dict[str, Any],
+                    dry_run: bool = False) -> uuid.UUID:
+    """Draft jobs for single messages, where the provider can erase single messages."""
+    erasable = [name for name, cls in providers.REGISTRY.items()
+                if "message" in cls.capabilities.erase_kinds]
+    rows = messages.filter(
+        mirror_state=MirrorState.PRESENT, conversation__mirror_state=MirrorState.PRESENT,
+        conversation__connection__provider__in=erasable,
+    ).values_list("conversation__connection_id", "conversation_id", "id", "provider_id",
+                  "conversation__provider_id", "conversation__character__provider_id")
+    return _draft(user, scope, dry_run, (
+        (connection_id, ErasureItem.Kind.MESSAGE, conv_id, msg_id, provider_id, conv_pid,
+         character_id or "")
+        for connection_id, conv_id, msg_id, provider_id, conv_pid, character_id
+        in rows.iterator(chunk_size=2000)
+    ))
+
+
+Row = tuple[int, str, int, int | None, str, str, str]
+
+
+def _draft(user: Any, scope: dict[str, Any], dry_run: bool, rows: Iterable[Row]) -> uuid.UUID:
     request = uuid.uuid4()
-    selected = conversations.filter(mirror_state=MirrorState.PRESENT)
-    by_connection: dict[int, list[tuple[int, str, str]]] = {}
-    rows = selected.values_list("connection_id", "id", "provider_id", "character__provider_id")
-    for connection_id, conv_id, provider_id, character_id in rows.iterator(chunk_size=2000):
-        by_connection.setdefault(connection_id, []).append(
-            (conv_id, provider_id, character_id or "")
-        )
+    by_connection: dict[int, list[Row]] = {}
+    for row in rows:
+        by_connection.setdefault(row[0], []).append(row)
     if not by_connection:
-        raise SelectionError("Nothing to erase: the selection holds no conversation still present.")
+        raise SelectionError("Nothing to erase: the selection holds nothing still present "
+                             "that the provider can erase.")
     with transaction.atomic():
-        for connection_id, convs in by_connection.items():
+        for connection_id, items in by_connection.items():
             job = ErasureJob.objects.create(
                 request=request, connection_id=connection_id, requested_by=user,
                 dry_run=dry_run, scope=scope,
@@ -65,12 +94,12 @@ def freeze(user: Any, conversations: QuerySet[Conversation], scope: dict[str, An
             ErasureItem.objects.bulk_create(
                 [
                     ErasureItem(
-                        job=job, kind=ErasureItem.Kind.CONVERSATION, conversation_id=conv_id,
-                        provider_id=provider_id, conversation_provider_id=provider_id,
+                        job=job, kind=kind, conversation_id=conv_id, message_id=msg_id,
+                        provider_id=provider_id, conversation_provider_id=conv_pid,
                         character_provider_id=character_id,
-                        idempotency_key=f"{job.pk}:conversation:{provider_id}",
+                        idempotency_key=f"{job.pk}:{kind}:{conv_pid}:{provider_id}",
                     )
-                    for conv_id, provider_id, character_id in convs
+                    for _, kind, conv_id, msg_id, provider_id, conv_pid, character_id in items
                 ],
                 batch_size=2000,
             )

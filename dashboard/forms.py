@@ -64,7 +64,8 @@ class ConversationFilter(forms.Form):
         "oldest": ("last_message_at", "id"),
     }
     STATES = [("", "Any state"), ("present", "Present"), ("erased", "Erased"),
-              ("gone", "Gone at provider")]
+              ("gone", "Gone at provider"), ("soft_deleted", "Soft-deleted at provider"),
+              ("archived", "Archived at provider")]
 
     connection = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     character = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

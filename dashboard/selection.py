@@ -23,8 +23,11 @@ def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
         qs = qs.filter(connection_id=data["connection"])
     if data.get("character"):
         qs = qs.filter(character_id=data["character"])
-    if data.get("state"):
-        qs = qs.filter(mirror_state=data["state"])
+    state = data.get("state")
+    if state in ("soft_deleted", "archived"):
+        qs = qs.filter(provider_state=state)
+    elif state:
+        qs = qs.filter(mirror_state=state)
     tz = timezone.get_current_timezone()
     if data.get("start"):
         qs = qs.filter(last_message_at__gte=datetime.combine(data["start"], time.min, tz))

@@ -182,6 +182,14 @@ SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
 SESSION_COOKIE_HTTPONLY = True
 
+# Provider access tokens and, later, shared rate budgets live here; Redis in production.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if not os.environ.get("LETHE_CACHE_URL")
+    else {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+          "LOCATION": os.environ["LETHE_CACHE_URL"]}
+}
+
 # Celery: the message only says "work on job N"; state lives in our tables.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}

@@ -37,6 +37,7 @@ STALE = timedelta(minutes=30)
 @dataclass
 class Fetched:
     account: records.Account | None = None
+    notes: list[str] = field(default_factory=list)
     characters: list[records.Character] = field(default_factory=list)
     conversations: list[records.Conversation] = field(default_factory=list)
     # Messages per conversation provider id, only for the conversations that were re-read.
@@ -93,6 +94,7 @@ async def _fetch(provider: providers.Provider, known: dict[str, Conversation],
                 out.messages[conv.provider_id] = [m async for m in provider.messages(conv)]
 
         await asyncio.gather(*(read(c) for c in stale))
+    out.notes = list(dict.fromkeys(provider.notes))
     return out
 
 
@@ -187,6 +189,7 @@ def _write(connection: Connection, sync_run: SyncRun, fetched: Fetched,
         provider_id__in=characters.keys()
     ).update(mirror_state=MirrorState.GONE)
 
+    sync_run.notes = "\n".join(fetched.notes)
     sync_run.characters = len(fetched.characters)
     sync_run.conversations = len(fetched.conversations)
     sync_run.status = SyncRun.Status.OK

@@ -102,3 +102,10 @@ def test_erase_refuses_without_yes_or_with_unknown_ids(synced, convai_fake, args
 def test_job_of_an_unknown_id_fails_clearly(db):
     with pytest.raises(CommandError, match="No erasure job with id '7'"):
         run("job", "7")
+
+
+def test_erase_messages_is_refused_where_the_provider_erases_whole_sessions_only(synced):
+    message = synced.conversations.first().messages.first()
+    with pytest.raises(CommandError, match="provider can erase"):
+        run("erase", str(synced.pk), "--messages", message.provider_id, "--yes")
+    assert not ErasureJob.objects.exists()

@@ -185,7 +185,7 @@ def test_preview_shows_counts_characters_sample_and_the_provider_limits(owner_cl
     Conversation.objects.filter(pk=synced.conversations.order_by("id").first().pk).update(
         flags={"in_memory": True})
     page = owner_client.get(reverse("erase_preview", args=[draft])).content.decode()
-    assert "2</strong> conversations" in page
+    assert "<strong>2</strong> conversations" in page
     assert "Cannot delete single messages" in page or "single messages" in page
     assert "memory" in page
     assert "Dry run" in page and "type 2" in page
@@ -229,3 +229,15 @@ def test_security_headers_are_strict(owner_client):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_single_messages_cannot_be_selected_where_the_provider_erases_sessions_only(
+        owner_client, synced):
+    conv = synced.conversations.first()
+    page = owner_client.get(reverse("transcript", args=[conv.pk])).content.decode()
+    assert 'name="message"' not in page and "Cannot delete single messages" in page
+    response = owner_client.post(reverse("erase_selected"),
+                                 {"message": [conv.messages.first().pk], "back": conv.pk},
+                                 follow=True)
+    assert "provider can erase" in response.content.decode()
+    assert not ErasureJob.objects.exists()

@@ -11,6 +11,7 @@ from django.db.models import Q
 import providers
 
 from .. import crypto
+from ..tokens import EncryptedTokenCache
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):
@@ -82,6 +83,8 @@ class Connection(models.Model):
         options = {k: str(v) for k, v in self.options.items()}
         kwargs.setdefault("timeout", settings.LETHE_PROVIDER_TIMEOUT)
         kwargs.setdefault("backoff", settings.LETHE_PROVIDER_BACKOFF)
+        kwargs.setdefault("token_cache", EncryptedTokenCache())
+        kwargs.setdefault("cache_key", str(self.uid))
         if settings.LETHE_PROVIDER_RATE:
             rate = settings.LETHE_PROVIDER_RATE
             kwargs.setdefault("budget", providers.RateBudget(rate, max(1, int(rate))))

@@ -124,6 +124,8 @@ class SyncRun(models.Model):
     messages = models.PositiveIntegerField(default=0)
     gone = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # What the provider told us along the way, e.g. "this account has no legacy histories".
+    notes = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

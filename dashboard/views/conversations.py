@@ -49,11 +49,14 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
     )
     q = request.GET.get("q", "").strip()[:200]
     messages = conversation.messages.all().order_by("position")
+    capabilities = conversation.connection.provider_class.capabilities
     return render(request, "conversations/transcript.html", {
         "conversation": conversation,
         "messages": messages,
         "q": q,
-        "capabilities": conversation.connection.provider_class.capabilities,
+        "capabilities": capabilities,
+        "can_erase_messages": "message" in capabilities.erase_kinds
+        and conversation.mirror_state == "present",
     })
 
 

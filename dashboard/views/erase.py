@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import erasure, selection
 from ..forms import ConversationFilter
-from ..models import Connection, ErasureJob
+from ..models import Connection, ErasureJob, Message
 
 
 @require_POST
@@ -23,6 +23,8 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "The filter of that selection is not valid; nothing was chosen.")
         return redirect("conversations")
+    if request.POST.getlist("message"):
+        return _erase_messages(request)
     if request.POST.get("select_all") == "1":
         chosen = selection.matching(request.user, form.cleaned_data)
         scope = {"select_all": True, "filter": selection.scope_of(form.cleaned_data)}
@@ -40,6 +42,25 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
     except erasure.SelectionError as exc:
         messages.error(request, str(exc))
         return redirect("conversations")
+    return redirect("erase_preview", request_id=request_id)
+
+
+def _erase_messages(request: HttpRequest) -> HttpResponse:
+    try:
+        ids = sorted({int(v) for v in request.POST.getlist("message")})
+    except ValueError:
+        messages.error(request, "The selection held an id that is not a number.")
+        return redirect("conversations")
+    chosen = Message.objects.filter(
+        conversation__in=selection.visible_conversations(request.user), pk__in=ids
+    )
+    try:
+        request_id = erasure.freeze_messages(request.user, chosen,
+                                             {"messages": True, "selected": len(ids)})
+    except erasure.SelectionError as exc:
+        messages.error(request, str(exc))
+        back = request.POST.get("back", "")
+        return redirect("transcript", pk=int(back)) if back.isdigit() else redirect("conversations")
     return redirect("erase_preview", request_id=request_id)
 
 
@@ -77,9 +98,12 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
             items.values("conversation__character__name")
             .annotate(n=Count("id")).order_by("-n", "conversation__character__name")
         )
+        kinds = dict(items.values_list("kind").annotate(n=Count("id")).order_by())
         previews.append({
             "job": job,
-            "count": items.count(),
+            "count": sum(kinds.values()),
+            "conversations": kinds.get("conversation", 0),
+            "messages": kinds.get("message", 0),
             "characters": characters,
             "sample": items.order_by("id")[:10],
             "in_memory": items.filter(conversation__flags__in_memory=True).count(),

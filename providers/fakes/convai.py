@@ -83,6 +83,7 @@ class ConvaiFake(FakeProvider):
         self.n_sessions = sessions
         self.turns = turns
         self.api_keys = frozenset(api_keys)
+        self.client_key = sorted(self.api_keys)[0] if self.api_keys else DEMO_KEY
         self.now = now
         self.user_id = user_id
         self.characters: dict[str, FakeCharacter] = {}
@@ -179,7 +180,7 @@ class ConvaiFake(FakeProvider):
         return cls(seed=seed, characters=1, sessions=conversations, turns=(per, per))
 
     def client_config(self, base_url: str) -> tuple[dict[str, str], dict[str, str]]:
-        return {"api_key": sorted(self.api_keys)[0]}, {"base_url": base_url}
+        return {"api_key": self.client_key}, {"base_url": base_url}
 
     def conversation_ids(self) -> set[str]:
         with self.lock:

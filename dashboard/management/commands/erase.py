@@ -1,4 +1,4 @@
-"""manage.py erase CONNECTION_ID --conversations ID [ID ...] [--dry-run] --yes [--queue]"""
+"""manage.py erase CONNECTION_ID (--conversations ID ... | --messages ID ...) [--dry-run] --yes"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import erasure, tasks
-from ...models import ErasureJob
+from ...models import ErasureJob, Message
 from .. import base
 
 
@@ -17,7 +17,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("connection_id")
-        parser.add_argument("--conversations", nargs="+", required=True, metavar="PROVIDER_ID")
+        what = parser.add_mutually_exclusive_group(required=True)
+        what.add_argument("--conversations", nargs="+", metavar="PROVIDER_ID")
+        what.add_argument("--messages", nargs="+", metavar="PROVIDER_ID",
+                          help="single messages, where the provider can erase them")
         parser.add_argument("--dry-run", action="store_true", help="send nothing")
         parser.add_argument("--yes", action="store_true", help="confirm (required)")
         parser.add_argument("--queue", action="store_true", help="hand it to the workers")
@@ -28,8 +31,12 @@ class Command(BaseCommand):
         if not opts["yes"]:
             raise CommandError("Erasing cannot be undone: add --yes to confirm "
                                "(or --dry-run --yes to send nothing).")
-        wanted = list(dict.fromkeys(opts["conversations"]))
-        chosen = connection.conversations.filter(provider_id__in=wanted)
+        by_messages = bool(opts["messages"])
+        wanted = list(dict.fromkeys(opts["messages"] or opts["conversations"]))
+        chosen: Any = (
+            Message.objects.filter(conversation__connection=connection, provider_id__in=wanted)
+            if by_messages else connection.conversations.filter(provider_id__in=wanted)
+        )
         found = set(chosen.values_list("provider_id", flat=True))
         if missing := [pid for pid in wanted if pid not in found]:
             raise CommandError(f"Not in the mirror of connection {connection.pk}: "
@@ -46,8 +53,12 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=opts["as_user"]).first()
             if user is None:
                 raise CommandError(f"No user named {opts['as_user']!r}.")
-        request = erasure.freeze(user, chosen, {"select_all": False, "selected": len(wanted),
-                                                "via": "manage.py erase"})
+        scope = {"select_all": False, "selected": len(wanted), "via": "manage.py erase"}
+        try:
+            request = (erasure.freeze_messages if by_messages else erasure.freeze)(
+                user, chosen, scope)
+        except erasure.SelectionError as exc:
+            raise CommandError(str(exc)) from None
         jobs = list(ErasureJob.objects.filter(request=request))
         job = erasure.confirm(jobs, dry_run=opts["dry_run"], enqueue=False)[0]
         if opts["queue"]:
