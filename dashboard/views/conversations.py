@@ -48,11 +48,11 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
         pk=pk,
     )
     q = request.GET.get("q", "").strip()[:200]
-    messages = conversation.messages.all().order_by("position")
+    turns = conversation.messages.all().order_by("position")
     capabilities = conversation.connection.provider_class.capabilities
     return render(request, "conversations/transcript.html", {
         "conversation": conversation,
-        "messages": messages,
+        "turns": turns,
         "q": q,
         "capabilities": capabilities,
         "can_erase_messages": "message" in capabilities.erase_kinds
