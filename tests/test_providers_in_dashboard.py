@@ -1,0 +1,61 @@
+"""Every registered provider works in the dashboard with no code of its own: a connection
+made from its fake's credentials syncs, and its conversations erase and verify."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard import erasure, sync
+from dashboard.models import Connection, ErasureItem, ErasureJob
+from providers.fakes import FAKES
+from providers.fakes.base import FakeProvider, FakeServer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=sorted(FAKES))
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[FakeProvider, FakeServer]]:
+    fake = FAKES[request.param].sized(conversations=5, messages=4, seed=11)
+    with fake.serve() as server:
+        yield fake, server
+
+
+@pytest.fixture
+def mirrored(served, owner) -> tuple[FakeProvider, Connection]:  # type: ignore[no-untyped-def]
+    fake, server = served
+    secrets, options = fake.client_config(server.url)
+    connection = Connection(owner=owner, provider=fake.name, label=f"{fake.name} test",
+                            options=options)
+    connection.set_secrets(secrets)
+    connection.save()
+    run = sync.run(sync.start(connection).pk)
+    assert run.status == "ok", run.error
+    return fake, connection
+
+
+def test_sync_mirrors_what_the_provider_holds(mirrored) -> None:  # type: ignore[no-untyped-def]
+    fake, connection = mirrored
+    ids = set(connection.conversations.values_list("provider_id", flat=True))
+    assert ids == fake.conversation_ids()
+    for conv in connection.conversations.all():
+        assert list(conv.messages.order_by("position").values_list("provider_id", flat=True)) \
+            == fake.message_ids(conv.provider_id)
+
+
+def test_erasing_conversations_verifies_them_and_marks_the_mirror(mirrored) -> None:  # type: ignore[no-untyped-def]
+    fake, connection = mirrored
+    chosen = connection.conversations.order_by("id")[:2]
+    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=chosen), {})
+    job = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+                          enqueue=False)[0]
+    job = erasure.run(job.pk)
+    assert job.status == ErasureJob.Status.DONE
+    states = list(job.items.values_list("state", flat=True))
+    details = list(job.items.values_list("detail", flat=True))
+    assert states == [ErasureItem.State.VERIFIED] * 2, details
+    for conv in connection.conversations.filter(pk__in=chosen):
+        assert conv.mirror_state == "erased"
+        assert fake.message_ids(conv.provider_id) == []
+    assert all(n == 1 for n in fake.deletes.values())
