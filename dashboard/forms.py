@@ -65,7 +65,7 @@ class ConversationFilter(forms.Form):
     }
     STATES = [("", "Any state"), ("present", "Present"), ("erased", "Erased"),
               ("gone", "Gone at provider"), ("soft_deleted", "Soft-deleted at provider"),
-              ("archived", "Archived at provider")]
+              ("archived", "Archived at provider"), ("protected", "Protected (keep-list)")]
 
     connection = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     character = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

@@ -24,7 +24,9 @@ def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
     if data.get("character"):
         qs = qs.filter(character_id=data["character"])
     state = data.get("state")
-    if state in ("soft_deleted", "archived"):
+    if state == "protected":
+        qs = qs.filter(protected=True)
+    elif state in ("soft_deleted", "archived"):
         qs = qs.filter(provider_state=state)
     elif state:
         qs = qs.filter(mirror_state=state)

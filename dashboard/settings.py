@@ -227,9 +227,19 @@ LOGGING = {
 }
 
 CELERY_BEAT_SCHEDULE = {
-    "resume-due-jobs": {"task": "dashboard.tasks.resume_due_jobs", "schedule": 15.0},
+    "sweep-erasure-jobs": {"task": "dashboard.tasks.sweep", "schedule": 5.0},
 }
 
 if TESTING:
     # Deliberately weak hashing keeps the suite fast; never used outside tests.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Erasure safety: jobs above this many items wait for a second person (an approver);
+# LETHE_APPROVAL_ALL=1 makes every real erasure wait. Then a cancel window, in seconds.
+LETHE_APPROVAL_THRESHOLD = int(os.environ.get("LETHE_APPROVAL_THRESHOLD", "100"))
+LETHE_APPROVAL_ALL = env_bool("LETHE_APPROVAL_ALL", False)
+LETHE_CANCEL_WINDOW = int(os.environ.get("LETHE_CANCEL_WINDOW", "60"))
+# Above this many items, "Erase" needs the number typed in.
+LETHE_TYPED_CONFIRM_THRESHOLD = int(os.environ.get("LETHE_TYPED_CONFIRM_THRESHOLD", "10"))
+# An item in flight this long, on a job no worker has touched for as long, lost its worker.
+LETHE_STUCK_AFTER = int(os.environ.get("LETHE_STUCK_AFTER", "120"))

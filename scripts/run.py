@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make run`: the demo on embedded defaults, stopped cleanly with Ctrl-C.
 
-SQLite and a file-system Celery broker under var/, the Convai fake on loopback, one Celery
+SQLite and a file-system Celery broker under var/, every provider fake on loopback, one Celery
 worker (with beat), and the web server on http://127.0.0.1:$PORT (default 8000).
 """
 
@@ -34,7 +34,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
 
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
-    fake_port = int(os.environ.get("LETHE_FAKE_CONVAI_PORT", "8101"))
+    fake_port = int(os.environ.get("LETHE_FAKE_PORT", "8101"))
     env = {**os.environ, "LETHE_DEBUG": os.environ.get("LETHE_DEBUG", "1")}
     env.setdefault("LETHE_ALLOWED_HOSTS", "127.0.0.1,localhost")
     data = Path(env.get("LETHE_DATA_DIR", ROOT / "var"))
@@ -44,16 +44,16 @@ def main() -> int:
         subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
     manage("migrate", "--verbosity", "0")
-    manage("demo", "--convai-url", f"http://127.0.0.1:{fake_port}")
+    manage("demo", "--fake-port", str(fake_port))
 
     procs: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        fake = subprocess.Popen(
-            [PY, "-m", "providers.fakes", "convai", "--port", str(fake_port), "--latency", "0.05",
-             "--seed", "1", "--state", str(data / "fake-convai.json")], cwd=ROOT, env=env)
-        procs.append(fake)
-        wait_for_port(fake_port, fake, "The Convai fake")
+        fakes = subprocess.Popen(
+            [PY, "-m", "providers.fakes", "all", "--port", str(fake_port), "--latency", "0.05",
+             "--seed", "1", "--state-dir", str(data / "fakes")], cwd=ROOT, env=env)
+        procs.append(fakes)
+        wait_for_port(fake_port, fakes, "The provider fakes")
         procs.append(subprocess.Popen(
             [PY, "-m", "celery", "-A", "dashboard", "worker", "--beat", "--pool", "solo",
              "--loglevel", "WARNING", "--schedule", str(data / "celerybeat-schedule")],

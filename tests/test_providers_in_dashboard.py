@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboard import erasure, sync
+from dashboard import erasure, runner, sync
 from dashboard.models import Connection, ErasureItem, ErasureJob
 from providers.fakes import FAKES
 from providers.fakes.base import FakeProvider, FakeServer
@@ -50,7 +50,7 @@ def test_erasing_conversations_verifies_them_and_marks_the_mirror(mirrored) -> N
     request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=chosen), {})
     job = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                           enqueue=False)[0]
-    job = erasure.run(job.pk)
+    job = runner.run(job.pk)
     assert job.status == ErasureJob.Status.DONE
     states = list(job.items.values_list("state", flat=True))
     details = list(job.items.values_list("detail", flat=True))

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from dashboard import erasure
+from dashboard import erasure, runner
 from dashboard.models import Connection, Conversation, ErasureJob, Message, SyncRun
 from providers.fakes.convai import DEMO_KEY
 
@@ -188,11 +188,15 @@ def test_preview_shows_counts_characters_sample_and_the_provider_limits(owner_cl
     assert "<strong>2</strong> conversations" in page
     assert "Cannot delete single messages" in page or "single messages" in page
     assert "memory" in page
-    assert "Dry run" in page and "type 2" in page
+    assert "Dry run" in page and "Nothing was exported" in page
+    assert "type 2" not in page  # two items are under the typing threshold
 
 
-def test_confirm_requires_typing_the_count_then_queues_the_job(owner_client, synced, draft):
+def test_confirm_requires_typing_the_count_then_queues_the_job(owner_client, synced, draft,
+                                                               settings):
+    settings.LETHE_TYPED_CONFIRM_THRESHOLD = 1
     url = reverse("erase_preview", args=[draft])
+    assert "type 2" in owner_client.get(url).content.decode()
     owner_client.post(url, {"mode": "erase", "typed_count": "3"})
     assert ErasureJob.objects.get(request=draft).status == ErasureJob.Status.DRAFT
     response = owner_client.post(url, {"mode": "erase", "typed_count": "2"})
@@ -209,7 +213,7 @@ def test_job_page_polls_until_done_then_shows_outcomes(owner_client, synced, dra
                           enqueue=False)[0]
     url = reverse("job", args=[job.pk])
     assert 'hx-trigger="every 1s"' in owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
-    erasure.run(job.pk)
+    runner.run(job.pk)
     done = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert "every 1s" not in done and "Erased and verified" in done and "2 of 2" in done
 

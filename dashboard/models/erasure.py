@@ -11,40 +11,64 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Count
 
+from ..jobstate import Status
 from .connections import Connection
 from .mirror import Conversation, Message
 
 
 class ErasureJob(models.Model):
-    class Status(models.TextChoices):
-        DRAFT = "draft", "Awaiting confirmation"
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        PAUSED = "paused", "Paused"
-        DONE = "done", "Finished"
-        CANCELLED = "cancelled", "Cancelled"
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    Status = Status
+    LABELS = {
+        Status.DRAFT: "Awaiting confirmation",
+        Status.AWAITING_APPROVAL: "Awaiting approval",
+        Status.SCHEDULED: "Scheduled (cancel window)",
+        Status.QUEUED: "Queued",
+        Status.RUNNING: "Running",
+        Status.PAUSED: "Paused",
+        Status.DONE: "Finished",
+        Status.CANCELLED: "Cancelled",
+    }
 
     request = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="jobs")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="erasure_jobs"
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    status = models.CharField(
+        max_length=20, choices=[(s.value, label) for s, label in LABELS.items()],
+        default=Status.DRAFT,
+    )
     dry_run = models.BooleanField(default=False)
+    include_pinned = models.BooleanField(default=False)
     # How the selection was made (filter values, "select all"), for the job page and receipt.
     scope = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="approved_jobs",
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    # End of the cancel window: nothing is sent before this.
+    not_before = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="cancelled_jobs",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A worker touches this while it works the job; a stale one means nobody is on it.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The provider asked us to wait (Retry-After) until then.
     throttled_until = models.DateTimeField(null=True, blank=True)
+    paused_for_auth = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
+    exported_at = models.DateTimeField(null=True, blank=True)
+    export_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("approve_erasurejob", "Can approve other people's erasure jobs")]
 
     def __str__(self) -> str:
         kind = "Dry run" if self.dry_run else "Erasure"
@@ -68,18 +92,14 @@ class ErasureItem(models.Model):
         ERASED = "erased", "Erased (not yet verified)"
         VERIFIED = "verified", "Erased and verified"
         ALREADY_GONE = "already_gone", "Already gone"
+        SOFT_DELETED = "soft_deleted", "Soft-deleted at provider"
         FAILED = "failed", "Failed"
         UNKNOWN = "unknown", "Outcome unknown"
         SKIPPED = "skipped", "Skipped"
         WOULD_ERASE = "would_erase", "Would be erased (dry run)"
 
-    FINAL = (
-        State.VERIFIED,
-        State.ALREADY_GONE,
-        State.FAILED,
-        State.SKIPPED,
-        State.WOULD_ERASE,
-    )
+    # States a worker still has business with.
+    OPEN = (State.PENDING, State.IN_FLIGHT, State.UNKNOWN)
 
     class Kind(models.TextChoices):
         CONVERSATION = "conversation", "Conversation"
@@ -104,6 +124,7 @@ class ErasureItem(models.Model):
     detail = models.TextField(blank=True)
     response = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -59,6 +59,8 @@ class Conversation(models.Model):
         max_length=10, choices=MirrorState.choices, default=MirrorState.PRESENT
     )
     flags = models.JSONField(default=dict, blank=True)
+    # The keep-list: never erased, whatever selection it falls into.
+    protected = models.BooleanField(default=False)
     erased_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 import providers
 
-from .. import sync
+from .. import erasure, sync
 from ..aio import ProviderSession
 from ..forms import ConnectionForm
 from ..models import Connection, SyncRun
@@ -70,7 +70,9 @@ def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
             connection.status = Connection.Status.OK
             connection.last_error = ""
         connection.save()
-        messages.success(request, "Saved." + (" The new key is stored encrypted." if new else ""))
+        resumed = erasure.resume_after_key_fix(connection.pk) if new else 0
+        messages.success(request, "Saved." + (" The new key is stored encrypted." if new else "")
+                         + (f" {resumed} paused job(s) resumed." if resumed else ""))
         return redirect("connection", pk=connection.pk)
     return render(request, "connections/form.html",
                   {"form": form, "provider": form.provider_class, "connection": connection})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from .. import selection
 from ..forms import ConversationFilter
@@ -60,3 +61,15 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
+
+
+@require_POST
+def protect(request: HttpRequest, pk: int) -> HttpResponse:
+    """Put a conversation on the keep-list (or take it off): protected ones are never sent."""
+    conversation = get_object_or_404(selection.visible_conversations(request.user), pk=pk)
+    conversation.protected = request.POST.get("protected") == "1"
+    conversation.save(update_fields=["protected"])
+    if is_fragment(request):
+        return render(request, "conversations/transcript.html#protect",
+                      {"conversation": conversation})
+    return redirect("transcript", pk=conversation.pk)

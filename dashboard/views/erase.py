@@ -4,16 +4,19 @@ people review is exactly what a confirmed job sends, whatever syncs happen in be
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import erasure, selection
+from .. import erasure, exports, selection
 from ..forms import ConversationFilter
-from ..models import Connection, ErasureJob, Message
+from ..models import Connection, ErasureItem, ErasureJob, Message
 
 
 @require_POST
@@ -81,44 +84,63 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     jobs = _draft_jobs(request, request_id)
     if any(job.status != ErasureJob.Status.DRAFT for job in jobs):
         return redirect(_landing(jobs))
+    total = sum(erasure.sendable(job) for job in jobs)
     if request.method == "POST":
         dry_run = request.POST.get("mode") != "erase"
-        total = sum(job.items.count() for job in jobs)
-        if not dry_run and request.POST.get("typed_count", "").strip() != str(total):
+        if (not dry_run and total > settings.LETHE_TYPED_CONFIRM_THRESHOLD
+                and request.POST.get("typed_count", "").strip() != str(total)):
             messages.error(request, f"Type {total} to confirm erasing {total} items.")
             return redirect("erase_preview", request_id=request_id)
-        queued = erasure.confirm(jobs, dry_run=dry_run)
-        noun = "Dry run" if dry_run else "Erasure"
-        messages.success(request, f"{noun} queued: {len(queued)} job(s).")
-        return redirect(_landing(queued or jobs))
-    previews = []
-    for job in jobs:
-        items = job.items.select_related("conversation__character")
-        characters = (
-            items.values("conversation__character__name")
-            .annotate(n=Count("id")).order_by("-n", "conversation__character__name")
-        )
-        kinds = dict(items.values_list("kind").annotate(n=Count("id")).order_by())
-        previews.append({
-            "job": job,
-            "count": sum(kinds.values()),
-            "conversations": kinds.get("conversation", 0),
-            "messages": kinds.get("message", 0),
-            "characters": characters,
-            "sample": items.order_by("id")[:10],
-            "in_memory": items.filter(conversation__flags__in_memory=True).count(),
-            "capabilities": job.connection.provider_class.capabilities,
-        })
-    total = sum(job.items.count() for job in jobs)
-    return render(request, "erase/preview.html",
-                  {"previews": previews, "total": total, "request_id": request_id})
+        confirmed = erasure.confirm(jobs, dry_run=dry_run,
+                                    include_pinned=request.POST.get("include_pinned") == "1")
+        if any(j.status == ErasureJob.Status.AWAITING_APPROVAL for j in confirmed):
+            messages.info(request, "Confirmed. It now waits for an approver; nothing is sent "
+                                   "before then.")
+        else:
+            messages.success(request, f"{'Dry run' if dry_run else 'Erasure'} confirmed.")
+        return redirect(_landing(confirmed or jobs))
+    previews = [_preview(job) for job in jobs]
+    return render(request, "erase/preview.html", {
+        "previews": previews, "total": total, "request_id": request_id,
+        "exported": all(job.exported_at for job in jobs),
+        "needs_approval": erasure.needs_approval(jobs),
+        "typed": total > settings.LETHE_TYPED_CONFIRM_THRESHOLD,
+        "pinned_skipped": sum(p["pinned"] for p in previews),
+        "cancel_window": settings.LETHE_CANCEL_WINDOW,
+    })
+
+
+def _preview(job: ErasureJob) -> dict[str, Any]:
+    items = job.items.select_related("conversation__character")
+    sent = items.exclude(state=ErasureItem.State.SKIPPED)
+    kinds = dict(sent.values_list("kind").annotate(n=Count("id")).order_by())
+    skipped = items.filter(state=ErasureItem.State.SKIPPED)
+    return {
+        "job": job,
+        "count": sum(kinds.values()),
+        "conversations": kinds.get("conversation", 0),
+        "messages": kinds.get("message", 0),
+        "characters": sent.values("conversation__character__name")
+        .annotate(n=Count("id")).order_by("-n", "conversation__character__name"),
+        "sample": sent.order_by("id")[:10],
+        "in_memory": sent.filter(conversation__flags__in_memory=True).count(),
+        "protected": skipped.filter(detail=erasure.PROTECTED).count(),
+        "pinned": skipped.filter(detail__in=[erasure.PINNED, erasure.PINNED_MESSAGE]).count(),
+        "capabilities": job.connection.provider_class.capabilities,
+    }
+
+
+def erase_export(request: HttpRequest, request_id: uuid.UUID, fmt: str) -> StreamingHttpResponse:
+    if fmt not in ("jsonl", "csv"):
+        raise Http404("Exports are JSON Lines or CSV.")
+    jobs = _draft_jobs(request, request_id)
+    content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+    response = StreamingHttpResponse(exports.stream(jobs, fmt), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="lethe-export-{request_id}.{fmt}"'
+    return response
 
 
 def _landing(jobs: list[ErasureJob]) -> str:
-    from django.urls import reverse
-
     if len(jobs) == 1:
         return reverse("job", args=[jobs[0].pk])
     return reverse("jobs") + f"?request={jobs[0].request}"
-
-

@@ -1,20 +1,33 @@
-"""Jobs: the list, and one job's page, whose status block the browser polls (same URL)."""
+"""Jobs: the list; one job's page, whose status block the browser polls (same URL); the
+actions people take on a job; and its receipt as a page and as JSON."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
+from .. import erasure
+from ..jobstate import IllegalTransition, allowed
 from ..models import Connection, ErasureItem, ErasureJob
+from ..receipts import receipt
 from .common import is_fragment
 
 
-def visible_jobs(request: HttpRequest):  # type: ignore[no-untyped-def]
+def visible_jobs(request: HttpRequest) -> QuerySet[ErasureJob]:
     return ErasureJob.objects.filter(
         connection__in=Connection.objects.visible_to(request.user)
-    ).exclude(status=ErasureJob.Status.DRAFT).select_related("connection", "requested_by")
+    ).exclude(status=ErasureJob.Status.DRAFT).select_related(
+        "connection", "requested_by", "approved_by", "cancelled_by")
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -27,25 +40,78 @@ def job_list(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/list.html", {"jobs": jobs[:200]})
 
 
+def _eta(job: ErasureJob, settled: int, total: int) -> Any:
+    if job.status != ErasureJob.Status.RUNNING or not job.started_at or not settled:
+        return None
+    elapsed = (timezone.now() - job.started_at).total_seconds()
+    return timezone.now() + timedelta(seconds=elapsed / settled * (total - settled))
+
+
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(visible_jobs(request), pk=pk)
     counts = job.counts()
     total = sum(counts.values())
-    settled = total - counts["pending"] - counts["in_flight"] - counts["unknown"]
+    settled = total - sum(counts[s] for s in ErasureItem.OPEN)
     state = request.GET.get("state", "")
     items = job.items.select_related("conversation")
     if state in ErasureItem.State.values:
         items = items.filter(state=state)
+    can = {event.value for event in allowed(job.status)}
     context = {
         "job": job,
         "counts": [(ErasureItem.State(s).label, s, n) for s, n in counts.items() if n],
         "total": total,
         "settled": settled,
         "percent": int(settled * 100 / total) if total else 100,
+        "eta": _eta(job, settled, total),
         "items": items[:500],
         "state": state,
         "states": ErasureItem.State.choices,
+        "failed": counts[ErasureItem.State.FAILED],
+        "can": can,
+        "can_approve": "approve" in can and erasure.can_approve(request.user, job),
+        "polling": job.status not in (ErasureJob.Status.DONE, ErasureJob.Status.CANCELLED)
+        or counts[ErasureItem.State.UNKNOWN] or counts[ErasureItem.State.IN_FLIGHT],
     }
     if is_fragment(request):
         return render(request, "jobs/detail.html#status", context)
     return render(request, "jobs/detail.html", context)
+
+
+ACTIONS: dict[str, Callable[[ErasureJob, Any], object]] = {
+    "approve": erasure.approve,
+    "cancel": erasure.cancel,
+    "pause": erasure.pause,
+    "resume": erasure.resume,
+    "retry": erasure.retry_failed,
+    "skip": erasure.skip_failed,
+}
+
+
+@require_POST
+def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request), pk=pk)
+    act = ACTIONS.get(action)
+    if act is None:
+        raise Http404("No such action.")
+    try:
+        act(job, request.user)
+    except (IllegalTransition, erasure.NotAllowed) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, {
+            "approve": "Approved.", "cancel": "Cancelled: nothing more will be sent.",
+            "pause": "Paused.", "resume": "Resumed.",
+            "retry": "Failed items will be tried again.", "skip": "Failed items skipped.",
+        }[action])
+    return redirect("job", pk=job.pk)
+
+
+def job_receipt(request: HttpRequest, pk: int, fmt: str = "html") -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request), pk=pk)
+    data = receipt(job)
+    if fmt == "json":
+        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="lethe-receipt-{job.pk}.json"'
+        return response
+    return render(request, "jobs/receipt.html", {"job": job, "receipt": data})

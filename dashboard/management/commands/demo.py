@@ -1,6 +1,7 @@
-"""manage.py demo: the demo login and one connection per running fake (used by `make run`).
+"""manage.py demo: the demo login and one connection per fake provider (used by `make run`).
 
-Safe to run again: it keeps existing data and only fills in what is missing.
+Safe to run again: it keeps existing data and only fills in what is missing. The fakes are
+expected on consecutive loopback ports from --fake-port, in the order of `demo_ports()`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from providers.fakes.convai import DEMO_KEY
+import providers
+from providers.fakes import FAKES, demo_ports
 
 from ...models import Connection
 
@@ -19,10 +21,11 @@ DEMO_PASSWORD = "lethe-demo"  # noqa: S105 - the documented demo login, local on
 
 
 class Command(BaseCommand):
-    help = "Create the demo login and a connection to the local Convai fake."
+    help = "Create the demo login and a connection to each local provider fake."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--convai-url", default="http://127.0.0.1:8101")
+        parser.add_argument("--fake-port", type=int, default=8101,
+                            help="port of the first fake (the others follow)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         User = get_user_model()
@@ -31,10 +34,16 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.is_staff = user.is_superuser = True
             user.save()
-        connection = Connection.objects.filter(owner=user, provider="convai").first()
-        if connection is None:
-            connection = Connection(owner=user, provider="convai", label="Demo Convai")
-            connection.set_secrets({"api_key": DEMO_KEY})
-        connection.options = {**connection.options, "base_url": opts["convai_url"]}
-        connection.save()
+        for name, port in demo_ports(opts["fake_port"]).items():
+            secrets, options = FAKES[name].sized(conversations=0, messages=0).client_config(
+                f"http://127.0.0.1:{port}"
+            )
+            connection = Connection.objects.filter(owner=user, provider=name).first()
+            if connection is None:
+                connection = Connection(owner=user, provider=name,
+                                        label=f"Demo {providers.get(name).label}")
+                connection.set_secrets(secrets)
+            # The ports may change between runs; the data and the key stay.
+            connection.options = {**connection.options, **options}
+            connection.save()
         self.stdout.write(f"demo login: {DEMO_USER} / {DEMO_PASSWORD}")

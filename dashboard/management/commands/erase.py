@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils import timezone
 
-from ... import erasure, tasks
+from ... import erasure, runner
 from ...models import ErasureJob, Message
 from .. import base
 
@@ -60,14 +63,36 @@ class Command(BaseCommand):
         except erasure.SelectionError as exc:
             raise CommandError(str(exc)) from None
         jobs = list(ErasureJob.objects.filter(request=request))
-        job = erasure.confirm(jobs, dry_run=opts["dry_run"], enqueue=False)[0]
-        if opts["queue"]:
-            tasks.run_erasure.delay(job.pk)
-            self.stdout.write(f"job {job.pk} queued")
+        job = erasure.confirm(jobs, dry_run=opts["dry_run"], enqueue=opts["queue"])[0]
+        if job.status == ErasureJob.Status.AWAITING_APPROVAL:
+            self.stdout.write(f"job {job.pk} awaiting approval: an approver must approve it "
+                              "on the job page before anything is sent")
             return
-        job = erasure.run(job.pk)
+        if opts["queue"]:
+            self.stdout.write(f"job {job.pk} {job.status}: the workers will run it"
+                              + (f" after {job.not_before:%H:%M:%S} UTC" if job.not_before
+                                 and job.status == ErasureJob.Status.SCHEDULED else ""))
+            return
+        job = wait_out_window(job, self.stdout.write)
+        if job.status == ErasureJob.Status.CANCELLED:
+            raise CommandError(f"Job {job.pk} was cancelled during the cancel window.")
+        job = runner.run(job.pk)
         self.stdout.write(f"job {job.pk} {job.status}: {base.outcome_line(job)}")
         if job.last_error:
             self.stdout.write(job.last_error)
         if job.status != ErasureJob.Status.DONE:
             raise CommandError(f"Job {job.pk} did not finish: {job.get_status_display()}.")
+
+
+def wait_out_window(job: ErasureJob, say: Any) -> ErasureJob:
+    """The cancel window holds for the command too: anyone can still cancel on the page."""
+    if job.status == ErasureJob.Status.SCHEDULED and job.not_before:
+        say(f"job {job.pk} starts at {job.not_before:%H:%M:%S} UTC unless cancelled")
+        while timezone.now() < job.not_before:
+            time.sleep(min(1.0, (job.not_before - timezone.now()).total_seconds()))
+            job.refresh_from_db()
+            if job.status != ErasureJob.Status.SCHEDULED:
+                return job
+        with transaction.atomic():
+            job = erasure.release_if_due(job)
+    return job

@@ -1,0 +1,67 @@
+"""Export before erase: the selected conversations with their messages, as JSON Lines or
+CSV, streamed. The SHA-256 of exactly the bytes sent is recorded on the jobs (and so in
+their receipts) once the download completed."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import ErasureJob, Message
+
+FIELDS = ["provider", "connection", "character", "conversation_id", "conversation_title",
+          "message_id", "position", "author", "is_human", "created_at", "text"]
+
+
+def _rows(jobs: list[ErasureJob]) -> Iterator[dict[str, object]]:
+    for job in jobs:
+        items = job.items.all()
+        messages = Message.objects.filter(
+            Q(conversation__in=items.filter(kind="conversation").values("conversation_id"))
+            | Q(pk__in=items.filter(kind="message").values("message_id"))
+        ).select_related("conversation__character").order_by("conversation_id", "position")
+        for m in messages.iterator(chunk_size=2000):
+            conv = m.conversation
+            yield {
+                "provider": job.connection.provider, "connection": job.connection.label,
+                "character": conv.character.name if conv.character else "",
+                "conversation_id": conv.provider_id, "conversation_title": conv.title,
+                "message_id": m.provider_id, "position": m.position, "author": m.author,
+                "is_human": m.is_human,
+                "created_at": m.created_at.isoformat() if m.created_at else "",
+                "text": m.text,
+            }
+
+
+def _jsonl(jobs: list[ErasureJob]) -> Iterator[bytes]:
+    for row in _rows(jobs):
+        yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
+
+
+def _csv(jobs: list[ErasureJob]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
+    writer.writeheader()
+    for row in _rows(jobs):
+        writer.writerow(row)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+def stream(jobs: list[ErasureJob], fmt: str) -> Iterator[bytes]:
+    """The export, chunk by chunk; records its hash on the jobs when it has all been sent."""
+    digest = hashlib.sha256()
+    for chunk in (_jsonl if fmt == "jsonl" else _csv)(jobs):
+        digest.update(chunk)
+        yield chunk
+    ErasureJob.objects.filter(pk__in=[j.pk for j in jobs]).update(
+        exported_at=timezone.now(), export_sha256=digest.hexdigest()
+    )

@@ -1,0 +1,57 @@
+"""A job's receipt: every item with its outcome, times and the provider's answer. Never a
+secret, never message text; the export's hash proves what was saved before erasing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .models import ErasureJob
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _who(user: Any) -> str | None:
+    return user.get_username() if user else None
+
+
+def receipt(job: ErasureJob) -> dict[str, Any]:
+    connection = job.connection
+    return {
+        "receipt_version": 1,
+        "job": job.pk,
+        "request": str(job.request),
+        "dry_run": job.dry_run,
+        "status": job.status,
+        "provider": connection.provider,
+        "connection": {"id": connection.pk, "label": connection.label,
+                       "key_hint": connection.secret_hint},
+        "requested_by": _who(job.requested_by),
+        "approved_by": _who(job.approved_by),
+        "cancelled_by": _who(job.cancelled_by),
+        "scope": job.scope,
+        "times": {
+            "created": _iso(job.created_at), "confirmed": _iso(job.confirmed_at),
+            "approved": _iso(job.approved_at), "not_before": _iso(job.not_before),
+            "started": _iso(job.started_at), "finished": _iso(job.finished_at),
+        },
+        "export": {"exported_at": _iso(job.exported_at), "sha256": job.export_sha256 or None},
+        "counts": {state: n for state, n in job.counts().items() if n},
+        "items": [
+            {
+                "kind": item.kind,
+                "provider_id": item.provider_id,
+                "conversation_provider_id": item.conversation_provider_id,
+                "character_provider_id": item.character_provider_id,
+                "idempotency_key": item.idempotency_key,
+                "outcome": item.state,
+                "attempts": item.attempts,
+                "detail": item.detail,
+                "provider_response": item.response,
+                "settled_at": _iso(item.settled_at),
+            }
+            for item in job.items.order_by("id").iterator(chunk_size=2000)
+        ],
+    }

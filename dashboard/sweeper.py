@@ -1,0 +1,67 @@
+"""The clock of erasure jobs, run by Celery beat every few seconds.
+
+It releases jobs whose cancel window is over, settles items whose worker died while they
+were in flight (as `unknown`, so they are read back before anything is sent again),
+requeues jobs with work due that no worker is on, and finishes jobs with nothing open.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from . import runner
+from .jobstate import Event, advance
+from .models import ErasureItem, ErasureJob
+
+State = ErasureItem.State
+
+
+def sweep() -> list[int]:
+    """Returns the ids of the jobs it queued."""
+    from . import tasks
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LETHE_STUCK_AFTER)
+    queued: list[int] = []
+    with transaction.atomic():
+        for job in ErasureJob.objects.select_for_update(skip_locked=True).filter(
+            status=ErasureJob.Status.SCHEDULED, not_before__lte=now
+        ):
+            job.status = advance(job.status, Event.WINDOW_OVER)
+            job.save(update_fields=["status"])
+            queued.append(job.pk)
+
+    # Nobody is on a job whose heartbeat is stale: its in-flight items lost their worker.
+    unattended = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
+    ErasureItem.objects.filter(
+        state=State.IN_FLIGHT, updated_at__lt=stale,
+        job__in=ErasureJob.objects.filter(unattended),
+    ).update(state=State.UNKNOWN, detail="The worker stopped while this was in flight; "
+                                         "it will be read back before anything is resent.")
+
+    due = ErasureItem.objects.filter(job=OuterRef("pk")).filter(
+        Q(state=State.UNKNOWN) | Q(state=State.PENDING) & (
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    )
+    for job in ErasureJob.objects.filter(
+        Q(status=ErasureJob.Status.RUNNING) & unattended | Q(status=ErasureJob.Status.QUEUED),
+        Exists(due),
+    ):
+        queued.append(job.pk)
+    for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED).filter(
+        Exists(ErasureItem.objects.filter(job=OuterRef("pk"), state=State.UNKNOWN))
+    ):
+        queued.append(job.pk)
+    for job in ErasureJob.objects.filter(status=ErasureJob.Status.RUNNING).exclude(
+        Exists(ErasureItem.objects.filter(job=OuterRef("pk"), state__in=ErasureItem.OPEN))
+    ):
+        runner.finish_if_settled(job)
+    queued = sorted(set(queued))
+    for pk in queued:
+        tasks.run_erasure.delay(pk)
+    return queued
