@@ -8,6 +8,11 @@ from .convai import ConvaiFake
 
 FAKES: dict[str, type[FakeProvider]] = {ConvaiFake.name: ConvaiFake}
 
+
+def demo_ports(first: int) -> dict[str, int]:
+    """Where `python -m providers.fakes all --port FIRST` serves each fake."""
+    return {name: first + i for i, name in enumerate(sorted(FAKES))}
+
 __all__ = [
     "CONVAI_DEMO_KEY",
     "FAKES",
@@ -16,4 +21,5 @@ __all__ = [
     "FakeProvider",
     "FakeResponse",
     "FakeServer",
+    "demo_ports",
 ]
