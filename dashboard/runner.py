@@ -17,6 +17,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -118,7 +119,7 @@ def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
 
 def _work(job: ErasureJob) -> None:
     with ProviderSession(job.connection.open_provider()) as session:
-        size = session.provider.capabilities.max_batch
+        size = settings.LETHE_ERASE_BATCH or session.provider.capabilities.max_batch
         while _still_running(job):
             # Uncertain outcomes first: read back before anything could be sent again.
             unknown = _items_in(job, State.UNKNOWN)

@@ -227,7 +227,10 @@ LOGGING = {
 }
 
 CELERY_BEAT_SCHEDULE = {
-    "sweep-erasure-jobs": {"task": "dashboard.tasks.sweep", "schedule": 5.0},
+    "sweep-erasure-jobs": {
+        "task": "dashboard.tasks.sweep",
+        "schedule": float(os.environ.get("LETHE_SWEEP_INTERVAL", "5")),
+    },
 }
 
 if TESTING:
@@ -243,3 +246,5 @@ LETHE_CANCEL_WINDOW = int(os.environ.get("LETHE_CANCEL_WINDOW", "60"))
 LETHE_TYPED_CONFIRM_THRESHOLD = int(os.environ.get("LETHE_TYPED_CONFIRM_THRESHOLD", "10"))
 # An item in flight this long, on a job no worker has touched for as long, lost its worker.
 LETHE_STUCK_AFTER = int(os.environ.get("LETHE_STUCK_AFTER", "120"))
+# Items a worker claims at once; 0 means the provider's largest batch.
+LETHE_ERASE_BATCH = int(os.environ.get("LETHE_ERASE_BATCH", "0"))

@@ -71,6 +71,7 @@ class FakeProvider(abc.ABC):
         self.deletes: Counter[str] = Counter()  # item id -> successful deletes
         self._failures: list[tuple[int, str | None]] = []
         self._malformed = 0
+        self._stalls: list[float] = []
         self._resets = 0
         self._recent: deque[float] = deque()
         # Called (under the lock) after a route changed the data; see ``persist``.
@@ -86,6 +87,16 @@ class FakeProvider(abc.ABC):
         with self.lock:
             self._failures.extend([(status, path)] * n)
 
+    def stall_next(self, n: int = 1, seconds: float = 2.0) -> None:
+        """Hold the next ``n`` answers for ``seconds`` after the route ran: a client with a
+        shorter timeout gives up on a request the provider did act on."""
+        with self.lock:
+            self._stalls.extend([seconds] * n)
+
+    def take_stall(self) -> float:
+        with self.lock:
+            return self._stalls.pop(0) if self._stalls else 0.0
+
     def malformed_next(self, n: int = 1) -> None:
         with self.lock:
             self._malformed += n
@@ -99,6 +110,7 @@ class FakeProvider(abc.ABC):
         with self.lock:
             self._failures.clear()
             self._malformed = self._resets = 0
+            self._stalls.clear()
             self._recent.clear()
             self.requests.clear()
             self.deletes.clear()
@@ -255,6 +267,7 @@ class FakeProvider(abc.ABC):
         async def handler(request: httpx.Request) -> httpx.Response:
             if self.latency:
                 await asyncio.sleep(self.latency)
+            stall = self.take_stall()
             try:
                 answer = self.handle(request.method, request.url.raw_path.decode(),
                                      dict(request.headers), request.content)
@@ -262,6 +275,8 @@ class FakeProvider(abc.ABC):
                 raise httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
                 ) from None
+            if stall:
+                await asyncio.sleep(stall)
             return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
 
         return httpx.MockTransport(handler)
@@ -316,11 +331,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if self.fake.latency:
             time.sleep(self.fake.latency)
+        stall = self.fake.take_stall()
         try:
             answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body)
         except ConnectionDropped:
             self.close_connection = True
             return
+        if stall:
+            time.sleep(stall)
         self.send_response(answer.status)
         for key, value in answer.headers.items():
             self.send_header(key, value)

@@ -1,0 +1,220 @@
+"""The erasure workflow around the worker: approval, cancel window, keep-list, pinned
+messages, pause/resume/cancel, retry and skip, export hash, receipts, the sweeper."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard import erasure, runner, sweeper
+from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
+
+pytestmark = pytest.mark.django_db
+State = ErasureItem.State
+
+
+def draft(connection, n: int = 2, **kwargs) -> list[ErasureJob]:  # type: ignore[no-untyped-def]
+    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
+    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {},
+                             **kwargs)
+    return list(ErasureJob.objects.filter(request=request))
+
+
+@pytest.fixture
+def approver(django_user_model):  # type: ignore[no-untyped-def]
+    user = django_user_model.objects.create_user("approver", password="x-approver-123")
+    user.user_permissions.add(Permission.objects.get(codename="approve_erasurejob"))
+    return django_user_model.objects.get(pk=user.pk)
+
+
+def test_large_jobs_wait_for_an_approver_who_is_not_the_requester(synced, approver, settings,
+                                                                   convai_fake):
+    settings.LETHE_APPROVAL_THRESHOLD = 1
+    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    assert job.status == ErasureJob.Status.AWAITING_APPROVAL
+    runner.run(job.pk)
+    assert not convai_fake.deletes  # nothing is sent while it waits
+    with pytest.raises(erasure.NotAllowed, match="another approver"):
+        erasure.approve(job, synced.owner)
+    job = erasure.approve(job, approver, enqueue=False)
+    assert job.status == ErasureJob.Status.QUEUED and job.approved_by == approver
+    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+
+
+def test_someone_without_the_approver_role_cannot_approve(synced, outsider, settings):
+    settings.LETHE_APPROVAL_ALL = True
+    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    with pytest.raises(erasure.NotAllowed, match="approver role"):
+        erasure.approve(job, outsider)
+
+
+def test_the_cancel_window_holds_the_job_and_a_cancel_sends_nothing(synced, settings,
+                                                                     convai_fake):
+    settings.LETHE_CANCEL_WINDOW = 60
+    [job] = erasure.confirm(draft(synced, 3), dry_run=False, enqueue=False)
+    assert job.status == ErasureJob.Status.SCHEDULED
+    assert job.not_before > timezone.now() + timedelta(seconds=50)
+    runner.run(job.pk)
+    assert sweeper.sweep() == []  # the window is not over
+    job = erasure.cancel(job, synced.owner)
+    assert job.status == ErasureJob.Status.CANCELLED
+    assert set(job.items.values_list("state", flat=True)) == {State.SKIPPED}
+    runner.run(job.pk)
+    assert not convai_fake.deletes
+
+
+def test_the_sweeper_releases_a_job_when_its_window_is_over(synced, settings):
+    settings.LETHE_CANCEL_WINDOW = 60
+    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    ErasureJob.objects.filter(pk=job.pk).update(not_before=timezone.now() - timedelta(seconds=1))
+    assert sweeper.sweep() == [job.pk]
+    job.refresh_from_db()
+    assert job.status == ErasureJob.Status.QUEUED
+
+
+def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake):
+    first = synced.conversations.order_by("id").first()
+    Conversation.objects.filter(pk=first.pk).update(protected=True)
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = runner.run(job.pk)
+    skipped = job.items.get(conversation=first)
+    assert skipped.state == State.SKIPPED and "keep-list" in skipped.detail
+    assert first.provider_id not in convai_fake.deletes
+    assert job.items.exclude(pk=skipped.pk).get().state == State.VERIFIED
+
+
+def test_pinned_messages_are_skipped_unless_included(synced, convai_fake):
+    first = synced.conversations.order_by("id").first()
+    Message.objects.filter(conversation=first, position=0).update(pinned=True)
+    [job] = erasure.confirm(draft(synced, 1), dry_run=False, enqueue=False)
+    assert runner.run(job.pk).items.get().state == State.SKIPPED
+    assert not convai_fake.deletes
+    [job] = erasure.confirm(draft(synced, 1), dry_run=False, include_pinned=True, enqueue=False)
+    assert runner.run(job.pk).items.get().state == State.VERIFIED
+
+
+def test_pause_stops_before_the_next_batch_and_resume_finishes(synced, convai_fake, settings):
+    settings.LETHE_ERASE_BATCH = 1
+    [job] = erasure.confirm(draft(synced, 3), dry_run=False, enqueue=False)
+    job = erasure.pause(job, synced.owner)
+    assert runner.run(job.pk).status == ErasureJob.Status.PAUSED
+    assert not convai_fake.deletes
+    erasure.resume(job, synced.owner)
+    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+    assert len(convai_fake.deletes) == 3
+
+
+def test_failed_items_can_be_retried_or_skipped_in_bulk(synced, convai_fake):
+    convai_fake.plan_gated_delete = True
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = runner.run(job.pk)
+    assert job.counts()[State.FAILED] == 2 and job.status == ErasureJob.Status.DONE
+    convai_fake.plan_gated_delete = False
+    assert erasure.retry_failed(job, synced.owner) == 2
+    job = runner.run(job.pk)
+    assert job.counts()[State.VERIFIED] == 2
+    convai_fake.plan_gated_delete = True
+    [other] = erasure.confirm(draft(synced, 4), dry_run=False, enqueue=False)
+    other = runner.run(other.pk)
+    assert other.counts()[State.FAILED] == 4
+    assert erasure.skip_failed(other, synced.owner) == 4
+    assert other.counts()[State.FAILED] == 0 and other.counts()[State.SKIPPED] == 4
+
+
+def test_a_refused_key_pauses_and_a_replaced_key_resumes(client, synced, convai_fake):
+    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    synced.set_secrets({"api_key": "revoked-000000000000000000"})
+    synced.save()
+    job = runner.run(job.pk)
+    assert job.status == ErasureJob.Status.PAUSED and job.paused_for_auth
+    client.force_login(synced.owner)
+    client.post(reverse("connection_edit", args=[synced.pk]), {
+        "label": synced.label, "secret_api_key": sorted(convai_fake.api_keys)[0],
+        "option_base_url": synced.options["base_url"],
+    })
+    job.refresh_from_db()
+    assert job.status == ErasureJob.Status.QUEUED
+    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+
+
+def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced, convai_fake):
+    convai_fake.retry_after = 120
+    convai_fake.fail_next(1, status=429, path="/character/chatHistory/delete")
+    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    job = runner.run(job.pk)
+    assert job.status == ErasureJob.Status.RUNNING and job.throttled_until
+    assert job.items.filter(state=State.PENDING, next_attempt_at__isnull=False).count() == 2
+    assert sweeper.sweep() == []  # not due yet
+    job.items.update(next_attempt_at=timezone.now())
+    ErasureJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert sweeper.sweep() == [job.pk]
+    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+
+
+def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fake):
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    claimed = runner.claim(job, 2)  # a worker took them, sent them, then died
+    with convai_fake.lock:  # the deletes reached the provider
+        for item in claimed:
+            for char in convai_fake.characters.values():
+                char.sessions.pop(item.provider_id, None)
+    old = timezone.now() - timedelta(hours=1)
+    ErasureItem.objects.filter(job=job).update(updated_at=old)
+    ErasureJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=old)
+    assert sweeper.sweep() == [job.pk]
+    assert set(job.items.values_list("state", flat=True)) == {State.UNKNOWN}
+    job = runner.run(job.pk)
+    assert set(job.items.values_list("state", flat=True)) == {State.VERIFIED}
+    assert not convai_fake.deletes  # read back as gone: never sent again
+
+
+def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, synced):
+    jobs = draft(synced, 2)
+    client.force_login(synced.owner)
+    response = client.get(reverse("erase_export", args=[jobs[0].request, "jsonl"]))
+    body = b"".join(response.streaming_content)
+    lines = [json.loads(line) for line in body.decode().splitlines()]
+    assert len({line["conversation_id"] for line in lines}) == 2
+    job = ErasureJob.objects.get(pk=jobs[0].pk)
+    assert job.export_sha256 == hashlib.sha256(body).hexdigest()
+    page = client.get(reverse("erase_preview", args=[job.request])).content.decode()
+    assert "Nothing was exported" not in page
+    csv_body = b"".join(client.get(reverse("erase_export", args=[job.request, "csv"]))
+                        .streaming_content)
+    assert csv_body.startswith(b"provider,connection,character")
+    assert client.get(reverse("erase_export", args=[job.request, "exe"])).status_code == 404
+
+
+def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = runner.run(job.pk)
+    client.force_login(synced.owner)
+    data = json.loads(client.get(reverse("job_receipt_json", args=[job.pk])).content)
+    assert [i["outcome"] for i in data["items"]] == ["verified", "verified"]
+    assert data["requested_by"] == "owner" and data["counts"] == {"verified": 2}
+    dumped = json.dumps(data)
+    assert synced.get_secrets()["api_key"] not in dumped
+    for text in Message.objects.filter(conversation__connection=synced).values_list("text",
+                                                                                     flat=True):
+        assert text not in dumped
+    assert "Receipt for job" in client.get(reverse("job_receipt", args=[job.pk])).content.decode()
+
+
+def test_job_page_actions_follow_the_state_machine(client, synced, settings):
+    settings.LETHE_CANCEL_WINDOW = 60
+    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    client.force_login(synced.owner)
+    page = client.get(reverse("job", args=[job.pk])).content.decode()
+    assert "Starts at" in page and "Cancel job" in page and "Pause" not in page
+    response = client.post(reverse("job_action", args=[job.pk, "resume"]), follow=True)
+    assert "cannot resume" in response.content.decode()
+    client.post(reverse("job_action", args=[job.pk, "cancel"]))
+    job.refresh_from_db()
+    assert job.status == ErasureJob.Status.CANCELLED and job.cancelled_by == synced.owner
+    assert client.post(reverse("job_action", args=[job.pk, "explode"])).status_code == 404
