@@ -20,7 +20,8 @@ State = ErasureItem.State
 
 
 def draft(connection, n: int = 2, **kwargs) -> list[ErasureJob]:  # type: ignore[no-untyped-def]
-    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
+    present = connection.conversations.filter(mirror_state="present").order_by("id")
+    ids = list(present.values_list("pk", flat=True)[:n])
     request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {},
                              **kwargs)
     return list(ErasureJob.objects.filter(request=request))
