@@ -1,0 +1,151 @@
+"""Several workers on one job, and workers killed in the middle of one: every item ends in
+a final state and the provider sees at most one successful delete per item."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection as db_connection
+from helpers import wait_for
+
+from dashboard import erasure, runner, sync
+from dashboard.models import ErasureItem, ErasureJob
+from providers.fakes.convai import ConvaiFake
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def convai_fake() -> ConvaiFake:
+    # Many characters, so a job spans many delete calls.
+    return ConvaiFake(seed=21, characters=12, sessions=4, turns=(1, 1))
+
+
+def confirmed_job(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
+    assert sync.run(sync.start(connection).pk).status == "ok"
+    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
+    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
+    return erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+                           enqueue=False)[0]
+
+
+def test_eight_concurrent_workers_never_send_an_item_twice(connection, convai_fake, settings):
+    settings.LETHE_ERASE_BATCH = 3
+    convai_fake.latency = 0.01
+    job = confirmed_job(connection, 40)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            runner.run(job.pk)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    job.refresh_from_db()
+    assert job.status == ErasureJob.Status.DONE
+    assert job.counts()[ErasureItem.State.VERIFIED] == 40
+    assert len(convai_fake.deletes) == 40
+    assert set(convai_fake.deletes.values()) == {1}
+
+
+def start_worker(broker_dir: str) -> subprocess.Popen[bytes]:
+    db = django_settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LETHE_DATA_DIR": broker_dir,
+        "LETHE_SECRET_KEY": "crash-test",
+        "LETHE_ENCRYPTION_KEYS": ",".join(django_settings.LETHE_ENCRYPTION_KEYS),
+        "LETHE_STUCK_AFTER": "2",
+        "LETHE_SWEEP_INTERVAL": "1",
+        "LETHE_ERASE_BATCH": "1",
+        "LETHE_PROVIDER_RATE": "1000",
+        "LETHE_SECURE": "0",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--beat", "--pool",
+         "prefork", "--concurrency", "1", "--loglevel", "WARNING",
+         "--schedule", os.path.join(broker_dir, "beat")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def pool_child(worker: subprocess.Popen[bytes]) -> int:
+    def children() -> list[int]:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(worker.pid)],
+                             capture_output=True, text=True, check=False).stdout
+        return [int(p) for p in out.split()]
+    return wait_for(lambda: next(iter(children()), 0), what="the pool child to start")
+
+
+@pytest.mark.parametrize("victim", ["worker", "pool_child"])
+def test_a_killed_worker_leaves_no_item_unsettled_and_none_deleted_twice(
+        connection, convai_fake, victim):
+    convai_fake.latency = 0.15
+    job = confirmed_job(connection, 10)
+    with tempfile.TemporaryDirectory() as broker_dir:
+        worker = start_worker(broker_dir)
+        try:
+            # The test process sends the task through the same file-system broker.
+            send_task(broker_dir, job.pk)
+            wait_for(lambda: len(convai_fake.deletes) >= 2, timeout=60,
+                     what="the worker to start deleting")
+            pid = worker.pid if victim == "worker" else pool_child(worker)
+            os.kill(pid, signal.SIGKILL)
+            if victim == "worker":
+                worker.wait(timeout=10)
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker = start_worker(broker_dir)
+            wait_for(lambda: ErasureJob.objects.get(pk=job.pk).status == "done", timeout=120,
+                     what="the job to finish after the crash")
+        finally:
+            stop(worker)
+    job.refresh_from_db()
+    states = set(job.items.values_list("state", flat=True))
+    assert states <= {ErasureItem.State.VERIFIED}, states
+    assert max(convai_fake.deletes.values()) == 1
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    """Stop the worker and its pool and beat children, whatever state they are in."""
+    try:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=10)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        pass
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait(timeout=10)
+
+
+def send_task(broker_dir: str, job_id: int) -> None:
+    from celery import Celery
+
+    app = Celery("sender", broker="filesystem://")
+    folder = os.path.join(broker_dir, "broker", "out")
+    os.makedirs(folder, exist_ok=True)
+    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+    app.send_task("dashboard.tasks.run_erasure", args=[job_id])
