@@ -38,6 +38,7 @@ STALE = timedelta(minutes=30)
 class Fetched:
     account: records.Account | None = None
     notes: list[str] = field(default_factory=list)
+    vanished: set[str] = field(default_factory=set)
     characters: list[records.Character] = field(default_factory=list)
     conversations: list[records.Conversation] = field(default_factory=list)
     # Messages per conversation provider id, only for the conversations that were re-read.
@@ -91,7 +92,11 @@ async def _fetch(provider: providers.Provider, known: dict[str, Conversation],
 
         async def read(conv: records.Conversation) -> None:
             async with semaphore:
-                out.messages[conv.provider_id] = [m async for m in provider.messages(conv)]
+                try:
+                    out.messages[conv.provider_id] = [m async for m in provider.messages(conv)]
+                except providers.NotFound:
+                    # Listed a moment ago, gone now: deleted elsewhere while we synced.
+                    out.vanished.add(conv.provider_id)
 
         await asyncio.gather(*(read(c) for c in stale))
     out.notes = list(dict.fromkeys(provider.notes))
@@ -152,6 +157,8 @@ def _write(connection: Connection, sync_run: SyncRun, fetched: Fetched,
         )
     listed = set()
     for conv in fetched.conversations:
+        if conv.provider_id in fetched.vanished:
+            continue
         listed.add(conv.provider_id)
         msgs = fetched.messages.get(conv.provider_id)
         values: dict[str, Any] = {

@@ -67,8 +67,9 @@ class Provider(abc.ABC):
                 kind = "secret" if spec.secret else "option"
                 raise PermanentError(f"{self.label}: the {kind} '{spec.label}' is missing")
             (self._secrets if spec.secret else self.options)[spec.name] = value
-        if "base_url" in self.options:
-            self.options["base_url"] = self._check_url(self.options["base_url"])
+        for name, value in self.options.items():
+            if name.endswith("_url") and value:
+                self.options[name] = self._check_url(value)
         self._transport = transport
         self._timeout = timeout
         self._retries = retries
