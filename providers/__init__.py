@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .base import Provider
+from .characterai import CharacterAIProvider
+from .characterai_legacy import CharacterAILegacyProvider
 from .convai import ConvaiProvider
 from .errors import (
     AuthError,
@@ -27,7 +29,8 @@ from .records import (
 )
 
 REGISTRY: dict[str, type[Provider]] = {
-    ConvaiProvider.name: ConvaiProvider,
+    cls.name: cls
+    for cls in (CharacterAIProvider, CharacterAILegacyProvider, ConvaiProvider)
 }
 
 
@@ -43,6 +46,8 @@ __all__ = [
     "Account",
     "AuthError",
     "Capabilities",
+    "CharacterAILegacyProvider",
+    "CharacterAIProvider",
     "Character",
     "ConvaiProvider",
     "Conversation",

@@ -13,8 +13,10 @@ The generic ``http.classify`` reads a status code; Character.AI needs the body a
   RateLimited (error 1015) or TemporaryError, and Django's "CSRF verification failed"
   (the endpoint wants browser cookies) is a PermanentError. A JSON neo_error under 403 is
   the token working but the action refused (PermanentError).
-- 429 with an HTML body (Cloudflare, ``Retry-After`` often absent), or any page that says
-  "error code: 1015", is RateLimited with a readable reason.
+- 429 with a body that is not JSON (Cloudflare, ``Retry-After`` often absent), or any
+  non-JSON answer that says "error code: 1015" (as text or as an HTML page), is RateLimited
+  with a readable reason; a JSON 429 is left to the shared client (Retry-After, retries).
+- Another HTML 4xx page served by Cloudflare (not 404/405) is a TemporaryError.
 - 5xx and 408 are left to the shared client, which retries reads and shows the reason
   phrase, never the HTML.
 
@@ -56,15 +58,14 @@ _CF_CODE = re.compile(r"error(?:\s+code)?\s*:?\s*(1\d{3})\b", re.IGNORECASE)
 _CF_MARKERS = ("cloudflare", "cf-ray", "cf-error", "just a moment", "attention required",
                "waiting room", "cf_chl")
 _NOT_FOUND = re.compile(r"not\s+found|does\s*n[o']t\s+exist|no\s+such", re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]*>")
+_TOKEN_PREFIX = re.compile(r"^token(?:\s+|$)", re.IGNORECASE)
 _CLIENT_RETRIES = frozenset({408, 500, 502, 503, 504})
 
 
 def normalize_token(raw: str) -> str:
     """The bare token: surrounding space and a pasted leading "Token " removed."""
-    token = raw.strip()
-    if token[:6].lower() == "token ":
-        token = token[6:].strip()
-    return token
+    return _TOKEN_PREFIX.sub("", raw.strip()).strip()
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -89,7 +90,8 @@ def is_html(response: httpx.Response) -> bool:
 
 def cloudflare_code(response: httpx.Response) -> int | None:
     """The Cloudflare error number ("error code: 1015") a page carries, if any."""
-    match = _CF_CODE.search(response.text[:20000])
+    # Cloudflare's pages spread "Error 1015" over several tags.
+    match = _CF_CODE.search(_TAGS.sub(" ", response.text[:20000]))
     return int(match.group(1)) if match else None
 
 
@@ -146,8 +148,9 @@ def classify_response(response: httpx.Response, *, label: str = LABEL) -> Provid
         kind = NotFound if _NOT_FOUND.search(text) else PermanentError
         return kind(f"{label} refused the request: {text}{_codes(body)}", status=status)
     html = body is None and is_html(response)
-    if html and (cloudflare_code(response) == 1015 or status == 429):
-        code = cloudflare_code(response)
+    # Cloudflare answers API clients with an HTML page or a bare "error code: 1015".
+    code = cloudflare_code(response) if body is None else None
+    if code == 1015 or (status == 429 and body is None):
         what = f"error {code}: rate limited" if code else f"HTTP {status}: rate limited"
         return RateLimited(f"{label}'s Cloudflare front blocked the request ({what})",
                            retry_after=retry_after, status=status)
@@ -160,7 +163,6 @@ def classify_response(response: httpx.Response, *, label: str = LABEL) -> Provid
                 return PermanentError(
                     f"{label} refused the request with a CSRF check (HTTP 403): the endpoint "
                     "wants browser cookies; the token itself may be fine", status=status)
-            code = cloudflare_code(response)
             what = f"error {code}" if code else "HTTP 403 challenge page"
             return TemporaryError(f"{label}'s Cloudflare front blocked the request ({what}); "
                                   "try again later", status=status)
@@ -173,8 +175,7 @@ def classify_response(response: httpx.Response, *, label: str = LABEL) -> Provid
         text = body_text(body) or "too many requests"
         return RateLimited(f"{label} asked us to slow down ({text})",
                            retry_after=retry_after, status=status)
-    if html and _is_cloudflare(response) and status < 500:
-        code = cloudflare_code(response)
+    if html and _is_cloudflare(response) and status < 500 and status not in (404, 405):
         return TemporaryError(f"{label}'s Cloudflare front answered {status}"
                               f"{f' (error {code})' if code else ''}", status=status)
     if status >= 500 or status == 408:
@@ -195,7 +196,7 @@ def response_hook(label: str = LABEL) -> Callable[[httpx.Response], Awaitable[No
         status = response.status_code
         if status in _CLIENT_RETRIES:
             return  # the shared client retries these (reads) and keeps a short reason
-        if status == 429 and not is_html(response):
+        if status == 429 and _json(response) is not None:
             return  # a JSON 429: the shared client honours Retry-After and retries
         error = classify_response(response, label=label)
         if error is None:

@@ -75,11 +75,6 @@ def main() -> int:
             env["DATABASE_URL"], stop = temporary_cluster()
             print("Started a temporary PostgreSQL cluster for the tests", flush=True)
     env.setdefault("CELERY_BROKER_URL", "memory://")
-    # The fakes answer at once; pacing and backoff are the provider tests' business.
-    env.setdefault("LETHE_PROVIDER_RATE", "1000")
-    env.setdefault("LETHE_PROVIDER_BACKOFF", "0.01")
-    # Tests of the cancel window set it themselves; elsewhere jobs start when confirmed.
-    env.setdefault("LETHE_CANCEL_WINDOW", "0")
     env["LETHE_DATA_DIR"] = tempfile.mkdtemp(prefix="lethe-test-")
     try:
         args = sys.argv[1:] or ["-n", "2"]

@@ -15,6 +15,15 @@ from providers.fakes.convai import DEMO_KEY, ConvaiFake
 PASSWORD = "correct-horse-battery"  # noqa: S105 - test users only
 
 
+@pytest.fixture(autouse=True)
+def _prompt_jobs_and_providers(settings):  # type: ignore[no-untyped-def]
+    """The fakes answer at once: no pacing, short backoffs, and confirmed jobs start at
+    once. Tests of the cancel window, pacing or backoff set their own values."""
+    settings.LETHE_CANCEL_WINDOW = 0
+    settings.LETHE_PROVIDER_RATE = 1000.0
+    settings.LETHE_PROVIDER_BACKOFF = 0.01
+
+
 @pytest.fixture
 def convai_fake() -> ConvaiFake:
     return ConvaiFake(seed=7, characters=2, sessions=6)

@@ -87,7 +87,7 @@ def _erase(connection: Connection, n: int) -> ErasureJob:
     ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
     request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
     return erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                           enqueue=False)[0]
+                           include_pinned=True, enqueue=False)[0]
 
 
 def _drive(job: ErasureJob) -> ErasureJob:

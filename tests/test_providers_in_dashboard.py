@@ -49,7 +49,7 @@ def test_erasing_conversations_verifies_them_and_marks_the_mirror(mirrored) -> N
     chosen = connection.conversations.order_by("id")[:2]
     request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=chosen), {})
     job = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                          enqueue=False)[0]
+                          include_pinned=True, enqueue=False)[0]
     job = runner.run(job.pk)
     assert job.status == ErasureJob.Status.DONE
     states = list(job.items.values_list("state", flat=True))

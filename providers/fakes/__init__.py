@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from .base import ConnectionDropped, FakeProvider, FakeResponse, FakeServer
+from .characterai import DEMO_TOKEN as CHARACTERAI_DEMO_TOKEN
+from .characterai import CharacterAIFake
+from .characterai_legacy import CharacterAILegacyFake
 from .convai import DEMO_KEY as CONVAI_DEMO_KEY
 from .convai import ConvaiFake
 
-FAKES: dict[str, type[FakeProvider]] = {ConvaiFake.name: ConvaiFake}
+FAKES: dict[str, type[FakeProvider]] = {
+    cls.name: cls for cls in (CharacterAIFake, CharacterAILegacyFake, ConvaiFake)
+}
 
 
 def demo_ports(first: int) -> dict[str, int]:
@@ -14,7 +19,10 @@ def demo_ports(first: int) -> dict[str, int]:
     return {name: first + i for i, name in enumerate(sorted(FAKES))}
 
 __all__ = [
+    "CHARACTERAI_DEMO_TOKEN",
     "CONVAI_DEMO_KEY",
+    "CharacterAIFake",
+    "CharacterAILegacyFake",
     "FAKES",
     "ConnectionDropped",
     "ConvaiFake",
