@@ -146,6 +146,9 @@ def send_task(broker_dir: str, job_id: int) -> None:
 
     app = Celery("sender", broker="filesystem://")
     folder = os.path.join(broker_dir, "broker", "out")
+    control = os.path.join(broker_dir, "broker", "control")
     os.makedirs(folder, exist_ok=True)
-    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+    os.makedirs(control, exist_ok=True)
+    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder,
+                                         "control_folder": control}
     app.send_task("dashboard.tasks.run_erasure", args=[job_id])
