@@ -43,6 +43,8 @@ class Provider(abc.ABC):
     label: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     fields: ClassVar[tuple[FieldSpec, ...]]
+    # Templates read these class attributes; tell them not to instantiate the class.
+    do_not_call_in_templates: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -245,3 +245,17 @@ def test_single_messages_cannot_be_selected_where_the_provider_erases_sessions_o
                                  follow=True)
     assert "provider can erase" in response.content.decode()
     assert not ErasureJob.objects.exists()
+
+
+@pytest.mark.parametrize("name", sorted(__import__("providers").REGISTRY))
+def test_each_provider_has_its_own_connection_form_with_write_only_secrets(owner_client, name):
+    import providers
+
+    cls = providers.get(name)
+    page = owner_client.get(reverse("connection_add"), {"provider": name}).content.decode()
+    assert cls.label in page
+    for spec in cls.fields:
+        prefix = "secret" if spec.secret else "option"
+        assert f'name="{prefix}_{spec.name}"' in page
+        if spec.secret:
+            assert f'type="password" name="secret_{spec.name}"' in page
