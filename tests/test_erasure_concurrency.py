@@ -81,12 +81,14 @@ def start_worker(broker_dir: str) -> subprocess.Popen[bytes]:
         "LETHE_ERASE_BATCH": "1",
         "LETHE_PROVIDER_RATE": "1000",
         "LETHE_SECURE": "0",
+        "PYTHONPATH": str(ROOT),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--beat", "--pool",
          "prefork", "--concurrency", "1", "--loglevel", "WARNING",
          "--schedule", os.path.join(broker_dir, "beat")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Run from the scratch folder, so whatever the broker writes stays there.
+        cwd=broker_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
 
