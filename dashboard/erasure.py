@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ import providers
 from .jobstate import Event, advance
 from .models import Conversation, ErasureItem, ErasureJob, Message
 from .models.mirror import MirrorState
+from .roles import Role, at_least
 
 State = ErasureItem.State
 PROTECTED = "Protected (on the keep-list); not sent."
@@ -47,69 +48,128 @@ Row = tuple[int, str, int, int | None, str, str, str, str]
 def freeze(user: Any, conversations: QuerySet[Conversation], scope: dict[str, Any],
            dry_run: bool = False) -> uuid.UUID:
     """Draft one job per connection holding exactly these conversations, as of now."""
+    from django.db.models import Case, F, Value, When
+    from django.db.models.functions import Cast, Coalesce
+
     pinned = Message.objects.filter(conversation=OuterRef("pk"), pinned=True,
                                     mirror_state=MirrorState.PRESENT)
+    # The items are computed in the database and copied with one INSERT ... SELECT.
     rows = conversations.filter(mirror_state=MirrorState.PRESENT).annotate(
         has_pinned=Exists(pinned)
-    ).values_list("connection_id", "id", "provider_id", "character__provider_id", "protected",
-                  "has_pinned")
-    return _draft(user, scope, dry_run, (
-        (connection_id, ErasureItem.Kind.CONVERSATION, conv_id, None, provider_id, provider_id,
-         character_id or "", PROTECTED if protected else PINNED if has_pinned else "")
-        for connection_id, conv_id, provider_id, character_id, protected, has_pinned
-        in rows.iterator(chunk_size=2000)
-    ))
+    ).annotate(
+        i_connection=F("connection_id"),
+        i_kind=Value(ErasureItem.Kind.CONVERSATION.value),
+        i_conv=F("id"),
+        i_msg=Cast(Value(None), models.BigIntegerField()),
+        i_pid=F("provider_id"),
+        i_conv_pid=F("provider_id"),
+        i_char=Coalesce(F("character__provider_id"), Value("")),
+        i_skip=Case(When(protected=True, then=Value(PROTECTED)),
+                    When(has_pinned=True, then=Value(PINNED)), default=Value("")),
+    )
+    return _draft(user, scope, dry_run, rows)
 
 
 def freeze_messages(user: Any, messages: QuerySet[Message], scope: dict[str, Any],
                     dry_run: bool = False) -> uuid.UUID:
     """Draft jobs for single messages, where the provider can erase single messages."""
+    from django.db.models import Case, F, Value, When
+    from django.db.models.functions import Coalesce
+
     erasable = [name for name, cls in providers.REGISTRY.items()
                 if "message" in cls.capabilities.erase_kinds]
     rows = messages.filter(
         mirror_state=MirrorState.PRESENT, conversation__mirror_state=MirrorState.PRESENT,
         conversation__connection__provider__in=erasable,
-    ).values_list("conversation__connection_id", "conversation_id", "id", "provider_id",
-                  "conversation__provider_id", "conversation__character__provider_id",
-                  "conversation__protected", "pinned")
-    return _draft(user, scope, dry_run, (
-        (connection_id, ErasureItem.Kind.MESSAGE, conv_id, msg_id, provider_id, conv_pid,
-         character_id or "", PROTECTED if protected else PINNED_MESSAGE if pinned else "")
-        for connection_id, conv_id, msg_id, provider_id, conv_pid, character_id, protected, pinned
-        in rows.iterator(chunk_size=2000)
-    ))
+    ).annotate(
+        i_connection=F("conversation__connection_id"),
+        i_kind=Value(ErasureItem.Kind.MESSAGE.value),
+        i_conv=F("conversation_id"),
+        i_msg=F("id"),
+        i_pid=F("provider_id"),
+        i_conv_pid=F("conversation__provider_id"),
+        i_char=Coalesce(F("conversation__character__provider_id"), Value("")),
+        i_skip=Case(When(conversation__protected=True, then=Value(PROTECTED)),
+                    When(pinned=True, then=Value(PINNED_MESSAGE)), default=Value("")),
+    )
+    return _draft(user, scope, dry_run, rows)
 
 
-def _draft(user: Any, scope: dict[str, Any], dry_run: bool, rows: Iterable[Row]) -> uuid.UUID:
+def _draft(user: Any, scope: dict[str, Any], dry_run: bool,
+           rows: Iterable[Row] | QuerySet[Any]) -> uuid.UUID:
+    """One draft job per connection. ``rows`` is either Row tuples or a queryset annotated
+    with the item columns (``i_connection`` ... ``i_skip``, as ``freeze`` makes it), which
+    is copied in the database without passing through Python."""
+    from django.db import connection as db
+    from django.db.models import Case, CharField, DateTimeField, JSONField, Q, Value, When
+    from django.db.models.functions import Cast, Concat
+
     request = uuid.uuid4()
-    by_connection: dict[int, list[Row]] = {}
-    for row in rows:
-        by_connection.setdefault(row[0], []).append(row)
-    if not by_connection:
-        raise SelectionError("Nothing to erase: the selection holds nothing still present "
-                             "that the provider can erase.")
     now = timezone.now()
+    if not isinstance(rows, QuerySet):
+        by_connection: dict[int, list[Row]] = {}
+        for row in rows:
+            by_connection.setdefault(row[0], []).append(row)
+        if not by_connection:
+            raise SelectionError("Nothing to erase: the selection holds nothing still present "
+                                 "that the provider can erase.")
+        with transaction.atomic():
+            for connection_id, items in by_connection.items():
+                job = ErasureJob.objects.create(
+                    request=request, connection_id=connection_id, requested_by=user,
+                    dry_run=dry_run, scope=scope,
+                )
+                ErasureItem.objects.bulk_create(
+                    [
+                        ErasureItem(
+                            job=job, kind=kind, conversation_id=conv_id, message_id=msg_id,
+                            provider_id=provider_id, conversation_provider_id=conv_pid,
+                            character_provider_id=character_id,
+                            idempotency_key=f"{job.pk}:{kind}:{conv_pid}:{provider_id}",
+                            state=State.SKIPPED if skip else State.PENDING, detail=skip,
+                            settled_at=now if skip else None,
+                        )
+                        for _, kind, conv_id, msg_id, provider_id, conv_pid, character_id, skip
+                        in items
+                    ],
+                    batch_size=2000,
+                )
+        return request
     with transaction.atomic():
-        for connection_id, items in by_connection.items():
-            job = ErasureJob.objects.create(
-                request=request, connection_id=connection_id, requested_by=user,
-                dry_run=dry_run, scope=scope,
-            )
-            ErasureItem.objects.bulk_create(
-                [
-                    ErasureItem(
-                        job=job, kind=kind, conversation_id=conv_id, message_id=msg_id,
-                        provider_id=provider_id, conversation_provider_id=conv_pid,
-                        character_provider_id=character_id,
-                        idempotency_key=f"{job.pk}:{kind}:{conv_pid}:{provider_id}",
-                        state=State.SKIPPED if skip else State.PENDING, detail=skip,
-                        settled_at=now if skip else None,
-                    )
-                    for _, kind, conv_id, msg_id, provider_id, conv_pid, character_id, skip
-                    in items
-                ],
-                batch_size=2000,
-            )
+        connection_ids = sorted(set(
+            rows.order_by().values_list("i_connection", flat=True).distinct()))
+        if not connection_ids:
+            raise SelectionError("Nothing to erase: the selection holds nothing still present "
+                                 "that the provider can erase.")
+        jobs = {cid: ErasureJob.objects.create(request=request, connection_id=cid,
+                                               requested_by=user, dry_run=dry_run, scope=scope)
+                for cid in connection_ids}
+        skipped = ~Q(i_skip="")
+        select = rows.annotate(
+            i_job=Case(*[When(i_connection=cid, then=Value(job.pk))
+                         for cid, job in jobs.items()],
+                       output_field=models.BigIntegerField()),
+        ).annotate(
+            i_key=Concat(Cast("i_job", CharField()), Value(":"), "i_kind", Value(":"),
+                         "i_conv_pid", Value(":"), "i_pid", output_field=CharField()),
+            i_state=Case(When(skipped, then=Value(State.SKIPPED.value)),
+                         default=Value(State.PENDING.value)),
+            i_settled=Case(When(skipped, then=Value(now)),
+                           default=Value(None), output_field=DateTimeField()),
+            i_attempts=Value(0),
+            i_response=Value({}, output_field=JSONField()),
+            i_updated=Value(now, output_field=DateTimeField()),
+        ).order_by("i_conv", "i_msg")
+        names = ["i_job", "i_kind", "i_conv", "i_msg", "i_pid", "i_conv_pid", "i_char",
+                 "i_key", "i_state", "i_skip", "i_settled", "i_attempts", "i_response",
+                 "i_updated"]
+        columns = ["job_id", "kind", "conversation_id", "message_id", "provider_id",
+                   "conversation_provider_id", "character_provider_id", "idempotency_key",
+                   "state", "detail", "settled_at", "attempts", "response", "updated_at"]
+        sql, params = select.values_list(*names).query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {ErasureItem._meta.db_table} "  # noqa: S608
+                           f"({', '.join(columns)}) {sql}", params)
     return request
 
 
@@ -174,14 +234,13 @@ def release_if_due(job: ErasureJob, enqueue: bool = False) -> ErasureJob:
 
 
 def can_approve(user: Any, job: ErasureJob) -> bool:
-    return bool(job.requested_by_id != user.pk
-                and user.has_perm("dashboard.approve_erasurejob"))
+    return job.requested_by_id != user.pk and at_least(user, Role.APPROVER)
 
 
 def approve(job: ErasureJob, user: Any, enqueue: bool = True) -> ErasureJob:
     if job.requested_by_id == user.pk:
         raise NotAllowed("You asked for this erasure; another approver must approve it.")
-    if not user.has_perm("dashboard.approve_erasurejob"):
+    if not at_least(user, Role.APPROVER):
         raise NotAllowed("Only people with the approver role can approve erasures.")
     now = timezone.now()
     with transaction.atomic():

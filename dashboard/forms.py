@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import Group
 
 import providers
 
@@ -90,3 +91,17 @@ class ConversationFilter(forms.Form):
         if data.get("start") and data.get("end") and data["start"] > data["end"]:
             raise forms.ValidationError("The From date is after the To date.")
         return data
+
+
+class ShareForm(forms.Form):
+    """Share a connection with groups its owner belongs to."""
+
+    groups = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        label="Shared with",
+    )
+
+    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field: Any = self.fields["groups"]
+        field.queryset = user.groups.order_by("name")

@@ -6,10 +6,16 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .models import Connection, Conversation, Message
+
+# 'simple': lower-cased words, no stemming or stop words, so names, codes and secrets in
+# any language are found as typed. Changing it means a new index (see the migration).
+SEARCH_CONFIG = "simple"
 
 
 def visible_conversations(user: Any) -> QuerySet[Conversation]:
@@ -37,9 +43,22 @@ def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
         qs = qs.filter(started_at__lte=datetime.combine(data["end"], time.max, tz))
     if data.get("q"):
         text = data["q"]
-        hits = Message.objects.filter(conversation=OuterRef("pk"), text__icontains=text)
-        qs = qs.filter(Q(title__icontains=text) | Exists(hits))
+        qs = qs.filter(Q(title__icontains=text) | Exists(message_hits(text)))
     return qs
+
+
+def message_hits(text: str) -> QuerySet[Message]:
+    """Messages of the outer conversation whose text matches ``text``.
+
+    On PostgreSQL a full-text match (words, any order; "quoted phrases", -exclusions) served
+    by the GIN index of migration ``search``; the expression must stay exactly the indexed
+    one. Elsewhere (the embedded SQLite demo) a substring match.
+    """
+    mine = Message.objects.filter(conversation=OuterRef("pk"))
+    if connection.vendor != "postgresql":
+        return mine.filter(text__icontains=text)
+    return mine.annotate(words=SearchVector("text", config=SEARCH_CONFIG)).filter(
+        words=SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch"))
 
 
 def scope_of(data: dict[str, Any]) -> dict[str, Any]:

@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dashboard.sso.ProxyHeaderMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -107,6 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context.role",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -249,3 +251,32 @@ LETHE_TYPED_CONFIRM_THRESHOLD = int(os.environ.get("LETHE_TYPED_CONFIRM_THRESHOL
 LETHE_STUCK_AFTER = int(os.environ.get("LETHE_STUCK_AFTER", "120"))
 # Items a worker claims at once; 0 means the provider's largest batch.
 LETHE_ERASE_BATCH = int(os.environ.get("LETHE_ERASE_BATCH", "0"))
+
+# Roles: the Django group whose members hold each role, and the role of a signed-in person
+# in none of them (local users made in the admin, SSO users without a mapped group).
+LETHE_ROLE_GROUPS = {
+    "viewer": os.environ.get("LETHE_GROUP_VIEWER", "lethe-viewers"),
+    "operator": os.environ.get("LETHE_GROUP_OPERATOR", "lethe-operators"),
+    "approver": os.environ.get("LETHE_GROUP_APPROVER", "lethe-approvers"),
+    "admin": os.environ.get("LETHE_GROUP_ADMIN", "lethe-admins"),
+}
+LETHE_DEFAULT_ROLE = os.environ.get("LETHE_DEFAULT_ROLE", "viewer")
+
+# Local sign-in throttling.
+LETHE_LOGIN_MAX_FAILURES = int(os.environ.get("LETHE_LOGIN_MAX_FAILURES", "5"))
+LETHE_LOGIN_LOCKOUT = int(os.environ.get("LETHE_LOGIN_LOCKOUT", "900"))
+
+# Reverse-proxy SSO (off unless the user header is named).
+LETHE_SSO_HEADER_USER = os.environ.get("LETHE_SSO_HEADER_USER", "")
+LETHE_SSO_HEADER_EMAIL = os.environ.get("LETHE_SSO_HEADER_EMAIL", "")
+LETHE_SSO_HEADER_GROUPS = os.environ.get("LETHE_SSO_HEADER_GROUPS", "")
+LETHE_SSO_TRUSTED_PROXIES = env_list("LETHE_SSO_TRUSTED_PROXIES")
+# Local username/password sign-in: on when no SSO is configured, or when forced on.
+LETHE_LOCAL_LOGIN = env_bool(
+    "LETHE_LOCAL_LOGIN",
+    not (LETHE_SSO_HEADER_USER or os.environ.get("LETHE_OIDC_CLIENT_ID")),
+)
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if LETHE_SSO_HEADER_USER:
+    AUTHENTICATION_BACKENDS.insert(0, "dashboard.sso.ProxyHeaderBackend")
+LETHE_OIDC_ENABLED = False  # replaced below when OpenID Connect is configured

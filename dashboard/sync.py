@@ -1,7 +1,11 @@
-"""Mirror a connection's histories: read everything from the provider, then write it at once.
+"""Mirror a connection's histories, streaming pages from the provider into bulk upserts.
 
-All provider reads happen before the first write, inside one transaction, so a failed sync
-leaves the existing mirror exactly as it was and records why.
+A reader thread runs the provider on its own event loop with several requests in flight
+(``LETHE_SYNC_CONCURRENCY``, default 8) and hands finished chats to this thread through a
+small bounded queue, so memory stays flat however many messages there are. This thread
+writes them in bulk (COPY plus one INSERT ... ON CONFLICT on PostgreSQL, multi-row upserts
+elsewhere), all inside ONE transaction: a failed sync rolls back, leaves the existing mirror
+exactly as it was, and records why.
 
 Full on the first run; afterwards incremental: messages are re-read only for conversations
 that are new, whose last-message time the provider reports as changed, or (where the
@@ -13,10 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import connection as db
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -32,17 +41,35 @@ log = logging.getLogger(__name__)
 RECENT = timedelta(days=2)
 # A run still queued or running after this long lost its worker; it no longer blocks a new one.
 STALE = timedelta(minutes=30)
+# Messages buffered before one bulk write.
+FLUSH_ROWS = 5000
+
+
+def concurrency() -> int:
+    return max(1, int(getattr(settings, "LETHE_SYNC_CONCURRENCY", 8) or 8))
 
 
 @dataclass
-class Fetched:
-    account: records.Account | None = None
+class Known:
+    """What the mirror holds about a conversation before this run."""
+
+    pk: int
+    last_message_at: datetime | None
+    mirror_state: str
+
+
+@dataclass
+class Listing:
+    account: records.Account | None
+    characters: list[records.Character]
+    conversations: list[records.Conversation]
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    gone: int = 0
     notes: list[str] = field(default_factory=list)
-    vanished: set[str] = field(default_factory=set)
-    characters: list[records.Character] = field(default_factory=list)
-    conversations: list[records.Conversation] = field(default_factory=list)
-    # Messages per conversation provider id, only for the conversations that were re-read.
-    messages: dict[str, list[records.Message]] = field(default_factory=dict)
 
 
 def in_progress(connection: Connection) -> SyncRun | None:
@@ -66,7 +93,7 @@ def start(connection: Connection, user: Any = None) -> SyncRun:
     )
 
 
-def _needs_messages(conv: records.Conversation, known: dict[str, Conversation],
+def _needs_messages(conv: records.Conversation, known: dict[str, Known],
                     since: datetime | None) -> bool:
     mirrored = known.get(conv.provider_id)
     if mirrored is None or since is None:
@@ -77,30 +104,127 @@ def _needs_messages(conv: records.Conversation, known: dict[str, Conversation],
     return started >= since - RECENT
 
 
-async def _fetch(provider: providers.Provider, known: dict[str, Conversation],
-                 since: datetime | None) -> Fetched:
-    out = Fetched()
-    async with provider:
-        out.account = await provider.check()
-        async for character in provider.characters():
-            out.characters.append(character)
-            async for conv in provider.conversations(character):
-                out.conversations.append(conv)
-        stale = [c for c in out.conversations if _needs_messages(c, known, since)]
-        # Several conversations in flight at once; the provider's rate budget paces them.
-        semaphore = asyncio.Semaphore(4)
+# -- reading: a thread with its own event loop ------------------------------------------
 
-        async def read(conv: records.Conversation) -> None:
-            async with semaphore:
-                try:
-                    out.messages[conv.provider_id] = [m async for m in provider.messages(conv)]
-                except providers.NotFound:
-                    # Listed a moment ago, gone now: deleted elsewhere while we synced.
-                    out.vanished.add(conv.provider_id)
 
-        await asyncio.gather(*(read(c) for c in stale))
-    out.notes = list(dict.fromkeys(provider.notes))
-    return out
+class _Stopped(Exception):
+    """The writer gave up; the reader stops quietly."""
+
+
+class Reader(threading.Thread):
+    """Reads the listing, then the messages of each stale chat, several at a time.
+
+    Puts ("listing", Listing), then ("messages", provider id, [Message]) or ("vanished",
+    provider id) per chat, then ("done", notes) or ("error", exception) on ``out``.
+    """
+
+    def __init__(self, provider: providers.Provider, known: dict[str, Known],
+                 since: datetime | None, in_flight: int) -> None:
+        super().__init__(name="lethe-sync-reader", daemon=True)
+        self.provider = provider
+        self.known = known
+        self.since = since
+        self.in_flight = in_flight
+        self.out: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=2 * in_flight)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the writer, which decides what it means
+            self._put_blocking(("error", exc))
+
+    def _put_blocking(self, item: tuple[Any, ...]) -> None:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    async def _put(self, item: tuple[Any, ...]) -> None:
+        # Back-pressure without blocking the loop: the writer sets the pace.
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                self.out.put_nowait(item)
+                return
+            except queue.Full:
+                await asyncio.sleep(0.002)
+
+    async def _main(self) -> None:
+        provider = self.provider
+        async with provider:
+            account = await provider.check()
+            characters: list[records.Character] = []
+            conversations: list[records.Conversation] = []
+            async for character in provider.characters():
+                characters.append(character)
+                async for conv in provider.conversations(character):
+                    conversations.append(conv)
+            await self._put(("listing", Listing(account, characters, conversations)))
+            stale = iter([c for c in conversations
+                          if _needs_messages(c, self.known, self.since)])
+
+            async def worker() -> None:
+                # One shared iterator: each worker takes the next chat when it is free.
+                for conv in stale:
+                    try:
+                        msgs = [m async for m in provider.messages(conv)]
+                    except providers.NotFound:
+                        # Listed a moment ago, gone now: deleted elsewhere while we synced.
+                        await self._put(("vanished", conv.provider_id))
+                        continue
+                    await self._put(("messages", conv.provider_id, msgs))
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(self.in_flight):
+                        group.create_task(worker())
+            except BaseExceptionGroup as grouped:
+                raise _first(grouped) from None
+        await self._put(("done", list(dict.fromkeys(provider.notes))))
+
+    def items(self) -> Iterator[tuple[Any, ...]]:
+        while True:
+            try:
+                item = self.out.get(timeout=0.5)
+            except queue.Empty:
+                if not self.is_alive() and self.out.empty():
+                    raise RuntimeError("the sync reader stopped without a word") from None
+                continue
+            if item[0] == "error":
+                raise item[1]
+            yield item
+            if item[0] == "done":
+                return
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.join(timeout=30)
+
+
+def _first(grouped: BaseExceptionGroup[Any]) -> BaseException:
+    """The exception a TaskGroup failed with, preferring a provider's own error."""
+    flat: list[BaseException] = []
+
+    def walk(group: BaseExceptionGroup[Any]) -> None:
+        for exc in group.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            else:
+                flat.append(exc)
+
+    walk(grouped)
+    real = [e for e in flat if not isinstance(e, _Stopped | asyncio.CancelledError)]
+    return next((e for e in real if isinstance(e, providers.ProviderError)),
+                real[0] if real else flat[0])
+
+
+# -- the run ------------------------------------------------------------------------------
 
 
 def run(run_id: int) -> SyncRun:
@@ -111,17 +235,26 @@ def run(run_id: int) -> SyncRun:
     sync_run.status = SyncRun.Status.RUNNING
     sync_run.started_at = timezone.now()
     sync_run.save(update_fields=["status", "started_at"])
-    known = {c.provider_id: c for c in connection.conversations.all()}
+    known = {
+        pid: Known(pk, last, state)
+        for pid, pk, last, state in connection.conversations.values_list(
+            "provider_id", "pk", "last_message_at", "mirror_state").iterator(chunk_size=5000)
+    }
     since = None if sync_run.full else connection.last_synced_at
+    reader: Reader | None = None
     try:
-        fetched = asyncio.run(_fetch(connection.open_provider(), known, since))
+        reader = Reader(connection.open_provider(), known, since, concurrency())
+        reader.start()
         with transaction.atomic():
-            _write(connection, sync_run, fetched, known)
+            Writer(connection, sync_run, known).consume(reader)
     except providers.ProviderError as exc:
         _fail(sync_run, connection, exc)
     except Exception as exc:  # keep the run row honest whatever went wrong
         log.exception("sync %s failed", sync_run.pk)
         _fail(sync_run, connection, exc, unexpected=True)
+    finally:
+        if reader is not None:
+            reader.halt()
     return sync_run
 
 
@@ -144,89 +277,267 @@ def _fail(sync_run: SyncRun, connection: Connection, exc: Exception,
     sync_run.save()
 
 
-def _write(connection: Connection, sync_run: SyncRun, fetched: Fetched,
-           known: dict[str, Conversation]) -> None:
-    now = timezone.now()
-    characters = {}
-    for c in fetched.characters:
-        characters[c.provider_id], _ = Character.objects.update_or_create(
-            connection=connection, provider_id=c.provider_id,
-            defaults={"name": c.name or c.provider_id, "description": c.description,
-                      "last_interaction": c.last_interaction,
-                      "mirror_state": MirrorState.PRESENT},
-        )
-    listed = set()
-    for conv in fetched.conversations:
-        if conv.provider_id in fetched.vanished:
-            continue
-        listed.add(conv.provider_id)
-        msgs = fetched.messages.get(conv.provider_id)
-        values: dict[str, Any] = {
-            "character": characters.get(conv.character_id),
-            "started_at": conv.started_at,
-            "provider_state": conv.state,
-            "flags": conv.flags,
-            "synced_at": now,
-        }
-        if msgs is not None:
-            times = [m.created_at for m in msgs if m.created_at]
-            values["message_count"] = len(msgs)
-            values["last_message_at"] = (
-                conv.last_message_at or (max(times) if times else None) or conv.started_at or now
+# -- writing: bulk upserts in the caller's transaction -----------------------------------
+
+
+class Writer:
+    def __init__(self, connection: Connection, sync_run: SyncRun,
+                 known: dict[str, Known]) -> None:
+        self.connection = connection
+        self.sync_run = sync_run
+        self.known = known
+        self.now = timezone.now()
+        self.stats = Stats()
+        self.listing: Listing | None = None
+        self.by_pid: dict[str, records.Conversation] = {}
+        self.pks: dict[str, int] = {}
+        self.rows: list[tuple[Any, ...]] = []
+        self.touched: list[Conversation] = []
+        # Previously mirrored chats that were read again: their missing messages are gone.
+        self.reread: dict[int, list[str]] = {}
+        self.postgres = db.vendor == "postgresql"
+        self._staged = False
+
+    def consume(self, reader: Reader) -> None:
+        for item in reader.items():
+            kind = item[0]
+            if kind == "listing":
+                self.write_listing(item[1])
+            elif kind == "messages":
+                self.add_messages(item[1], item[2])
+            elif kind == "vanished":
+                self.vanish(item[1])
+            elif kind == "done":
+                self.stats.notes = item[1]
+        self.flush()
+        self.finish()
+
+    # listing
+
+    def write_listing(self, listing: Listing) -> None:
+        self.listing = listing
+        characters = _upsert_characters(self.connection, listing.characters)
+        convs = [c for c in dict((c.provider_id, c) for c in listing.conversations).values()]
+        self.by_pid = {c.provider_id: c for c in convs}
+        self.pks = _upsert_conversations(self.connection, convs, characters, self.now)
+
+    # messages
+
+    def add_messages(self, pid: str, msgs: list[records.Message]) -> None:
+        conv = self.by_pid[pid]
+        pk = self.pks[pid]
+        adapt = (None if self.postgres else db.ops.adapt_datetimefield_value)
+        # One row per provider id: an upsert may not touch the same row twice.
+        msgs = list({m.provider_id: m for m in msgs}.values())
+        for m in msgs:
+            created = m.created_at if adapt is None else adapt(m.created_at)
+            self.rows.append((pk, m.provider_id, m.position, m.author[:200], m.is_human,
+                              m.text, created, m.pinned))
+        times = [m.created_at for m in msgs if m.created_at]
+        first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
+        self.touched.append(Conversation(
+            pk=pk, message_count=len(msgs),
+            last_message_at=(conv.last_message_at or (max(times) if times else None)
+                             or conv.started_at or self.now),
+            title=(conv.title or _title(first_human) or conv.provider_id)[:300],
+        ))
+        if pid in self.known:
+            self.reread[pk] = [m.provider_id for m in msgs]
+        self.stats.messages += len(msgs)
+        if len(self.rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def vanish(self, pid: str) -> None:
+        previous = self.known.get(pid)
+        pk = self.pks.pop(pid)
+        if previous is None:
+            # Created from the listing a moment ago; it never really existed for us.
+            Conversation.objects.filter(pk=pk).delete()
+            return
+        # Restore what the listing upsert overwrote, then call it gone.
+        state = (MirrorState.GONE if previous.mirror_state == MirrorState.PRESENT
+                 else previous.mirror_state)
+        Conversation.objects.filter(pk=pk).update(mirror_state=state,
+                                                  last_message_at=previous.last_message_at)
+        if previous.mirror_state == MirrorState.PRESENT:
+            self.stats.gone += 1
+
+    def flush(self) -> None:
+        if self.rows:
+            if self.postgres:
+                self._copy_messages(self.rows)
+            else:
+                _upsert_messages_portable(self.rows)
+            self.rows = []
+        if self.touched:
+            Conversation.objects.bulk_update(
+                self.touched, ["message_count", "last_message_at", "title"], batch_size=500)
+            self.touched = []
+        for pk, ids in self.reread.items():
+            Message.objects.filter(~Q(provider_id__in=ids), conversation_id=pk,
+                                   mirror_state=MirrorState.PRESENT
+                                   ).update(mirror_state=MirrorState.GONE)
+        self.reread = {}
+
+    def _copy_messages(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        table = Message._meta.db_table
+        cols = "conversation_id, provider_id, position, author, is_human, text, created_at, pinned"
+        with db.cursor() as cursor:
+            if not self._staged:
+                cursor.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS lethe_sync_messages "  # noqa: S608
+                    f"ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
+                cursor.execute("TRUNCATE lethe_sync_messages")
+                self._staged = True
+            with cursor.cursor.copy(  # type: ignore[attr-defined]
+                f"COPY lethe_sync_messages ({cols}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            # Unchanged rows are not rewritten: a re-sync of a quiet chat costs no writes.
+            cursor.execute(
+                f"INSERT INTO {table} ({cols}, mirror_state) "  # noqa: S608
+                f"SELECT {cols}, 'present' FROM lethe_sync_messages "
+                "ON CONFLICT (conversation_id, provider_id) DO UPDATE SET "
+                "position = EXCLUDED.position, author = EXCLUDED.author, "
+                "is_human = EXCLUDED.is_human, text = EXCLUDED.text, "
+                "created_at = EXCLUDED.created_at, pinned = EXCLUDED.pinned, "
+                "mirror_state = EXCLUDED.mirror_state "
+                f"WHERE ({table}.position, {table}.author, {table}.is_human, {table}.text, "
+                f"{table}.created_at, {table}.pinned, {table}.mirror_state) IS DISTINCT FROM "
+                "(EXCLUDED.position, EXCLUDED.author, EXCLUDED.is_human, EXCLUDED.text, "
+                "EXCLUDED.created_at, EXCLUDED.pinned, EXCLUDED.mirror_state)"
             )
-            first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
-            values["title"] = conv.title or _title(first_human) or conv.provider_id
-        elif conv.last_message_at:
-            values["last_message_at"] = conv.last_message_at
-        previous = known.get(conv.provider_id)
-        if previous is None or previous.mirror_state != MirrorState.ERASED:
-            values["mirror_state"] = MirrorState.PRESENT
-        mirrored, _ = Conversation.objects.update_or_create(
-            connection=connection, provider_id=conv.provider_id, defaults=values
+            cursor.execute("TRUNCATE lethe_sync_messages")
+
+    # the end
+
+    def finish(self) -> None:
+        listing = self.listing
+        if listing is None:
+            raise RuntimeError("the sync reader finished without a listing")
+        sync_run, connection = self.sync_run, self.connection
+        # Every conversation still listed was stamped with `now` by the listing upsert.
+        gone = Conversation.objects.filter(
+            Q(synced_at__lt=self.now) | Q(synced_at__isnull=True),
+            connection=connection, mirror_state=MirrorState.PRESENT,
         )
-        if msgs is not None:
-            _write_messages(mirrored, msgs)
-            sync_run.messages += len(msgs)
-    gone = (
-        Conversation.objects.filter(connection=connection, mirror_state=MirrorState.PRESENT)
-        .exclude(provider_id__in=listed)
+        self.stats.gone += gone.update(mirror_state=MirrorState.GONE)
+        Character.objects.filter(connection=connection).exclude(
+            provider_id__in={c.provider_id for c in listing.characters}
+        ).update(mirror_state=MirrorState.GONE)
+
+        sync_run.notes = "\n".join(self.stats.notes)
+        sync_run.characters = len(listing.characters)
+        sync_run.conversations = len(listing.conversations)
+        sync_run.messages = self.stats.messages
+        sync_run.gone = self.stats.gone
+        sync_run.status = SyncRun.Status.OK
+        sync_run.finished_at = timezone.now()
+        sync_run.save()
+        connection.last_synced_at = sync_run.started_at
+        connection.last_error = ""
+        if connection.status == Connection.Status.INVALID:
+            connection.status = Connection.Status.OK
+        if listing.account:
+            connection.account_name = listing.account.name[:200]
+        connection.save(update_fields=["last_synced_at", "last_error", "status",
+                                       "account_name"])
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _upsert(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+            conflict: Sequence[str], updates: dict[str, str], returning: str = ""
+            ) -> list[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT DO UPDATE in multi-row statements (PostgreSQL and SQLite)."""
+    per_row = len(columns)
+    limit = 900 if db.vendor == "sqlite" else 30000
+    one = "(" + ", ".join(["%s"] * per_row) + ")"
+    sets = ", ".join(f"{col} = {expr}" for col, expr in updates.items())
+    out: list[tuple[Any, ...]] = []
+    with db.cursor() as cursor:
+        for chunk in _chunks(rows, max(1, limit // per_row)):
+            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+                   f"VALUES {', '.join([one] * len(chunk))} "
+                   f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
+                   + (f" RETURNING {returning}" if returning else ""))
+            cursor.execute(sql, [v for row in chunk for v in row])
+            if returning:
+                out.extend(cursor.fetchall())
+    return out
+
+
+def _upsert_characters(connection: Connection, chars: list[records.Character]
+                       ) -> dict[str, int]:
+    unique = list({c.provider_id: c for c in chars}.values())
+    if not unique:
+        return {}
+    when = db.ops.adapt_datetimefield_value
+    rows = [(connection.pk, c.provider_id, (c.name or c.provider_id)[:300], c.description,
+             when(c.last_interaction), MirrorState.PRESENT.value) for c in unique]
+    found = _upsert(
+        Character._meta.db_table,
+        ["connection_id", "provider_id", "name", "description", "last_interaction",
+         "mirror_state"],
+        rows, ["connection_id", "provider_id"],
+        {col: f"EXCLUDED.{col}" for col in
+         ("name", "description", "last_interaction", "mirror_state")},
+        returning="provider_id, id",
     )
-    sync_run.gone = gone.update(mirror_state=MirrorState.GONE)
-    Character.objects.filter(connection=connection).exclude(
-        provider_id__in=characters.keys()
-    ).update(mirror_state=MirrorState.GONE)
-
-    sync_run.notes = "\n".join(fetched.notes)
-    sync_run.characters = len(fetched.characters)
-    sync_run.conversations = len(fetched.conversations)
-    sync_run.status = SyncRun.Status.OK
-    sync_run.finished_at = timezone.now()
-    sync_run.save()
-    connection.last_synced_at = sync_run.started_at
-    connection.last_error = ""
-    if connection.status == Connection.Status.INVALID:
-        connection.status = Connection.Status.OK
-    if fetched.account:
-        connection.account_name = fetched.account.name[:200]
-    connection.save(update_fields=["last_synced_at", "last_error", "status", "account_name"])
+    return {pid: pk for pid, pk in found}
 
 
-def _write_messages(conversation: Conversation, msgs: list[records.Message]) -> None:
+def _upsert_conversations(connection: Connection, convs: list[records.Conversation],
+                          characters: dict[str, int], now: datetime) -> dict[str, int]:
+    """Listing fields of every listed conversation; title and counts come with messages."""
+    if not convs:
+        return {}
+    table = Conversation._meta.db_table
+    flags = Conversation._meta.get_field("flags")
+    when = db.ops.adapt_datetimefield_value
     rows = [
-        Message(conversation=conversation, provider_id=m.provider_id, position=m.position,
-                author=m.author[:200], is_human=m.is_human, text=m.text,
-                created_at=m.created_at, pinned=m.pinned, mirror_state=MirrorState.PRESENT)
-        for m in msgs
+        (connection.pk, c.provider_id, characters.get(c.character_id or ""),
+         (c.title or c.provider_id)[:300], when(c.started_at), when(c.last_message_at), 0,
+         c.state, MirrorState.PRESENT.value, flags.get_db_prep_save(c.flags, db), False,
+         when(now))
+        for c in convs
     ]
-    Message.objects.bulk_create(
-        rows, batch_size=1000, update_conflicts=True,
-        unique_fields=["conversation", "provider_id"],
-        update_fields=["position", "author", "is_human", "text", "created_at", "pinned",
-                       "mirror_state"],
+    found = _upsert(
+        table,
+        ["connection_id", "provider_id", "character_id", "title", "started_at",
+         "last_message_at", "message_count", "provider_state", "mirror_state", "flags",
+         "protected", "synced_at"],
+        rows, ["connection_id", "provider_id"],
+        {
+            "character_id": "EXCLUDED.character_id",
+            "started_at": "EXCLUDED.started_at",
+            "provider_state": "EXCLUDED.provider_state",
+            "flags": "EXCLUDED.flags",
+            "synced_at": "EXCLUDED.synced_at",
+            # The provider's last-message time, where it gives one; else the mirror's.
+            "last_message_at": f"COALESCE(EXCLUDED.last_message_at, {table}.last_message_at)",
+            # An erased conversation stays erased in the mirror whatever the provider lists.
+            "mirror_state": f"CASE WHEN {table}.mirror_state = 'erased' THEN 'erased' "
+                            "ELSE 'present' END",
+        },
+        returning="provider_id, id",
     )
-    ids = [m.provider_id for m in msgs]
-    conversation.messages.filter(~Q(provider_id__in=ids), mirror_state=MirrorState.PRESENT).update(
-        mirror_state=MirrorState.GONE
+    return {pid: pk for pid, pk in found}
+
+
+def _upsert_messages_portable(rows: Sequence[tuple[Any, ...]]) -> None:
+    _upsert(
+        Message._meta.db_table,
+        ["conversation_id", "provider_id", "position", "author", "is_human", "text",
+         "created_at", "pinned", "mirror_state"],
+        [(*row, MirrorState.PRESENT.value) for row in rows],
+        ["conversation_id", "provider_id"],
+        {col: f"EXCLUDED.{col}" for col in
+         ("position", "author", "is_human", "text", "created_at", "pinned", "mirror_state")},
     )
 
 

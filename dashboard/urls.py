@@ -4,17 +4,22 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 
-from .views import connections, conversations, erase, jobs
+from . import accounts
+from .views import audit, connections, conversations, erase, jobs
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
+# The admin signs in through the same door as everyone: SSO when configured, throttled
+# local sign-in otherwise.
+admin.site.login = accounts.LoginView.as_view()  # type: ignore[method-assign,assignment]
+
 urlpatterns = [
     path("", lambda request: redirect("connections"), name="home"),
     path("healthz", healthz),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("connections/", connections.connection_list, name="connections"),
     path("connections/add/", connections.connection_add, name="connection_add"),
@@ -22,6 +27,9 @@ urlpatterns = [
     path("connections/<int:pk>/edit/", connections.connection_edit, name="connection_edit"),
     path("connections/<int:pk>/test/", connections.connection_test, name="connection_test"),
     path("connections/<int:pk>/sync/", connections.connection_sync, name="connection_sync"),
+    path("connections/<int:pk>/share/", connections.connection_share, name="connection_share"),
+    path("connections/<int:pk>/remove/", connections.connection_remove,
+         name="connection_remove"),
     path("conversations/", conversations.conversation_list, name="conversations"),
     path("conversations/<int:pk>/", conversations.transcript, name="transcript"),
     path("conversations/<int:pk>/protect/", conversations.protect, name="protect"),
@@ -33,5 +41,7 @@ urlpatterns = [
     path("jobs/<int:pk>/receipt/", jobs.job_receipt, name="job_receipt"),
     path("jobs/<int:pk>/receipt.json", jobs.job_receipt, {"fmt": "json"}, name="job_receipt_json"),
     path("jobs/<int:pk>/<str:action>/", jobs.job_action, name="job_action"),
+    path("audit/", audit.audit_list, name="audit"),
+    path("audit.csv", audit.audit_csv, name="audit_csv"),
     path("admin/", admin.site.urls),
 ]

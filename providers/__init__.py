@@ -16,6 +16,7 @@ from .errors import (
     TemporaryError,
 )
 from .http import RateBudget
+from .koosearch import KooSearchProvider
 from .records import (
     Account,
     Capabilities,
@@ -30,7 +31,7 @@ from .records import (
 
 REGISTRY: dict[str, type[Provider]] = {
     cls.name: cls
-    for cls in (CharacterAIProvider, CharacterAILegacyProvider, ConvaiProvider)
+    for cls in (CharacterAIProvider, CharacterAILegacyProvider, ConvaiProvider, KooSearchProvider)
 }
 
 
@@ -52,6 +53,7 @@ __all__ = [
     "ConvaiProvider",
     "Conversation",
     "FieldSpec",
+    "KooSearchProvider",
     "Message",
     "NotFound",
     "Outcome",

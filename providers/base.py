@@ -95,9 +95,9 @@ class Provider(abc.ABC):
     def _check_url(self, url: str) -> str:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PermanentError(f"{self.label}: the base URL must be an http(s) address")
+            raise PermanentError(f"{self.label}: every address must be an http(s) URL")
         if parts.username or parts.password:
-            raise PermanentError(f"{self.label}: the base URL must not contain credentials")
+            raise PermanentError(f"{self.label}: an address must not contain credentials")
         return url.rstrip("/")
 
     def secret(self, name: str) -> str:

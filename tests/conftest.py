@@ -35,9 +35,21 @@ def convai_server(convai_fake: ConvaiFake) -> Iterator[FakeServer]:
         yield server
 
 
+def with_role(user, role: str):  # type: ignore[no-untyped-def]
+    """Put a user in the group that carries `role` (viewer, operator, approver, admin)."""
+    from django.conf import settings
+    from django.contrib.auth.models import Group
+
+    group, _ = Group.objects.get_or_create(name=settings.LETHE_ROLE_GROUPS[role])
+    user.groups.add(group)
+    return type(user).objects.get(pk=user.pk)  # a fresh instance: roles are cached per object
+
+
 @pytest.fixture
 def owner(django_user_model):  # type: ignore[no-untyped-def]
-    return django_user_model.objects.create_user("owner", password=PASSWORD)
+    """The owner of the test connection; an operator, who may sync and request erasures."""
+    return with_role(django_user_model.objects.create_user("owner", password=PASSWORD),
+                     "operator")
 
 
 @pytest.fixture

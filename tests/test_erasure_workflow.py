@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
+from conftest import with_role
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,9 +29,8 @@ def draft(connection, n: int = 2, **kwargs) -> list[ErasureJob]:  # type: ignore
 
 @pytest.fixture
 def approver(django_user_model):  # type: ignore[no-untyped-def]
-    user = django_user_model.objects.create_user("approver", password="x-approver-123")
-    user.user_permissions.add(Permission.objects.get(codename="approve_erasurejob"))
-    return django_user_model.objects.get(pk=user.pk)
+    return with_role(django_user_model.objects.create_user("approver", password="x-appr-123"),
+                     "approver")
 
 
 def test_large_jobs_wait_for_an_approver_who_is_not_the_requester(synced, approver, settings,

@@ -1,8 +1,10 @@
+from .audit import AuditEvent
 from .connections import Connection
 from .erasure import ErasureItem, ErasureJob
 from .mirror import Character, Conversation, Message, SyncRun
 
 __all__ = [
+    "AuditEvent",
     "Character",
     "Connection",
     "Conversation",

@@ -10,7 +10,7 @@ from django.db.models import Q
 
 import providers
 
-from .. import crypto
+from .. import crypto, ratebudget
 from ..tokens import EncryptedTokenCache
 
 
@@ -85,7 +85,9 @@ class Connection(models.Model):
         kwargs.setdefault("backoff", settings.LETHE_PROVIDER_BACKOFF)
         kwargs.setdefault("token_cache", EncryptedTokenCache())
         kwargs.setdefault("cache_key", str(self.uid))
-        if settings.LETHE_PROVIDER_RATE:
-            rate = settings.LETHE_PROVIDER_RATE
-            kwargs.setdefault("budget", providers.RateBudget(rate, max(1, int(rate))))
+        if "budget" not in kwargs:
+            # Every worker of this connection draws on one budget (Redis where configured).
+            rate = (settings.LETHE_PROVIDER_RATE
+                    or self.provider_class.capabilities.requests_per_second)
+            kwargs["budget"] = ratebudget.for_connection(str(self.uid), rate)
         return self.provider_class(self.get_secrets(), options, **kwargs)

@@ -68,7 +68,6 @@ class ErasureJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("approve_erasurejob", "Can approve other people's erasure jobs")]
 
     def __str__(self) -> str:
         kind = "Dry run" if self.dry_run else "Erasure"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
-from django.http import Http404, HttpRequest
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
 
 from ..models import Connection
+from ..roles import Role, role_of
+
+View = Callable[..., HttpResponse | StreamingHttpResponse]
 
 
 def user_connection(request: HttpRequest, pk: int) -> Connection:
@@ -26,3 +31,26 @@ def int_or_404(value: str | None) -> int:
         return int(value or "")
     except ValueError as exc:
         raise Http404("Not a valid id.") from exc
+
+
+def require_role(role: Role, lookup: Callable[..., object] | None = None
+                 ) -> Callable[[View], View]:
+    """Refuse (403, with the reason) people whose role is below `role`. With `lookup`, the
+    object is looked up first, so an id the person cannot see is a 404 whatever their role."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any
+                    ) -> HttpResponse | StreamingHttpResponse:
+            if lookup is not None:
+                lookup(request, *args, **kwargs)
+            mine = role_of(request.user)
+            if mine < role:
+                return render(request, "403.html", {
+                    "reason": f"Your role ({mine.label}) cannot do this: it needs the "
+                              f"{role.label} role. Ask an admin of Lethe for it."
+                }, status=403)
+            return view(request, *args, **kwargs)
+        return wrapped
+
+    return decorate

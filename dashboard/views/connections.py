@@ -1,4 +1,4 @@
-"""Connections screen: list, add, edit (replace key), test, sync now."""
+"""Connections screen: list, add, edit (replace key), share, remove, test, sync now."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 import providers
 
-from .. import erasure, sync
+from .. import audit, erasure, sync
 from ..aio import ProviderSession
-from ..forms import ConnectionForm
+from ..forms import ConnectionForm, ShareForm
 from ..models import Connection, SyncRun
 from ..models.mirror import MirrorState
-from .common import is_fragment, user_connection
+from ..roles import Role
+from .common import is_fragment, require_role, user_connection
+
+
+def owned_connection(request: HttpRequest, pk: int) -> Connection:
+    """Only the owner changes, shares or removes a connection; others see a 404 as if
+    they had no access, or can see it but not change it."""
+    connection = user_connection(request, pk)
+    if connection.owner_id != request.user.pk:
+        raise Http404("Only the owner changes a connection.")
+    return connection
 
 
 def connection_list(request: HttpRequest) -> HttpResponse:
@@ -38,6 +48,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@require_role(Role.OPERATOR)
 def connection_add(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("provider") or request.GET.get("provider") or ""
     if name not in providers.REGISTRY:
@@ -49,6 +60,8 @@ def connection_add(request: HttpRequest) -> HttpResponse:
                                 label=form.cleaned_data["label"], options=form.options())
         connection.set_secrets(form.secrets())
         connection.save()
+        audit.record(request.user, audit.Action.CONNECTION_ADDED, connection, request,
+                     provider=name)
         messages.success(request, f"Added {connection}. Test it, then sync its histories.")
         return redirect("connection", pk=connection.pk)
     return render(request, "connections/form.html",
@@ -56,10 +69,9 @@ def connection_add(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@require_role(Role.OPERATOR, lookup=user_connection)
 def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = user_connection(request, pk)
-    if connection.owner_id != request.user.pk:
-        raise Http404("Only the owner changes a connection.")
+    connection = owned_connection(request, pk)
     form = ConnectionForm(connection.provider, request.POST or None, instance=connection)
     if request.method == "POST" and form.is_valid():
         connection.label = form.cleaned_data["label"]
@@ -70,6 +82,9 @@ def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
             connection.status = Connection.Status.OK
             connection.last_error = ""
         connection.save()
+        audit.record(request.user, audit.Action.CONNECTION_KEY_REPLACED if new
+                     else audit.Action.CONNECTION_CHANGED, connection, request,
+                     fields=sorted(form.changed_data))
         resumed = erasure.resume_after_key_fix(connection.pk) if new else 0
         messages.success(request, "Saved." + (" The new key is stored encrypted." if new else "")
                          + (f" {resumed} paused job(s) resumed." if resumed else ""))
@@ -84,6 +99,9 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"connection": connection, "runs": runs, "latest": runs[0] if runs else None}
     if is_fragment(request):
         return render(request, "connections/detail.html#sync-status", context)
+    if connection.owner_id == request.user.pk:
+        context["share_form"] = ShareForm(
+            request.user, initial={"groups": connection.shared_with.all()})
     present = Q(conversations__mirror_state=MirrorState.PRESENT)
     context["characters"] = connection.characters.annotate(
         held=Count("conversations", filter=present)
@@ -92,6 +110,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@require_role(Role.OPERATOR, lookup=user_connection)
 def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     connection = user_connection(request, pk)
     try:
@@ -119,6 +138,7 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@require_role(Role.OPERATOR, lookup=user_connection)
 def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
     from .. import tasks
 
@@ -126,9 +146,43 @@ def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
     run = sync.in_progress(connection)
     if run is None:
         run = sync.start(connection, request.user)
+        audit.record(request.user, audit.Action.SYNC_REQUESTED, connection, request,
+                     sync_run=run.pk)
         tasks.sync_connection.delay_on_commit(run.pk)
     if is_fragment(request):
         return render(request, "connections/detail.html#sync-status",
                       {"connection": connection, "latest": run})
     messages.info(request, "Sync queued.")
     return redirect("connection", pk=connection.pk)
+
+
+@require_POST
+@require_role(Role.OPERATOR, lookup=user_connection)
+def connection_share(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = owned_connection(request, pk)
+    form = ShareForm(request.user, request.POST)
+    if form.is_valid():
+        groups = form.cleaned_data["groups"]
+        connection.shared_with.set(groups)
+        audit.record(request.user, audit.Action.CONNECTION_SHARED, connection, request,
+                     groups=sorted(g.name for g in groups))
+        messages.success(request, "Sharing saved." if groups else "Shared with nobody now.")
+    else:
+        messages.error(request, "Share only with groups you belong to.")
+    return redirect("connection", pk=connection.pk)
+
+
+@require_POST
+@require_role(Role.OPERATOR, lookup=user_connection)
+def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = owned_connection(request, pk)
+    if connection.jobs.exists():
+        messages.error(request, "This connection has erasure jobs whose receipts must be kept; "
+                                "it cannot be removed. Replace or revoke its key instead.")
+        return redirect("connection", pk=connection.pk)
+    audit.record(request.user, audit.Action.CONNECTION_REMOVED, connection, request,
+                 provider=connection.provider)
+    label = connection.label
+    connection.delete()
+    messages.success(request, f"Removed {label} and its mirror; the stored key is gone.")
+    return redirect("connections")

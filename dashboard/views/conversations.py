@@ -7,11 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import selection
+from .. import audit, selection
 from ..forms import ConversationFilter
-from ..models import Connection
+from ..models import Connection, Conversation
 from ..paging import paginate
-from .common import is_fragment
+from ..roles import Role
+from .common import is_fragment, require_role
 
 
 def conversation_list(request: HttpRequest) -> HttpResponse:
@@ -63,12 +64,19 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 
+def visible_conversation(request: HttpRequest, pk: int) -> Conversation:
+    return get_object_or_404(selection.visible_conversations(request.user), pk=pk)
+
+
 @require_POST
+@require_role(Role.OPERATOR, lookup=lambda request, pk: visible_conversation(request, pk))
 def protect(request: HttpRequest, pk: int) -> HttpResponse:
     """Put a conversation on the keep-list (or take it off): protected ones are never sent."""
-    conversation = get_object_or_404(selection.visible_conversations(request.user), pk=pk)
+    conversation = visible_conversation(request, pk)
     conversation.protected = request.POST.get("protected") == "1"
     conversation.save(update_fields=["protected"])
+    audit.record(request.user, audit.Action.KEEP_LIST_CHANGED, conversation, request,
+                 protected=conversation.protected)
     if is_fragment(request):
         return render(request, "conversations/transcript.html#protect",
                       {"conversation": conversation})

@@ -14,12 +14,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import erasure, exports, selection
+from .. import audit, erasure, exports, selection
 from ..forms import ConversationFilter
 from ..models import Connection, ErasureItem, ErasureJob, Message
+from ..roles import Role
+from .common import require_role
 
 
 @require_POST
+@require_role(Role.OPERATOR)
 def erase_selected(request: HttpRequest) -> HttpResponse:
     connections = Connection.objects.visible_to(request.user)
     form = ConversationFilter(connections, request.POST)
@@ -80,6 +83,7 @@ def _draft_jobs(request: HttpRequest, request_id: uuid.UUID) -> list[ErasureJob]
 
 
 @require_http_methods(["GET", "POST"])
+@require_role(Role.OPERATOR, lookup=lambda request, request_id: _draft_jobs(request, request_id))
 def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     jobs = _draft_jobs(request, request_id)
     if any(job.status != ErasureJob.Status.DRAFT for job in jobs):
@@ -93,6 +97,9 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
             return redirect("erase_preview", request_id=request_id)
         confirmed = erasure.confirm(jobs, dry_run=dry_run,
                                     include_pinned=request.POST.get("include_pinned") == "1")
+        for job in confirmed:
+            audit.record(request.user, audit.Action.ERASURE_REQUESTED, job, request,
+                         dry_run=dry_run, items=job.items.count(), status=job.status)
         if any(j.status == ErasureJob.Status.AWAITING_APPROVAL for j in confirmed):
             messages.info(request, "Confirmed. It now waits for an approver; nothing is sent "
                                    "before then.")
@@ -130,10 +137,14 @@ def _preview(job: ErasureJob) -> dict[str, Any]:
     }
 
 
+@require_role(Role.OPERATOR,
+              lookup=lambda request, request_id, fmt: _draft_jobs(request, request_id))
 def erase_export(request: HttpRequest, request_id: uuid.UUID, fmt: str) -> StreamingHttpResponse:
     if fmt not in ("jsonl", "csv"):
         raise Http404("Exports are JSON Lines or CSV.")
     jobs = _draft_jobs(request, request_id)
+    for job in jobs:
+        audit.record(request.user, audit.Action.EXPORT_DOWNLOADED, job, request, format=fmt)
     content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
     response = StreamingHttpResponse(exports.stream(jobs, fmt), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="lethe-export-{request_id}.{fmt}"'

@@ -16,10 +16,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import erasure
+from .. import audit, erasure
+from ..audit import Action
 from ..jobstate import IllegalTransition, allowed
 from ..models import Connection, ErasureItem, ErasureJob
 from ..receipts import receipt
+from ..roles import Role, role_of
 from .common import is_fragment
 
 
@@ -88,17 +90,29 @@ ACTIONS: dict[str, Callable[[ErasureJob, Any], object]] = {
 }
 
 
+# Cancelling is the safe direction: anyone who can see the job may do it.
+ACTION_ROLES = {"approve": Role.APPROVER, "cancel": Role.VIEWER, "pause": Role.OPERATOR,
+                "resume": Role.OPERATOR, "retry": Role.OPERATOR, "skip": Role.OPERATOR}
+ACTION_AUDIT = {"approve": Action.ERASURE_APPROVED, "cancel": Action.ERASURE_CANCELLED}
+
+
 @require_POST
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = get_object_or_404(visible_jobs(request), pk=pk)
     act = ACTIONS.get(action)
     if act is None:
         raise Http404("No such action.")
+    needed = ACTION_ROLES[action]
+    if role_of(request.user) < needed:
+        return render(request, "403.html", {
+            "reason": f"To {action} a job you need the {needed.label} role."}, status=403)
     try:
         act(job, request.user)
     except (IllegalTransition, erasure.NotAllowed) as exc:
         messages.error(request, str(exc))
     else:
+        audit.record(request.user, ACTION_AUDIT.get(action, Action.ERASURE_CHANGED), job,
+                     request, step=action)
         messages.success(request, {
             "approve": "Approved.", "cancel": "Cancelled: nothing more will be sent.",
             "pause": "Paused.", "resume": "Resumed.",

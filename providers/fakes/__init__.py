@@ -8,9 +8,12 @@ from .characterai import CharacterAIFake
 from .characterai_legacy import CharacterAILegacyFake
 from .convai import DEMO_KEY as CONVAI_DEMO_KEY
 from .convai import ConvaiFake
+from .koosearch import DEMO_PASSWORD as KOOSEARCH_DEMO_PASSWORD
+from .koosearch import KooSearchFake
 
 FAKES: dict[str, type[FakeProvider]] = {
-    cls.name: cls for cls in (CharacterAIFake, CharacterAILegacyFake, ConvaiFake)
+    cls.name: cls
+    for cls in (CharacterAIFake, CharacterAILegacyFake, ConvaiFake, KooSearchFake)
 }
 
 
@@ -23,6 +26,8 @@ __all__ = [
     "CONVAI_DEMO_KEY",
     "CharacterAIFake",
     "CharacterAILegacyFake",
+    "KOOSEARCH_DEMO_PASSWORD",
+    "KooSearchFake",
     "FAKES",
     "ConnectionDropped",
     "ConvaiFake",

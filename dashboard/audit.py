@@ -1,0 +1,27 @@
+"""Recording audit events. Callers pass ids, labels and counts; never secrets or chat text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.http import HttpRequest
+
+from .models.audit import AuditEvent
+
+Action = AuditEvent.Action
+
+
+def record(actor: Any, action: str, obj: models.Model | None = None,
+           request: HttpRequest | None = None, **details: Any) -> AuditEvent:
+    authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    return AuditEvent.objects.create(
+        actor=actor if authenticated else None,
+        actor_name=(actor.get_username() if authenticated else details.pop("username", ""))[:150],
+        action=action,
+        object_type=obj._meta.model_name or "" if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        object_label=str(obj)[:200] if obj is not None else "",
+        details=details,
+        remote_addr=request.META.get("REMOTE_ADDR") if request is not None else None,
+    )

@@ -1,0 +1,114 @@
+"""One rate budget per connection, shared by every worker that talks to its provider.
+
+Providers count requests per key, not per worker, so the budget is keyed by connection:
+in Redis when LETHE_REDIS_URL (or LETHE_CACHE_URL, when it names Redis) is set, so every
+process shares it; otherwise in this process, shared by every thread and event loop in it.
+
+Requests are paced evenly at PACE of the limit with no burst: a provider that counts
+requests in a sliding window (the usual shape, and the fakes') then never sees more than
+its limit in any window, even when the network delivers some requests a little late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+
+from providers import RateBudget
+
+log = logging.getLogger(__name__)
+
+PACE = 0.95
+
+_local: dict[tuple[str, float, int], RateBudget] = {}
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+
+# Reserve the next slot of a GCRA bucket atomically; returns the seconds to wait for it.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - window - now
+if wait < 0 then wait = 0 end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.6f', next_tat), 'PX',
+           math.ceil((next_tat - now) * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
+
+def redis_url() -> str:
+    url = getattr(settings, "LETHE_REDIS_URL", "") or os.environ.get("LETHE_REDIS_URL", "")
+    if not url:
+        cache = os.environ.get("LETHE_CACHE_URL", "")
+        url = cache if cache.startswith(("redis://", "rediss://", "unix://")) else ""
+    return url
+
+
+class RedisBudget(RateBudget):
+    """A GCRA bucket in Redis: every process using the same key shares one pace."""
+
+    def __init__(self, client: Any, key: str, rate: float, burst: int = 1) -> None:
+        super().__init__(rate, burst)
+        self.key = key
+        self._script = client.register_script(_RESERVE)
+
+    def _reserve(self) -> float:
+        try:
+            interval = 1.0 / self.rate
+            return float(self._script(keys=[self.key],
+                                      args=[interval, (self.burst - 1) * interval]))
+        except Exception as exc:  # Redis away: pace in-process rather than stop working
+            log.warning("shared rate budget unavailable (%s); pacing in this process only",
+                        type(exc).__name__)
+            return super()._reserve()
+
+    async def acquire(self) -> None:
+        wait = self._reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def acquire_blocking(self) -> None:
+        wait = self._reserve()
+        if wait > 0:
+            time.sleep(wait)
+
+
+def _client(url: str) -> Any:
+    with _lock:
+        if url not in _clients:
+            import redis
+
+            _clients[url] = redis.Redis.from_url(url, socket_timeout=2,
+                                                 socket_connect_timeout=2)
+        return _clients[url]
+
+
+def for_connection(key: str, rate: float, burst: int = 1, *, pace: float = PACE
+                   ) -> RateBudget:
+    """The budget every worker of connection ``key`` shares, paced at ``pace`` × ``rate``."""
+    paced = rate * pace
+    url = redis_url()
+    if url:
+        return RedisBudget(_client(url), f"lethe:budget:{key}", paced, burst)
+    with _lock:
+        budget = _local.get((key, paced, burst))
+        if budget is None:
+            budget = _local[(key, paced, burst)] = RateBudget(paced, burst)
+        return budget
+
+
+def reset() -> None:
+    """Forget the in-process budgets (tests)."""
+    with _lock:
+        _local.clear()
