@@ -2,7 +2,16 @@
 
 from django.contrib import admin
 
-from .models import Character, Connection, Conversation, ErasureItem, ErasureJob, Message, SyncRun
+from .models import (
+    AuditEvent,
+    Character,
+    Connection,
+    Conversation,
+    ErasureItem,
+    ErasureJob,
+    Message,
+    SyncRun,
+)
 
 
 @admin.register(Connection)
@@ -74,3 +83,22 @@ class ErasureItemAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind"]
     search_fields = ["provider_id", "idempotency_key"]
     raw_id_fields = ["job", "conversation", "message"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the trail is append-only, here as everywhere."""
+
+    list_display = ["at", "actor_name", "action", "object_type", "object_label", "remote_addr"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_name", "object_label", "object_id"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

@@ -25,10 +25,12 @@ from django.utils import timezone
 import providers
 from providers.records import Outcome, Target
 
+from . import audit
 from .aio import ProviderSession
 from .jobstate import Event, IllegalTransition, advance
 from .models import Connection, Conversation, ErasureItem, ErasureJob, Message
 from .models.mirror import MirrorState
+from .roles import Role, at_least
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ def run(job_id: int) -> ErasureJob:
         if job.items.filter(state__in=[State.IN_FLIGHT, State.UNKNOWN]).exists():
             _settle_uncertain_only(job)
         return job
+    if not _requester_may_still_act(job):
+        job.refresh_from_db()
+        return job
     if not _start(job):
         return job
     job.refresh_from_db()
@@ -66,6 +71,26 @@ def run(job_id: int) -> ErasureJob:
     except _Throttled as exc:
         ErasureJob.objects.filter(pk=job.pk).update(throttled_until=exc.until)
     return finish_if_settled(job)
+
+
+def _requester_may_still_act(job: ErasureJob) -> bool:
+    """Checked before any secret is decrypted: access or role may have been taken away
+    since the job was confirmed. Then the job pauses and says why; nothing is sent."""
+    requester = job.requested_by
+    if (Connection.objects.visible_to(requester).filter(pk=job.connection_id).exists()
+            and at_least(requester, Role.OPERATOR)):
+        return True
+    with transaction.atomic():
+        locked = ErasureJob.objects.select_for_update().get(pk=job.pk)
+        try:
+            locked.status = advance(locked.status, Event.PAUSE)
+        except IllegalTransition:
+            return False
+        locked.last_error = (f"{requester.get_username()} no longer has access to this "
+                             "connection (or the operator role); nothing was sent. Someone "
+                             "who has can cancel it, or it can be resumed once access is back.")
+        locked.save(update_fields=["status", "last_error"])
+    return False
 
 
 def _start(job: ErasureJob) -> bool:
@@ -347,5 +372,7 @@ def finish_if_settled(job: ErasureJob) -> ErasureJob:
             locked.finished_at = timezone.now()
             locked.throttled_until = None
             locked.save(update_fields=["status", "finished_at", "throttled_until"])
+            audit.record(None, audit.Action.ERASURE_FINISHED, locked, dry_run=locked.dry_run,
+                         outcomes={s: n for s, n in locked.counts().items() if n})
     locked.connection = job.connection
     return locked

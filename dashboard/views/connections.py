@@ -69,7 +69,7 @@ def connection_add(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@require_role(Role.OPERATOR, lookup=user_connection)
+@require_role(Role.OPERATOR, lookup=owned_connection)
 def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
     connection = owned_connection(request, pk)
     form = ConnectionForm(connection.provider, request.POST or None, instance=connection)
@@ -157,7 +157,7 @@ def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@require_role(Role.OPERATOR, lookup=user_connection)
+@require_role(Role.OPERATOR, lookup=owned_connection)
 def connection_share(request: HttpRequest, pk: int) -> HttpResponse:
     connection = owned_connection(request, pk)
     form = ShareForm(request.user, request.POST)
@@ -173,7 +173,7 @@ def connection_share(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@require_role(Role.OPERATOR, lookup=user_connection)
+@require_role(Role.OPERATOR, lookup=owned_connection)
 def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
     connection = owned_connection(request, pk)
     if connection.jobs.exists():
