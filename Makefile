@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,18 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	LETHE_DEBUG=1 $(PY) -m mypy
+	$(PY) -m bandit -q -c pyproject.toml -r dashboard providers
+	$(PY) scripts/audit_deps.py
 	$(PY) scripts/test.py $(PYTEST_ARGS)
+
+# Speed at scale against the fakes on loopback (PostgreSQL on 127.0.0.1:5432); ~10 minutes.
+bench: $(STAMP)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	LETHE_DEBUG=1 $(PY) -m mypy
+	$(PY) -m bandit -q -c pyproject.toml -r dashboard providers
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 State = ErasureItem.State
 MAX_ATTEMPTS = 3
 MAX_INLINE_WAIT = 30.0
+RETRY_LATER = 30.0  # seconds before a job whose read-back failed is tried again
 Key = tuple[str, str]
 
 
@@ -70,6 +71,15 @@ def run(job_id: int) -> ErasureJob:
         _pause_for_auth(job, exc)
     except _Throttled as exc:
         ErasureJob.objects.filter(pk=job.pk).update(throttled_until=exc.until)
+    except providers.RateLimited as exc:
+        wait = timedelta(seconds=exc.retry_after or RETRY_LATER)
+        ErasureJob.objects.filter(pk=job.pk).update(throttled_until=timezone.now() + wait)
+    except providers.ProviderError as exc:
+        # A read-back failed (an outage, a garbled answer): nothing is sent without it, so
+        # the items wait and the sweeper brings the job back later.
+        ErasureJob.objects.filter(pk=job.pk).update(
+            throttled_until=timezone.now() + timedelta(seconds=RETRY_LATER),
+            last_error=f"{job.connection.provider_label}: {exc}. Trying again shortly.")
     return finish_if_settled(job)
 
 
@@ -104,7 +114,9 @@ def _start(job: ErasureJob) -> bool:
         locked.started_at = locked.started_at or now
         locked.heartbeat_at = now
         locked.throttled_until = None
-        locked.save(update_fields=["status", "started_at", "heartbeat_at", "throttled_until"])
+        locked.last_error = ""
+        locked.save(update_fields=["status", "started_at", "heartbeat_at", "throttled_until",
+                                   "last_error"])
     return True
 
 

@@ -36,7 +36,7 @@ SECRET_KEY = os.environ.get("LETHE_SECRET_KEY", "")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured("Set LETHE_SECRET_KEY (or LETHE_DEBUG=1 for development).")
-    SECRET_KEY = "development-only-not-secret"  # noqa: S105
+    SECRET_KEY = "development-only-not-secret"  # noqa: S105 - debug and tests only  # nosec B105
 
 
 def _encryption_keys() -> list[str]:

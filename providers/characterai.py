@@ -311,7 +311,7 @@ class CharacterAIProvider(Provider):
         newest_first: list[dict[str, Any]] = []
         seen_turns: set[str] = set()
         seen_tokens: set[str] = set()
-        token = ""
+        token = ""  # an empty starting value, not a password  # nosec B105
         while True:
             params = {"next_token": token} if token else None
             data = await self.http.read("GET", f"/turns/{chat_id}/", params=params)

@@ -56,7 +56,7 @@ from .tokens import TokenCache
 
 log = logging.getLogger("providers.koosearch")
 
-TOKEN_PATH = "/v3/auth/tokens"  # noqa: S105 - a path, not a password
+TOKEN_PATH = "/v3/auth/tokens"  # noqa: S105 - a path, not a password  # nosec B105
 # A token is renewed this long before IAM says it expires, so no request races its expiry.
 RENEW_BEFORE = timedelta(minutes=5)
 # IAM documents 24 h; used only when the answer does not say (UNCONFIRMED shape).

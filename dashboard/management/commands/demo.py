@@ -17,7 +17,7 @@ from providers.fakes import FAKES, demo_ports
 from ...models import Connection
 
 DEMO_USER = "demo"
-DEMO_PASSWORD = "lethe-demo"  # noqa: S105 - the documented demo login, local only
+DEMO_PASSWORD = "lethe-demo"  # noqa: S105 - the documented local demo login  # nosec B105
 
 
 class Command(BaseCommand):
