@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "mozilla_django_oidc",
     "dashboard",
 ]
 
@@ -279,4 +280,19 @@ LETHE_LOCAL_LOGIN = env_bool(
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 if LETHE_SSO_HEADER_USER:
     AUTHENTICATION_BACKENDS.insert(0, "dashboard.sso.ProxyHeaderBackend")
-LETHE_OIDC_ENABLED = False  # replaced below when OpenID Connect is configured
+# OpenID Connect (mozilla-django-oidc), on when a client id is given.
+LETHE_OIDC_ENABLED = bool(os.environ.get("LETHE_OIDC_CLIENT_ID"))
+OIDC_RP_CLIENT_ID = os.environ.get("LETHE_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("LETHE_OIDC_CLIENT_SECRET", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("LETHE_OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("LETHE_OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("LETHE_OIDC_USERINFO_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("LETHE_OIDC_JWKS_ENDPOINT", "") or None
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = float(os.environ.get("LETHE_OIDC_TIMEOUT", "10"))
+LETHE_OIDC_GROUPS_CLAIM = os.environ.get("LETHE_OIDC_GROUPS_CLAIM", "groups")
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
+if LETHE_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.insert(0, "dashboard.oidc.SubjectOIDCBackend")

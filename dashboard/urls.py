@@ -4,7 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 
-from . import accounts
+from . import accounts, oidc
 from .views import audit, connections, conversations, erase, jobs
 
 
@@ -44,4 +44,8 @@ urlpatterns = [
     path("audit/", audit.audit_list, name="audit"),
     path("audit.csv", audit.audit_csv, name="audit_csv"),
     path("admin/", admin.site.urls),
+    # Sign-in with OpenID Connect; a 404 unless it is configured.
+    path("oidc/authenticate/", oidc.AuthenticationRequestView.as_view(),
+         name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.CallbackView.as_view(), name="oidc_authentication_callback"),
 ]

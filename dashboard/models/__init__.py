@@ -1,5 +1,5 @@
 from .audit import AuditEvent
-from .connections import Connection
+from .connections import Connection, OIDCIdentity
 from .erasure import ErasureItem, ErasureJob
 from .mirror import Character, Conversation, Message, SyncRun
 
@@ -11,5 +11,6 @@ __all__ = [
     "ErasureItem",
     "ErasureJob",
     "Message",
+    "OIDCIdentity",
     "SyncRun",
 ]

@@ -91,3 +91,14 @@ class Connection(models.Model):
                     or self.provider_class.capabilities.requests_per_second)
             kwargs["budget"] = ratebudget.for_connection(str(self.uid), rate)
         return self.provider_class(self.get_secrets(), options, **kwargs)
+
+
+class OIDCIdentity(models.Model):
+    """Who a person is at the OpenID Connect provider: its stable subject id."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="oidc_identity")
+    sub = models.CharField(max_length=255, unique=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.sub})"
