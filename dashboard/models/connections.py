@@ -57,6 +57,8 @@ class Connection(models.Model):
         ordering = ["label", "id"]
 
     def __str__(self) -> str:
+        if self.provider_label.lower() in self.label.lower():
+            return self.label
         return f"{self.label} ({self.provider_label})"
 
     @property

@@ -28,7 +28,7 @@ def shortid(value: object) -> SafeString:
     short = text if len(text) <= 10 else f"{text[:8]}…"
     return format_html('<code class="id" title="{}">{}</code>'
                        '<button type="button" class="copy" data-copy="{}" '
-                       'aria-label="Copy id">⧉</button>', text, short, text)
+                       'aria-label="Copy id">copy</button>', text, short, text)
 
 
 @register.filter
