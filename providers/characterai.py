@@ -52,7 +52,6 @@ Choices made where the reference says UNCONFIRMED:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -80,6 +79,7 @@ from .records import (
     Presence,
     Target,
 )
+from .times import utc
 from .tokens import TokenCache
 
 NEO_URL = "https://neo.character.ai"
@@ -89,15 +89,6 @@ RECENT = "/chats/recent/"
 CHATS = "/chats/"
 
 
-def utc(value: object) -> datetime | None:
-    """An ISO time such as ``2024-05-01T12:00:00.123456Z`` as aware UTC; None if unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _str(value: object) -> str:

@@ -69,7 +69,6 @@ from .characterai_legacy_support import (
     message_number,
     send_deletes,
     settle,
-    utc,
 )
 from .errors import AuthError, NotFound, PermanentError, ProtocolError, ProviderError
 from .records import (
@@ -83,6 +82,7 @@ from .records import (
     Presence,
     Target,
 )
+from .times import utc
 
 DEFAULT_PLUS_URL = "https://plus.character.ai"
 USER = "/chat/user/"

@@ -6,7 +6,6 @@ implement are written down in that module's docstring.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from .base import batched
@@ -26,15 +25,6 @@ from .records import Outcome, OutcomeStatus, Target
 Results = dict[str, tuple[OutcomeStatus, str]]
 
 
-def utc(value: object) -> datetime | None:
-    """An ISO time (``Z``, an offset or none, read as UTC); None if unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def ident(value: object, what: str) -> str:

@@ -52,6 +52,7 @@ from .records import (
     Presence,
     Target,
 )
+from .times import utc
 
 DEFAULT_BASE_URL = "https://api.convai.com"
 LIST_CHARACTERS = "/character/list"
@@ -63,15 +64,6 @@ _ERROR_KEYS = ("ERROR", "API_ERROR", "INTERNAL_ERROR", "error", "message", "deta
 MESSAGE_REFUSED = "Convai erases whole sessions only; erase the conversation instead"
 
 
-def _utc(value: object) -> datetime | None:
-    """An ISO time without zone, as Convai sends them, read as UTC; None if unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _session_start(date: object, time: object) -> datetime | None:
@@ -211,7 +203,7 @@ class ConvaiProvider(Provider):
                 provider_id=_id(raw.get("character_id"), "character"),
                 name=str(raw.get("character_name") or ""),
                 description=str(raw.get("description") or ""),
-                last_interaction=_utc(raw.get("last_interacted_with")),
+                last_interaction=utc(raw.get("last_interacted_with")),
             )
 
     async def conversations(
@@ -236,7 +228,7 @@ class ConvaiProvider(Provider):
             conversation.character_id, SESSION_DETAILS,
             {"charID": conversation.character_id, "sessionID": session_id},
         )
-        entries = [(_utc(e.get("timestamp")), e) for e in _array(data, "session details")]
+        entries = [(utc(e.get("timestamp")), e) for e in _array(data, "session details")]
         if all(when is not None for when, _ in entries):
             entries.sort(key=lambda pair: pair[0] or datetime.min)
         position = 0
