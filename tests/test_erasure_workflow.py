@@ -211,7 +211,7 @@ def test_job_page_actions_follow_the_state_machine(client, synced, settings):
     [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
     client.force_login(synced.owner)
     page = client.get(reverse("job", args=[job.pk])).content.decode()
-    assert "Starts at" in page and "Cancel job" in page and "Pause" not in page
+    assert "Starts in" in page and "Cancel job" in page and "Pause" not in page
     response = client.post(reverse("job_action", args=[job.pk, "resume"]), follow=True)
     assert "cannot resume" in response.content.decode()
     client.post(reverse("job_action", args=[job.pk, "cancel"]))

@@ -66,6 +66,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settled": settled,
         "percent": int(settled * 100 / total) if total else 100,
         "eta": _eta(job, settled, total),
+        "starts_in": max(0, int((job.not_before - timezone.now()).total_seconds()))
+        if job.status == ErasureJob.Status.SCHEDULED and job.not_before else None,
         "items": items[:500],
         "state": state,
         "states": ErasureItem.State.choices,
