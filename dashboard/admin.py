@@ -9,7 +9,10 @@ from .models import (
     Conversation,
     ErasureItem,
     ErasureJob,
+    JobNotification,
     Message,
+    PolicyRun,
+    RetentionPolicy,
     SyncRun,
 )
 
@@ -102,3 +105,25 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "scope", "older_than_days", "mode", "enabled", "next_run_at"]
+    list_filter = ["scope", "mode", "enabled"]
+    search_fields = ["name", "owner__username"]
+    raw_id_fields = ["owner", "connection", "character"]
+
+
+@admin.register(PolicyRun)
+class PolicyRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "policy", "status", "created_at", "finished_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["policy"]
+
+
+@admin.register(JobNotification)
+class JobNotificationAdmin(admin.ModelAdmin):
+    list_display = ["job", "event", "sent_at", "email_sent", "webhook_status"]
+    list_filter = ["event"]
+    raw_id_fields = ["job"]

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 import providers
 
+from . import notify
 from .jobstate import Event, advance
 from .models import Conversation, ErasureItem, ErasureJob, Message
 from .models.mirror import MirrorState
@@ -218,6 +219,7 @@ def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = Fa
                                       "confirmed_at": now}
             if approval:
                 confirmed.append(_move(job, Event.CONFIRM, **fields))
+                notify.announce(confirmed[-1])  # approvers hear of it once it is committed
                 continue
             window = timedelta(seconds=0 if dry_run else settings.LETHE_CANCEL_WINDOW)
             job = _move(job, Event.CONFIRM_DIRECT, not_before=now + window, **fields)

@@ -25,7 +25,7 @@ from django.utils import timezone
 import providers
 from providers.records import Outcome, Target
 
-from . import audit
+from . import audit, notify
 from .aio import ProviderSession
 from .jobstate import Event, IllegalTransition, advance
 from .models import Connection, Conversation, ErasureItem, ErasureJob, Message
@@ -386,5 +386,6 @@ def finish_if_settled(job: ErasureJob) -> ErasureJob:
             locked.save(update_fields=["status", "finished_at", "throttled_until"])
             audit.record(None, audit.Action.ERASURE_FINISHED, locked, dry_run=locked.dry_run,
                          outcomes={s: n for s, n in locked.counts().items() if n})
+            notify.announce(locked)  # sent by a worker after commit, once per event
     locked.connection = job.connection
     return locked

@@ -135,7 +135,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "connections"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
@@ -296,3 +296,29 @@ LETHE_OIDC_GROUPS_CLAIM = os.environ.get("LETHE_OIDC_GROUPS_CLAIM", "groups")
 LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
 if LETHE_OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.insert(0, "dashboard.oidc.SubjectOIDCBackend")
+
+# Retention policies: how often beat looks for due ones (seconds).
+LETHE_POLICY_INTERVAL = float(os.environ.get("LETHE_POLICY_INTERVAL", "60"))
+CELERY_BEAT_SCHEDULE["run-retention-policies"] = {
+    "task": "dashboard.tasks.run_due_policies",
+    "schedule": LETHE_POLICY_INTERVAL,
+}
+
+# Notifications when a job finishes, fails or waits for approval. E-mail goes out when an
+# SMTP host is set (or LETHE_EMAIL_NOTIFICATIONS=1 with another backend).
+EMAIL_HOST = os.environ.get("LETHE_EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("LETHE_EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("LETHE_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("LETHE_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("LETHE_EMAIL_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("LETHE_EMAIL_FROM", "lethe@localhost")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+LETHE_EMAIL_NOTIFICATIONS = env_bool("LETHE_EMAIL_NOTIFICATIONS", bool(EMAIL_HOST))
+LETHE_NOTIFY_EMAILS = env_list("LETHE_NOTIFY_EMAILS")
+# The site's address, for links in notifications (e.g. https://lethe.example.com).
+LETHE_BASE_URL = os.environ.get("LETHE_BASE_URL", "")
+LETHE_WEBHOOK_URL = os.environ.get("LETHE_WEBHOOK_URL", "")
+LETHE_WEBHOOK_SECRET = os.environ.get("LETHE_WEBHOOK_SECRET", "")
+LETHE_WEBHOOK_TIMEOUT = float(os.environ.get("LETHE_WEBHOOK_TIMEOUT", "5"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import runner, sweeper, sync
+from . import notify, policies, runner, sweeper, sync
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -21,3 +21,23 @@ def run_erasure(job_id: int) -> None:
 def sweep() -> int:
     """Release, requeue and settle erasure jobs (run by Celery beat)."""
     return len(sweeper.sweep())
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_policy(run_id: int) -> None:
+    policies.run(run_id)
+
+
+@shared_task
+def run_due_policies() -> int:
+    """Queue a run of every due retention policy (run by Celery beat); runs still queued
+    after a while lost their message and are sent again (a run is claimed only once)."""
+    ids = policies.queue_due() + policies.lost_runs()
+    for pk in ids:
+        run_policy.delay(pk)
+    return len(ids)
+
+
+@shared_task
+def notify_job(job_id: int) -> None:
+    notify.deliver(job_id)

@@ -1,11 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import path
 
 from . import accounts, oidc
-from .views import audit, connections, conversations, erase, jobs
+from .views import audit, connections, conversations, erase, jobs, overview, policies, search
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -17,7 +16,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 admin.site.login = accounts.LoginView.as_view()  # type: ignore[method-assign,assignment]
 
 urlpatterns = [
-    path("", lambda request: redirect("connections"), name="home"),
+    path("", overview.overview, name="home"),
     path("healthz", healthz),
     path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -41,6 +40,17 @@ urlpatterns = [
     path("jobs/<int:pk>/receipt/", jobs.job_receipt, name="job_receipt"),
     path("jobs/<int:pk>/receipt.json", jobs.job_receipt, {"fmt": "json"}, name="job_receipt_json"),
     path("jobs/<int:pk>/<str:action>/", jobs.job_action, name="job_action"),
+    path("search/", search.search, name="search"),
+    path("search/erase/", search.search_erase, name="search_erase"),
+    path("requests/<uuid:request_id>/receipt/", search.request_receipt, name="request_receipt"),
+    path("requests/<uuid:request_id>/receipt.json", search.request_receipt, {"fmt": "json"},
+         name="request_receipt_json"),
+    path("policies/", policies.policy_list, name="policies"),
+    path("policies/add/", policies.policy_add, name="policy_add"),
+    path("policies/<int:pk>/", policies.policy_detail, name="policy"),
+    path("policies/<int:pk>/edit/", policies.policy_edit, name="policy_edit"),
+    path("policies/<int:pk>/run/", policies.policy_run, name="policy_run"),
+    path("policies/<int:pk>/remove/", policies.policy_remove, name="policy_remove"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit.csv", audit.audit_csv, name="audit_csv"),
     path("admin/", admin.site.urls),

@@ -43,7 +43,7 @@ def test_sign_in_with_pkce_creates_the_user_keyed_by_sub_with_roles(idp):
     idp.person = Person("sub-123", "alice", "alice@example.com", ["lethe-approvers", "support"])
     client = Client()
     done = sign_in(client, idp)
-    assert done.status_code == 302 and done["Location"] == reverse("connections")
+    assert done.status_code == 302 and done["Location"] == reverse("home")
     user = get_user_model().objects.get(oidc_identity__sub="sub-123")
     assert user.username == "alice" and user.email == "alice@example.com"
     assert role_of(user) == Role.APPROVER

@@ -13,7 +13,14 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard import erasure
-from dashboard.models import AuditEvent, Connection, ErasureJob, SyncRun
+from dashboard.models import (
+    AuditEvent,
+    Connection,
+    ErasureJob,
+    PolicyRun,
+    RetentionPolicy,
+    SyncRun,
+)
 from dashboard.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +30,8 @@ pytestmark = pytest.mark.django_db
 class Route:
     name: str
     method: str
-    args: str  # which object the URL names: "", "connection", "conversation", "job", "draft"
+    args: str  # which object the URL names: "", "connection", "conversation", "job", "draft",
+    # "policy", "request"
     role: Role  # the least role that may use it
     owner_only: bool = False
     data: tuple[tuple[str, str], ...] = ()
@@ -54,6 +62,17 @@ ROUTES = [
     Route("job_receipt_json", "get", "job", Role.VIEWER),
     Route("job_action", "post", "job", Role.OPERATOR, extra="pause"),
     Route("job_action", "post", "job", Role.VIEWER, extra="cancel"),
+    Route("home", "get", "", Role.VIEWER),
+    Route("search", "get", "", Role.VIEWER, data=(("q", "the"),)),
+    Route("search_erase", "post", "", Role.OPERATOR),
+    Route("request_receipt", "get", "request", Role.VIEWER),
+    Route("request_receipt_json", "get", "request", Role.VIEWER),
+    Route("policies", "get", "", Role.VIEWER),
+    Route("policy_add", "get", "", Role.OPERATOR),
+    Route("policy", "get", "policy", Role.VIEWER),
+    Route("policy_edit", "get", "policy", Role.OPERATOR, owner_only=True),
+    Route("policy_run", "post", "policy", Role.OPERATOR, owner_only=True),
+    Route("policy_remove", "post", "policy", Role.OPERATOR, owner_only=True),
     Route("audit", "get", "", Role.APPROVER),
     Route("audit_csv", "get", "", Role.APPROVER),
     Route("connection_remove", "post", "connection", Role.OPERATOR, owner_only=True),
@@ -78,8 +97,10 @@ def world(synced, django_user_model, settings):  # type: ignore[no-untyped-def]
     job_request = erasure.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
     [job] = erasure.confirm(ErasureJob.objects.filter(request=job_request), dry_run=False,
                             enqueue=False)
+    policy = RetentionPolicy.objects.create(name="90 days", owner=synced.owner,
+                                            connection=synced)
     objects = {"connection": synced.pk, "conversation": conv.pk, "job": job.pk,
-               "draft": drafts}
+               "draft": drafts, "policy": policy.pk, "request": job.request}
     return synced, people, objects
 
 
@@ -109,7 +130,8 @@ def state(connection: Connection) -> tuple[object, ...]:
             Connection.objects.filter(pk=connection.pk).values_list("label", flat=True).first(),
             list(connection.shared_with.values_list("name", flat=True)),
             connection.conversations.filter(protected=True).count(),
-            AuditEvent.objects.exclude(action__in=["sign_in", "export_downloaded"]).count())
+            AuditEvent.objects.exclude(action__in=["sign_in", "export_downloaded"]).count(),
+            RetentionPolicy.objects.count(), PolicyRun.objects.count())
 
 
 @pytest.mark.parametrize("who", PEOPLE)

@@ -2,6 +2,7 @@ from .audit import AuditEvent
 from .connections import Connection, OIDCIdentity
 from .erasure import ErasureItem, ErasureJob
 from .mirror import Character, Conversation, Message, SyncRun
+from .policies import JobNotification, PolicyRun, RetentionPolicy
 
 __all__ = [
     "AuditEvent",
@@ -10,7 +11,10 @@ __all__ = [
     "Conversation",
     "ErasureItem",
     "ErasureJob",
+    "JobNotification",
     "Message",
     "OIDCIdentity",
+    "PolicyRun",
+    "RetentionPolicy",
     "SyncRun",
 ]

@@ -29,6 +29,9 @@ class AuditEvent(models.Model):
         ERASURE_CHANGED = "erasure_changed", "Erasure paused, resumed, retried or skipped"
         EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
         KEEP_LIST_CHANGED = "keep_list_changed", "Keep-list changed"
+        POLICY_CHANGED = "policy_changed", "Retention policy added or changed"
+        POLICY_REMOVED = "policy_removed", "Retention policy removed"
+        POLICY_RUN = "policy_run", "Retention policy run requested"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,

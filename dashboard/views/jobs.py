@@ -34,12 +34,15 @@ def visible_jobs(request: HttpRequest) -> QuerySet[ErasureJob]:
 
 def job_list(request: HttpRequest) -> HttpResponse:
     jobs = visible_jobs(request)
+    request_id = None
     if request.GET.get("request"):
         try:
-            jobs = jobs.filter(request=uuid.UUID(request.GET["request"]))
+            request_id = uuid.UUID(request.GET["request"])
         except ValueError:
             jobs = jobs.none()
-    return render(request, "jobs/list.html", {"jobs": jobs[:200]})
+        else:
+            jobs = jobs.filter(request=request_id)
+    return render(request, "jobs/list.html", {"jobs": jobs[:200], "request_id": request_id})
 
 
 def _eta(job: ErasureJob, settled: int, total: int) -> Any:

@@ -1,0 +1,99 @@
+"""The overview, the landing page: per provider and connection, how much is held and how
+old it is (an SVG bar chart drawn here, no script), last sync, failing connections,
+running and waiting jobs, and what the retention policies will remove next."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from ..models import Connection, Conversation, ErasureJob, SyncRun
+from ..models.mirror import MirrorState
+from ..models.policies import policies_visible_to
+from .jobs import visible_jobs
+from .policies import would_erase
+
+BUCKETS = [("< 30 d", "age-new"), ("30–90 d", "age-recent"), ("90–365 d", "age-old"),
+           ("older", "age-oldest")]
+# Chart geometry, in SVG user units (the SVG scales to its box in CSS).
+BAR_W, GAP, TOP, BASE, WIDTH, HEIGHT = 52, 12, 18, 96, 4 * 64 + 8, 116
+WAITING = [ErasureJob.Status.AWAITING_APPROVAL, ErasureJob.Status.SCHEDULED,
+           ErasureJob.Status.QUEUED, ErasureJob.Status.RUNNING, ErasureJob.Status.PAUSED]
+
+
+def age_stats(connections: Any) -> dict[int, dict[str, Any]]:
+    """Per connection: conversations and messages held, and conversations per age bucket
+    (by the last message, else the start)."""
+    now = timezone.now()
+    d30, d90, d365 = (now - timedelta(days=n) for n in (30, 90, 365))
+    rows = Conversation.objects.filter(
+        connection__in=connections, mirror_state=MirrorState.PRESENT,
+    ).annotate(age_at=Coalesce("last_message_at", "started_at")).values(
+        "connection_id").annotate(
+        conversations=Count("id"), held=Sum("message_count"), oldest=Min("age_at"),
+        b0=Count("id", filter=Q(age_at__gte=d30)),
+        b1=Count("id", filter=Q(age_at__lt=d30, age_at__gte=d90)),
+        b2=Count("id", filter=Q(age_at__lt=d90, age_at__gte=d365)),
+        b3=Count("id", filter=Q(age_at__lt=d365)),
+    ).order_by()
+    return {row["connection_id"]: dict(row) for row in rows}
+
+
+def chart(counts: list[int]) -> dict[str, Any]:
+    """Bar geometry for the template: heights scaled to the largest bucket."""
+    top = max(counts) or 1
+    bars = []
+    for i, ((label, css), n) in enumerate(zip(BUCKETS, counts, strict=True)):
+        h = round((BASE - TOP) * n / top)
+        x = GAP // 2 + i * (BAR_W + GAP)
+        bars.append({"label": label, "css": css, "n": n, "x": x, "w": BAR_W,
+                     "y": BASE - h, "h": h, "mid": x + BAR_W // 2, "ny": BASE - h - 4})
+    return {"bars": bars, "width": WIDTH, "height": HEIGHT, "base": BASE,
+            "label_y": BASE + 14}
+
+
+def overview(request: HttpRequest) -> HttpResponse:
+    last_run = SyncRun.objects.filter(connection=OuterRef("pk")).order_by("-created_at", "-id")
+    connections = Connection.objects.visible_to(request.user).annotate(
+        last_run_status=Subquery(last_run.values("status")[:1]),
+        last_run_error=Subquery(last_run.values("error")[:1]),
+    ).order_by("provider", "label", "id")
+    stats = age_stats(connections)
+    providers: dict[str, dict[str, Any]] = {}
+    failing = []
+    for connection in connections:
+        row = stats.get(connection.pk, {})
+        counts = [row.get(f"b{i}", 0) for i in range(4)]
+        entry = {"connection": connection, "conversations": row.get("conversations", 0),
+                 "messages": row.get("held") or 0, "oldest": row.get("oldest"),
+                 "chart": chart(counts)}
+        group = providers.setdefault(connection.provider, {
+            "sample": connection, "connections": [], "conversations": 0, "messages": 0,
+            "counts": [0, 0, 0, 0]})
+        group["connections"].append(entry)
+        group["conversations"] += entry["conversations"]
+        group["messages"] += entry["messages"]
+        group["counts"] = [a + b for a, b in zip(group["counts"], counts, strict=True)]
+        if (connection.status != Connection.Status.OK or connection.last_error
+                or getattr(connection, "last_run_status", "") == SyncRun.Status.FAILED):
+            failing.append(connection)
+    for group in providers.values():
+        group["chart"] = chart(group["counts"])
+    policies = []
+    for policy in policies_visible_to(request.user).filter(enabled=True).select_related(
+            "owner", "connection", "character").order_by("next_run_at", "id")[:10]:
+        policies.append({"policy": policy, "would": would_erase(request, policy).count()})
+    return render(request, "overview/index.html", {
+        "providers": list(providers.values()),
+        "failing": failing,
+        "jobs": visible_jobs(request).filter(status__in=WAITING).order_by("-created_at")[:20],
+        "policies": policies,
+        "has_connections": bool(connections),
+    })
+

@@ -1,0 +1,199 @@
+"""Subject search: one box across every connection a person can see, by name, e-mail,
+phone number or any phrase, over mirrored titles and message text; results grouped by
+provider and conversation with the matching lines, selectable into one erasure request
+(one job per connection). Also the combined receipt of such a request.
+
+Message text is untrusted: snippets are escaped first, then the hits are marked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection as db
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_POST
+
+from .. import erasure, selection
+from ..models import Conversation, ErasureJob, Message
+from ..models.mirror import MirrorState
+from ..receipts import receipt
+from ..roles import Role
+from .common import require_role
+from .jobs import visible_jobs
+
+SHOWN = 100  # conversations on the page; "select all" still takes every match
+LINES = 5  # matching lines shown per conversation
+SNIPPET = 240
+PHONE = re.compile(r"^\+?[\d ().-]{6,}$")
+# Separators people write inside phone numbers; the same pattern works in PostgreSQL's
+# regular expressions and in Python's (the demo's SQLite).
+SEPARATORS = "[ ()./-]*"
+
+
+def phone_pattern(q: str) -> str:
+    """A regex matching the digits of a phone-number query however they are spaced."""
+    digits = re.sub(r"\D", "", q)
+    if not PHONE.match(q.strip()) or len(digits) < 6:
+        return ""
+    return r"\+?" + SEPARATORS.join(digits)
+
+
+def terms(q: str) -> list[str]:
+    """What to mark in the snippets: "quoted phrases" and words, not -exclusions or OR."""
+    found = re.findall(r'"([^"]+)"|(\S+)', q)
+    words = [phrase or word for phrase, word in found]
+    return [w for w in words if w and not w.startswith("-") and w.lower() != "or"]
+
+
+def matching(user: Any, q: str) -> QuerySet[Conversation]:
+    """Present conversations visible to `user` whose title or messages match `q`."""
+    condition = Q(title__icontains=q) | Q(Exists(selection.message_hits(q)))
+    pattern = phone_pattern(q)
+    if pattern:
+        condition |= Q(Exists(Message.objects.filter(conversation=OuterRef("pk"),
+                                                     text__iregex=pattern)))
+    return selection.visible_conversations(user).filter(
+        condition, mirror_state=MirrorState.PRESENT)
+
+
+def matching_lines(q: str, conversation_ids: list[int]) -> QuerySet[Message]:
+    """The matching messages of these conversations. The full-text condition is the one
+    `selection.message_hits` uses, applied to messages directly."""
+    mine = Message.objects.filter(conversation_id__in=conversation_ids)
+    if db.vendor == "postgresql":
+        cfg = selection.SEARCH_CONFIG
+        mine = mine.annotate(words=SearchVector("text", config=cfg))
+        condition = Q(words=SearchQuery(q, config=cfg, search_type="websearch"))
+    else:
+        condition = Q(text__icontains=q)
+    pattern = phone_pattern(q)
+    if pattern:
+        condition |= Q(text__iregex=pattern)
+    return mine.filter(condition).order_by("conversation_id", "position")
+
+
+def hit_pattern(q: str) -> re.Pattern[str] | None:
+    parts = [re.escape(t) for t in sorted(terms(q), key=len, reverse=True)]
+    phone = phone_pattern(q)
+    if phone:
+        parts.insert(0, phone)
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+
+
+def marked(text: str, q: str) -> SafeString:
+    """A snippet around the first hit with every hit marked. Hits are found in the raw
+    text, then every piece is escaped and only <mark> is added, so chat text can never
+    inject markup and a term can never match inside an entity the escaping made."""
+    pattern = hit_pattern(q)
+    hit = pattern.search(text) if pattern else None
+    start = max(0, (hit.start() if hit else 0) - SNIPPET // 3)
+    snippet = text[start:start + SNIPPET]
+    out = ["…" if start else ""]
+    pos = 0
+    for m in pattern.finditer(snippet) if pattern else []:
+        if m.end() == m.start():
+            continue
+        out += [str(escape(snippet[pos:m.start()])), "<mark>", str(escape(m.group(0))),
+                "</mark>"]
+        pos = m.end()
+    out += [str(escape(snippet[pos:])), "…" if start + SNIPPET < len(text) else ""]
+    return mark_safe("".join(out))  # noqa: S308 - every piece escaped  # nosec B308 B703
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()[:200]
+    context: dict[str, Any] = {"q": q, "groups": [], "total": 0, "shown": 0}
+    if len(q) >= 2:
+        found = matching(request.user, q).select_related("connection", "character").order_by(
+            "connection__provider", "connection__label", "-last_message_at", "-id")
+        shown = list(found[:SHOWN])
+        lines: dict[int, list[Message]] = {}
+        for message in matching_lines(q, [c.pk for c in shown])[:SHOWN * LINES * 4]:
+            lines.setdefault(message.conversation_id, []).append(message)
+        groups: dict[str, dict[str, Any]] = {}
+        for conv in shown:
+            group = groups.setdefault(conv.connection.provider, {
+                "provider": conv.connection, "conversations": []})
+            hits = lines.get(conv.pk, [])
+            group["conversations"].append({
+                "conversation": conv,
+                "title": marked(conv.title or conv.provider_id, q),
+                "lines": [(m, marked(m.text, q)) for m in hits[:LINES]],
+                "more": max(0, len(hits) - LINES),
+            })
+        context.update(groups=list(groups.values()), total=found.count(), shown=len(shown))
+    elif q:
+        context["too_short"] = True
+    return render(request, "search/results.html", context)
+
+
+@require_POST
+@require_role(Role.OPERATOR)
+def search_erase(request: HttpRequest) -> HttpResponse:
+    q = request.POST.get("q", "").strip()[:200]
+    back = redirect(reverse("search") + "?" + urlencode({"q": q}))
+    if request.POST.get("select_all") == "1" and len(q) >= 2:
+        chosen = matching(request.user, q)
+        # The query itself is not recorded: it is often the very personal data being erased.
+        scope: dict[str, Any] = {"search": True, "select_all": True}
+    else:
+        try:
+            ids = sorted({int(v) for v in request.POST.getlist("conversation")})
+        except ValueError:
+            messages.error(request, "The selection held an id that is not a number.")
+            return back
+        chosen = selection.visible_conversations(request.user).filter(pk__in=ids)
+        scope = {"search": True, "select_all": False, "selected": len(ids)}
+    try:
+        request_id = erasure.freeze(request.user, chosen, scope)
+    except erasure.SelectionError as exc:
+        messages.error(request, str(exc))
+        return back
+    return redirect("erase_preview", request_id=request_id)
+
+
+def request_jobs(request: HttpRequest, request_id: uuid.UUID) -> list[ErasureJob]:
+    """The confirmed jobs of one request that this person can see; none is a 404."""
+    jobs = list(visible_jobs(request).filter(request=request_id).order_by(
+        "connection__label", "id"))
+    if not jobs:
+        raise Http404("No such erasure request.")
+    return jobs
+
+
+def combined_receipt(jobs: list[ErasureJob]) -> dict[str, Any]:
+    parts = [receipt(job) for job in jobs]
+    counts: dict[str, int] = {}
+    for part in parts:
+        for state, n in part["counts"].items():
+            counts[state] = counts.get(state, 0) + n
+    return {"receipt_version": 1, "request": str(jobs[0].request),
+            "dry_run": all(p["dry_run"] for p in parts),
+            "finished": all(job.finished for job in jobs),
+            "connections": len(parts), "counts": counts, "jobs": parts}
+
+
+def request_receipt(request: HttpRequest, request_id: uuid.UUID, fmt: str = "html"
+                    ) -> HttpResponse:
+    jobs = request_jobs(request, request_id)
+    data = combined_receipt(jobs)
+    if fmt == "json":
+        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+        response["Content-Disposition"] = (
+            f'attachment; filename="lethe-receipt-{request_id}.json"')
+        return response
+    return render(request, "search/receipt.html", {
+        "receipt": data, "request_id": request_id,
+        "parts": list(zip(jobs, data["jobs"], strict=True))})

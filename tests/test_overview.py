@@ -1,0 +1,76 @@
+"""The overview: what is held per provider and connection and how old it is (a server-drawn
+SVG chart), failing connections, running and waiting jobs, and what policies remove next."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard import erasure
+from dashboard.models import Connection, ErasureJob, RetentionPolicy
+from dashboard.views.overview import age_stats, chart
+
+pytestmark = pytest.mark.django_db
+
+
+def test_conversations_fall_into_the_right_age_buckets(synced):
+    now = timezone.now()
+    ids = list(synced.conversations.order_by("id").values_list("pk", flat=True))
+    ages = [1, 45, 200, 800]
+    for pk, days in zip(ids, ages, strict=False):
+        synced.conversations.filter(pk=pk).update(last_message_at=now - timedelta(days=days))
+    synced.conversations.filter(pk__in=ids[4:]).update(last_message_at=now - timedelta(days=5))
+    row = age_stats(Connection.objects.filter(pk=synced.pk))[synced.pk]
+    assert [row["b0"], row["b1"], row["b2"], row["b3"]] == [1 + len(ids[4:]), 1, 1, 1]
+    assert row["conversations"] == len(ids)
+
+
+def test_the_chart_scales_bars_to_the_largest_bucket():
+    bars = chart([10, 5, 0, 1])["bars"]
+    assert [b["n"] for b in bars] == [10, 5, 0, 1]
+    assert bars[0]["h"] == 2 * bars[1]["h"] and bars[2]["h"] == 0
+    assert {b["y"] + b["h"] for b in bars} == {chart([0, 0, 0, 0])["base"]}  # all stand on the axis
+
+
+def test_the_overview_is_the_landing_page_with_an_svg_chart_and_no_script_or_style(client,
+                                                                                  synced):
+    client.force_login(synced.owner)
+    response = client.get("/")
+    page = response.content.decode()
+    assert response.status_code == 200 and "<svg" in page and "Team Convai" in page
+    held = synced.conversations.count()
+    assert f"{held} conversation" in page
+    body = page.split("<main", 1)[1]
+    assert "<script" not in body and "style=" not in body
+
+
+def test_failing_connections_and_waiting_jobs_are_listed(client, synced, settings):
+    settings.LETHE_APPROVAL_ALL = True
+    Connection.objects.filter(pk=synced.pk).update(
+        status=Connection.Status.INVALID, last_error="Convai refused the key ending …a1f9")
+    first = synced.conversations.order_by("id").first()
+    request = erasure.freeze(synced.owner, synced.conversations.filter(pk=first.pk), {})
+    [job] = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+                            enqueue=False)
+    client.force_login(synced.owner)
+    page = client.get(reverse("home")).content.decode()
+    assert "Connections needing attention" in page and "refused the key" in page
+    assert f"#{job.pk}" in page and "Awaiting approval" in page
+
+
+def test_the_policies_next_removals_are_shown(client, synced):
+    synced.conversations.update(last_message_at=timezone.now() - timedelta(days=400))
+    RetentionPolicy.objects.create(name="Year", owner=synced.owner, connection=synced,
+                                   older_than_days=365)
+    client.force_login(synced.owner)
+    page = client.get(reverse("home")).content.decode()
+    assert "Year" in page and f'<td class="num">{synced.conversations.count()}</td>' in page
+
+
+def test_an_outsider_sees_nothing_of_other_peoples_connections(client, synced, outsider):
+    client.force_login(outsider)
+    page = client.get(reverse("home")).content.decode()
+    assert "Team Convai" not in page and "No connections yet" in page
