@@ -76,3 +76,31 @@ def test_sign_in_sync_select_three_erase_and_watch_it_finish(
     still_there = {s for c in convai_fake.character_ids() for s in convai_fake.session_ids(c)}
     assert erased and not erased & still_there
     assert ErasureJob.objects.get().status == "done"
+
+
+def test_every_screen_renders_in_the_browser_without_script_or_policy_errors(
+    browser, live_server, owner, synced
+):
+    """Console errors catch what a server-side test cannot: a CSP violation (an inline
+    script or style slipped in), a missing static file, a script error."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    conv = synced.conversations.first()
+    word = conv.messages.filter(is_human=True).first().text.split()[0]
+    for path in ["/", "/connections/", f"/connections/{synced.pk}/", "/connections/add/",
+                 "/conversations/", f"/conversations/{conv.pk}/", "/jobs/",
+                 f"/search/?q={word}", "/policies/", "/policies/add/"]:
+        response = page.goto(f"{live_server.url}{path}")
+        assert response is not None and response.status == 200, path
+        assert page.locator("main h1").count() >= 1, path
+    page.goto(f"{live_server.url}/conversations/")
+    page.locator("input[data-select-page]").click()
+    page.wait_for_selector("button[data-select-all]")
+    assert not errors, errors
