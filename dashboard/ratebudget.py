@@ -48,7 +48,7 @@ return string.format('%.6f', wait)
 
 
 def redis_url() -> str:
-    url = getattr(settings, "LETHE_REDIS_URL", "") or os.environ.get("LETHE_REDIS_URL", "")
+    url = settings.LETHE_REDIS_URL
     if not url:
         cache = os.environ.get("LETHE_CACHE_URL", "")
         url = cache if cache.startswith(("redis://", "rediss://", "unix://")) else ""

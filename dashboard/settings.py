@@ -322,3 +322,7 @@ LETHE_BASE_URL = os.environ.get("LETHE_BASE_URL", "")
 LETHE_WEBHOOK_URL = os.environ.get("LETHE_WEBHOOK_URL", "")
 LETHE_WEBHOOK_SECRET = os.environ.get("LETHE_WEBHOOK_SECRET", "")
 LETHE_WEBHOOK_TIMEOUT = float(os.environ.get("LETHE_WEBHOOK_TIMEOUT", "5"))
+
+# Sync: requests in flight per connection. Shared rate budgets live in Redis when given.
+LETHE_SYNC_CONCURRENCY = int(os.environ.get("LETHE_SYNC_CONCURRENCY", "8"))
+LETHE_REDIS_URL = os.environ.get("LETHE_REDIS_URL", "")

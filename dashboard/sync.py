@@ -46,7 +46,7 @@ FLUSH_ROWS = 5000
 
 
 def concurrency() -> int:
-    return max(1, int(getattr(settings, "LETHE_SYNC_CONCURRENCY", 8) or 8))
+    return max(1, settings.LETHE_SYNC_CONCURRENCY)
 
 
 @dataclass
@@ -292,6 +292,7 @@ class Writer:
         self.by_pid: dict[str, records.Conversation] = {}
         self.pks: dict[str, int] = {}
         self.rows: list[tuple[Any, ...]] = []
+        self.fresh: list[tuple[Any, ...]] = []
         self.touched: list[Conversation] = []
         # Previously mirrored chats that were read again: their missing messages are gone.
         self.reread: dict[int, list[str]] = {}
@@ -329,10 +330,12 @@ class Writer:
         adapt = (None if self.postgres else db.ops.adapt_datetimefield_value)
         # One row per provider id: an upsert may not touch the same row twice.
         msgs = list({m.provider_id: m for m in msgs}.values())
+        # A chat new to the mirror cannot conflict with anything: straight COPY, no upsert.
+        rows = self.rows if pid in self.known or not self.postgres else self.fresh
         for m in msgs:
             created = m.created_at if adapt is None else adapt(m.created_at)
-            self.rows.append((pk, m.provider_id, m.position, m.author[:200], m.is_human,
-                              m.text, created, m.pinned))
+            rows.append((pk, m.provider_id, m.position, m.author[:200], m.is_human,
+                         m.text, created, m.pinned))
         times = [m.created_at for m in msgs if m.created_at]
         first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
         self.touched.append(Conversation(
@@ -344,7 +347,7 @@ class Writer:
         if pid in self.known:
             self.reread[pk] = [m.provider_id for m in msgs]
         self.stats.messages += len(msgs)
-        if len(self.rows) >= FLUSH_ROWS:
+        if len(self.rows) + len(self.fresh) >= FLUSH_ROWS:
             self.flush()
 
     def vanish(self, pid: str) -> None:
@@ -363,6 +366,9 @@ class Writer:
             self.stats.gone += 1
 
     def flush(self) -> None:
+        if self.fresh:
+            self._copy_fresh(self.fresh)
+            self.fresh = []
         if self.rows:
             if self.postgres:
                 self._copy_messages(self.rows)
@@ -370,8 +376,7 @@ class Writer:
                 _upsert_messages_portable(self.rows)
             self.rows = []
         if self.touched:
-            Conversation.objects.bulk_update(
-                self.touched, ["message_count", "last_message_at", "title"], batch_size=500)
+            self._update_conversations(self.touched)
             self.touched = []
         for pk, ids in self.reread.items():
             Message.objects.filter(~Q(provider_id__in=ids), conversation_id=pk,
@@ -379,24 +384,46 @@ class Writer:
                                    ).update(mirror_state=MirrorState.GONE)
         self.reread = {}
 
+    def _update_conversations(self, convs: list[Conversation]) -> None:
+        if not self.postgres:
+            Conversation.objects.bulk_update(
+                convs, ["message_count", "last_message_at", "title"], batch_size=500)
+            return
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Conversation._meta.db_table} AS c SET message_count = v.n, "  # noqa: S608  # nosec B608
+                "last_message_at = v.last, title = v.title "
+                "FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[], %s::text[]) "
+                "AS v(id, n, last, title) WHERE c.id = v.id",
+                [[c.pk for c in convs], [c.message_count for c in convs],
+                 [c.last_message_at for c in convs], [c.title for c in convs]])
+
+    def _copy_fresh(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        cols = "conversation_id, provider_id, position, author, is_human, text, created_at, pinned"
+        with db.cursor() as cursor, cursor.cursor.copy(
+            f"COPY {Message._meta.db_table} ({cols}, mirror_state) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row((*row, MirrorState.PRESENT.value))
+
     def _copy_messages(self, rows: Sequence[tuple[Any, ...]]) -> None:
         table = Message._meta.db_table
         cols = "conversation_id, provider_id, position, author, is_human, text, created_at, pinned"
         with db.cursor() as cursor:
             if not self._staged:
                 cursor.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS lethe_sync_messages "  # noqa: S608
+                    "CREATE TEMP TABLE IF NOT EXISTS lethe_sync_messages "  # noqa: S608  # nosec B608
                     f"ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
                 cursor.execute("TRUNCATE lethe_sync_messages")
                 self._staged = True
-            with cursor.cursor.copy(  # type: ignore[attr-defined]
+            with cursor.cursor.copy(
                 f"COPY lethe_sync_messages ({cols}) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
             # Unchanged rows are not rewritten: a re-sync of a quiet chat costs no writes.
             cursor.execute(
-                f"INSERT INTO {table} ({cols}, mirror_state) "  # noqa: S608
+                f"INSERT INTO {table} ({cols}, mirror_state) "  # noqa: S608  # nosec B608
                 f"SELECT {cols}, 'present' FROM lethe_sync_messages "
                 "ON CONFLICT (conversation_id, provider_id) DO UPDATE SET "
                 "position = EXCLUDED.position, author = EXCLUDED.author, "
@@ -461,7 +488,7 @@ def _upsert(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
     out: list[tuple[Any, ...]] = []
     with db.cursor() as cursor:
         for chunk in _chunks(rows, max(1, limit // per_row)):
-            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608  # nosec B608
                    f"VALUES {', '.join([one] * len(chunk))} "
                    f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
                    + (f" RETURNING {returning}" if returning else ""))

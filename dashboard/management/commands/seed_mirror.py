@@ -67,8 +67,10 @@ class Command(BaseCommand):
                 "FROM generate_series(1, %s) AS c "
                 "ON CONFLICT (connection_id, provider_id) DO NOTHING",
                 [connection.pk, connection.pk, opts["characters"], n_msg, n_conv])
+            # The text expression is built from the constants above, never from input.
             cursor.execute(
-                "INSERT INTO dashboard_message (conversation_id, provider_id, position, author, "
+                "INSERT INTO dashboard_message (conversation_id, provider_id, position, "  # noqa: S608  # nosec B608
+                "author, "
                 "is_human, text, created_at, pinned, mirror_state) "
                 f"SELECT v.id, 'm' || g, p, CASE WHEN p %% 2 = 1 THEN 'You' ELSE 'Character' END, "
                 f"p %% 2 = 1, {text}, v.started_at + make_interval(secs => p * 60), "
@@ -78,10 +80,11 @@ class Command(BaseCommand):
                 "WHERE v.connection_id = %s AND v.provider_id LIKE 'seed-%%' "
                 "ON CONFLICT (conversation_id, provider_id) DO NOTHING",
                 [n_msg, connection.pk])
+        with db.cursor() as cursor:
+            # After the commit: PostgreSQL will not build an index under pending FK checks.
             cursor.execute(
                 "CREATE INDEX IF NOT EXISTS message_text_fts ON dashboard_message "
                 "USING gin (to_tsvector('simple'::regconfig, COALESCE(text, ''::text)))")
-        with db.cursor() as cursor:
             cursor.execute("ANALYZE dashboard_conversation")
             cursor.execute("ANALYZE dashboard_message")
         self.stdout.write(f"seeded {n_conv} conversations of {n_msg} messages")

@@ -1,0 +1,1 @@
+"""`make bench`: Lethe's speed at scale, measured against the fakes on loopback."""

@@ -1,0 +1,450 @@
+"""`make bench`: the figures of issue 6, measured in one run against the fakes on loopback.
+
+Creates (and drops) its own PostgreSQL database, runs each fake in its own process with
+added latency and rate limits, and prints one ``name: value`` line per figure, also written
+to ``var/bench.json`` (or ``--out``). Exits non-zero when a figure could not be measured;
+a figure that misses its target is marked, not fatal. Timings live here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = os.environ.get("LETHE_BENCH_DB", "lethe_bench")
+ADMIN_URL = os.environ.get("LETHE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+
+# (name, comparison, target)
+TARGETS: dict[str, tuple[str, float]] = {
+    "sync_floor_ratio": ("<=", 1.3),
+    "sync_vs_sequential": (">=", 6),
+    "ingest_rows_per_s": (">=", 40_000),
+    "erase_budget_ratio": (">=", 0.9),
+    "erase_429_per_min": ("<=", 1),
+    "page_p95_ms_list": ("<=", 50),
+    "page_p95_ms_transcript": ("<=", 50),
+    "page_p95_ms_search": ("<=", 200),
+    "page_p95_ms": ("<=", 50),
+    "select_all_ms": ("<=", 2000),
+    "sync_peak_rss_mb": ("<=", 300),
+}
+
+LATENCY = 0.02
+IN_FLIGHT = 8
+
+
+def environment() -> dict[str, str]:
+    data = tempfile.mkdtemp(prefix="lethe-bench-")
+    return {
+        "DATABASE_URL": DB_URL,
+        "LETHE_DEBUG": "1",
+        "LETHE_DATA_DIR": data,
+        "LETHE_LOG_LEVEL": "WARNING",
+        "LETHE_ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
+        "LETHE_SYNC_CONCURRENCY": str(IN_FLIGHT),
+        "PYTHONPATH": str(ROOT),
+        # Nothing here needs a worker; tasks enqueued along the way go nowhere.
+        "CELERY_BROKER_URL": "memory://",
+    }
+
+
+def admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+class Fake:
+    """A fake provider in a child process (bench/fakeserver.py)."""
+
+    def __init__(self, provider: str, **knobs: Any) -> None:
+        args = [sys.executable, "-m", "bench.fakeserver", provider]
+        for key, value in knobs.items():
+            if value is not None:
+                args += [f"--{key.replace('_', '-')}", str(value)]
+        self.proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ})
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("URL "):
+            raise RuntimeError(f"the {provider} fake did not start: {line!r}")
+        config = json.loads(line[4:])
+        self.secrets: dict[str, str] = config["secrets"]
+        self.options: dict[str, str] = config["options"]
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+@contextmanager
+def fake(provider: str, **knobs: Any) -> Iterator[Fake]:
+    started = time.perf_counter()
+    f = Fake(provider, **knobs)
+    log(f"{provider} fake ready in {time.perf_counter() - started:.1f} s")
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def log(text: str) -> None:
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+def connection_for(owner: Any, provider: str, secrets: dict[str, str],
+                   options: dict[str, str], label: str) -> Any:
+    from dashboard.models import Connection
+
+    conn = Connection(owner=owner, provider=provider, label=label, options=options)
+    conn.set_secrets(secrets)
+    conn.save()
+    return conn
+
+
+# -- sync -------------------------------------------------------------------------------
+
+
+def sequential_sync(secrets: dict[str, str], options: dict[str, str]) -> int:
+    """What the providers' sample code does: one request after another, page by page."""
+    import httpx
+
+    headers = {"Authorization": f"Token {secrets['token']}"}
+    messages = 0
+    with httpx.Client(base_url=options["neo_url"], headers=headers, timeout=30) as client:
+        client.get("/chat/user/").raise_for_status()
+        recent = client.get("/chats/recent/").json()["chats"]
+        for char_id in dict.fromkeys(c["character_id"] for c in recent):
+            chats = client.get("/chats/", params={"character_ids": char_id}).json()["chats"]
+            for chat in chats:
+                token = ""
+                while True:
+                    params = {"next_token": token} if token else {}
+                    page = client.get(f"/turns/{chat['chat_id']}/", params=params).json()
+                    messages += len(page["turns"])
+                    token = (page.get("meta") or {}).get("next_token") or ""
+                    if not token or not page["turns"]:
+                        break
+    return messages
+
+
+def bench_sync(owner: Any) -> dict[str, float]:
+    from django.conf import settings
+
+    from dashboard import sync
+
+    settings.LETHE_PROVIDER_RATE = 100_000.0  # the floor is latency-bound, not rate-bound
+    with fake("characterai", characters=20, chats=100, turns=100, latency=LATENCY) as f:
+        conn = connection_for(owner, "characterai", f.secrets, f.options, "bench sync")
+        f.ask("reset")
+        started = time.perf_counter()
+        run = sync.run(sync.start(conn).pk)
+        elapsed = time.perf_counter() - started
+        if run.status != "ok" or run.messages != 200_000:
+            raise RuntimeError(f"sync did not mirror 200,000 messages: {run.status} "
+                               f"{run.messages} {run.error}")
+        requests = f.ask("stats")["requests"]
+        floor = requests * LATENCY / IN_FLIGHT
+        log(f"sync: {run.messages} messages, {requests} requests in {elapsed:.1f} s "
+            f"(floor {floor:.1f} s)")
+        f.ask("reset")
+        started = time.perf_counter()
+        seen = sequential_sync(f.secrets, f.options)
+        sequential = time.perf_counter() - started
+        log(f"sequential: {seen} messages in {sequential:.1f} s")
+    return {"sync_floor_ratio": elapsed / floor, "sync_vs_sequential": sequential / elapsed,
+            "sync_seconds": elapsed, "sync_requests": requests}
+
+
+def bench_ingest(owner: Any) -> dict[str, float]:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from dashboard import sync
+    from dashboard.models import SyncRun
+    from providers import records
+
+    conn = connection_for(owner, "characterai", {"token": "x" * 40}, {}, "bench ingest")
+    run = SyncRun.objects.create(connection=conn)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    convs = [records.Conversation(provider_id=f"chat-{c}", character_id="char",
+                                  title="", started_at=base) for c in range(2000)]
+    batches = [
+        (conv.provider_id, [
+            records.Message(provider_id=f"{conv.provider_id}-{p}",
+                            conversation_id=conv.provider_id, position=p,
+                            author="You" if p % 2 else "Character", is_human=bool(p % 2),
+                            text=f"Line {p} of a chat about mountains, rivers and coffee.",
+                            created_at=base + timedelta(seconds=p))
+            for p in range(100)])
+        for conv in convs
+    ]
+    listing = sync.Listing(records.Account(id="1", name="bench"),
+                           [records.Character(provider_id="char", name="Char")], convs)
+    with transaction.atomic():
+        writer = sync.Writer(conn, run, {})
+        writer.write_listing(listing)
+        started = time.perf_counter()
+        for pid, msgs in batches:
+            writer.add_messages(pid, msgs)
+        writer.flush()
+        elapsed = time.perf_counter() - started
+    rows = sum(len(m) for _, m in batches)
+    log(f"ingest: {rows} rows in {elapsed:.2f} s at {timezone.now():%H:%M:%S}")
+    return {"ingest_rows_per_s": rows / elapsed}
+
+
+# -- erasure ----------------------------------------------------------------------------
+
+
+def bench_erase(owner: Any) -> dict[str, float]:
+    from django.conf import settings
+    from django.db import connections
+
+    from dashboard import erasure, runner
+    from dashboard.models import Character, Conversation, ErasureItem, ErasureJob
+
+    rate, batch, sessions = 10, 100, 12_000
+    settings.LETHE_PROVIDER_RATE = float(rate)
+    # A worker claims ten provider batches at once: one read-back of the session list
+    # serves ten deletes of 100.
+    settings.LETHE_ERASE_BATCH = 10 * batch
+    settings.LETHE_APPROVAL_THRESHOLD = 10**9
+    settings.LETHE_CANCEL_WINDOW = 0
+    with fake("convai", characters=1, chats=sessions, latency=LATENCY, rate_limit=rate) as f:
+        conn = connection_for(owner, "convai", f.secrets, f.options, "bench erase")
+        pairs = f.ask("stats")["ids"]
+        chars = {c: Character.objects.create(connection=conn, provider_id=c, name=c)
+                 for c in {c for c, _ in pairs}}
+        Conversation.objects.bulk_create([
+            Conversation(connection=conn, provider_id=s, character=chars[c],
+                         last_message_at=datetime(2025, 1, 1, tzinfo=UTC))
+            for c, s in pairs], batch_size=5000)
+        request = erasure.freeze(owner, conn.conversations.all(), {})
+        jobs = list(ErasureJob.objects.filter(request=request))
+        [job] = erasure.confirm(jobs, dry_run=False, enqueue=False)
+        time.sleep(1.1)  # let the fake's rate window forget the set-up
+        f.ask("reset")
+
+        def work() -> None:
+            try:
+                runner.run(job.pk)
+            finally:
+                connections.close_all()
+
+        started = time.perf_counter()
+        count = int(os.environ.get("BENCH_ERASE_WORKERS", "2"))
+        workers = [threading.Thread(target=work) for _ in range(count)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - started
+        stats = f.ask("stats")
+    done = ErasureItem.objects.filter(
+        job=job, state__in=[ErasureItem.State.ERASED, ErasureItem.State.VERIFIED]).count()
+    if done != sessions:
+        raise RuntimeError(f"erasure settled {done} of {sessions} items")
+    ceiling = rate * batch
+    log(f"erase: {done} items, {stats['requests']} requests, {stats['throttled']} 429s "
+        f"in {elapsed:.1f} s")
+    return {"erase_budget_ratio": done / elapsed / ceiling,
+            "erase_429_per_min": stats["throttled"] / (elapsed / 60),
+            "erase_requests_per_s": stats["requests"] / elapsed}
+
+
+# -- pages ------------------------------------------------------------------------------
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
+
+
+def timed(call: Callable[[], Any], expect: int = 200) -> float:
+    started = time.perf_counter()
+    response = call()
+    ms = (time.perf_counter() - started) * 1000
+    if response.status_code != expect:
+        raise RuntimeError(f"{response.status_code} from a page under test")
+    return ms
+
+
+def bench_pages(owner: Any) -> dict[str, float]:
+    import random
+    import re
+
+    from django.core.management import call_command
+    from django.test import Client
+    from django.urls import reverse
+
+    from dashboard.models import Conversation, ErasureJob
+
+    conn = connection_for(owner, "characterai", {"token": "x" * 40}, {}, "bench pages")
+    started = time.perf_counter()
+    call_command("seed_mirror", str(conn.pk), conversations=20_000, messages=50,
+                 stdout=open(os.devnull, "w"))  # noqa: SIM115
+    log(f"seeded 1,000,000 messages in {time.perf_counter() - started:.1f} s")
+    client = Client()
+    client.force_login(owner)
+    url = reverse("conversations")
+    lists, searches, transcripts = [], [], []
+    after = ""
+    client.get(url)  # warm-up: template loading, first connection
+    for _ in range(30):
+        started = time.perf_counter()
+        response = client.get(url, {"after": after} if after else {})
+        lists.append((time.perf_counter() - started) * 1000)
+        found = re.search(r"after=([A-Za-z0-9_\-]+)", response.content.decode())
+        after = found.group(1) if found else ""
+    for word in ["zeppelin", "quasar", "marmalade", "obsidian", "dragon castle"] * 6:
+        searches.append(timed(lambda w=word: client.get(url, {"q": w})))  # type: ignore[misc]
+    pks = list(Conversation.objects.filter(connection=conn).values_list("pk", flat=True)[:2000])
+    for pk in random.Random(1).sample(pks, 30):
+        page = reverse("transcript", args=[pk])
+        transcripts.append(timed(lambda page=page: client.get(page)))  # type: ignore[misc]
+    figures = {"page_p95_ms_list": p95(lists), "page_p95_ms_search": p95(searches),
+               "page_p95_ms_transcript": p95(transcripts)}
+    figures["page_p95_ms"] = max(figures["page_p95_ms_list"],
+                                 figures["page_p95_ms_transcript"])
+
+    matching = Conversation.objects.filter(connection=conn, mirror_state="present").count()
+    started = time.perf_counter()
+    response = client.post(reverse("erase_selected"), {"select_all": "1"})
+    if response.status_code != 302:
+        raise RuntimeError(f"select all answered {response.status_code}")
+    preview = client.get(response["Location"])
+    select_ms = (time.perf_counter() - started) * 1000
+    if preview.status_code != 200:
+        raise RuntimeError(f"the preview answered {preview.status_code}")
+    frozen = sum(j.items.count() for j in ErasureJob.objects.filter(connection=conn))
+    if frozen != matching:
+        raise RuntimeError(f"select all froze {frozen} items for {matching} matching")
+    log(f"select all: {frozen} items frozen and previewed in {select_ms:.0f} ms")
+    figures["select_all_ms"] = select_ms
+    return figures
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+def bench_rss(env: dict[str, str]) -> dict[str, float]:
+    with fake("characterai", characters=100, chats=100, turns=100, latency=0) as f:
+        config = json.dumps({"secrets": f.secrets, "options": f.options})
+        started = time.perf_counter()
+        done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "bench.rss_worker", config], cwd=ROOT, capture_output=True,
+            text=True, env={**os.environ, **env, "LETHE_PROVIDER_RATE": "100000"}, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the 1M-message sync failed: {done.stderr[-2000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        log(f"1M sync: {result['messages']} messages in {time.perf_counter() - started:.1f} s,"
+            f" peak RSS {result['peak_rss_mb']:.0f} MB")
+    if result["messages"] != 1_000_000:
+        raise RuntimeError(f"the big sync mirrored {result['messages']} messages")
+    return {"sync_peak_rss_mb": result["peak_rss_mb"]}
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def verdict(name: str, value: float) -> str:
+    if name not in TARGETS:
+        return ""
+    op, target = TARGETS[name]
+    ok = value <= target if op == "<=" else value >= target
+    return f"  (target {op} {target:g}: {'ok' if ok else 'MISSED'})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench.json"))
+    parser.add_argument("--only", nargs="*", help="sync ingest erase pages rss")
+    args = parser.parse_args()
+    env = environment()
+    os.environ.update(env)
+    admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    admin(f"CREATE DATABASE {DB_NAME}")
+    figures: dict[str, float] = {}
+    failures: list[str] = []
+    began = time.perf_counter()
+    try:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+        import django
+
+        django.setup()
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from django.conf import settings
+
+        # As in production: DEBUG keeps every SQL statement in memory and formats it.
+        settings.DEBUG = False
+        owner = get_user_model().objects.create_superuser("bench", password=None)
+        steps: list[tuple[str, Callable[[], dict[str, float]]]] = [
+            ("sync", lambda: bench_sync(owner)),
+            ("ingest", lambda: bench_ingest(owner)),
+            ("erase", lambda: bench_erase(owner)),
+            ("pages", lambda: bench_pages(owner)),
+            ("rss", lambda: bench_rss(env)),
+        ]
+        for name, step in steps:
+            if args.only and name not in args.only:
+                continue
+            try:
+                figures.update(step())
+            except Exception as exc:
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                log(f"{name} FAILED: {traceback.format_exc()}")
+        from django.db import connections
+
+        connections.close_all()
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    for name, value in figures.items():
+        shown = f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+        print(f"{name}: {shown}{verdict(name, value)}")
+    print(f"bench_seconds: {time.perf_counter() - began:.0f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"figures": figures, "failures": failures,
+                               "targets": {k: list(v) for k, v in TARGETS.items()}}, indent=1))
+    wanted = [k for k in TARGETS if not args.only]
+    missing = [k for k in wanted if k not in figures]
+    if failures or missing:
+        print(f"bench FAILED: could not measure {', '.join(missing) or '-'}; "
+              f"{'; '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

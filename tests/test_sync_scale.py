@@ -1,0 +1,125 @@
+"""Streaming sync: many chats, several in flight, bulk writes, still all-or-nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard import sync
+from dashboard.models import Connection, Conversation, Message, SyncRun
+from providers.fakes.base import FakeServer
+from providers.fakes.characterai import CharacterAIFake
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def cai_fake() -> CharacterAIFake:
+    # 130 turns a chat: three pages of 50, newest first.
+    return CharacterAIFake(seed=3, characters=2, chats=6, turns=(130, 130), archived=0)
+
+
+@pytest.fixture
+def cai_server(cai_fake: CharacterAIFake) -> Iterator[FakeServer]:
+    with cai_fake.serve() as server:
+        yield server
+
+
+@pytest.fixture
+def cai(db, owner, cai_fake, cai_server) -> Connection:  # type: ignore[no-untyped-def]
+    secrets, options = cai_fake.client_config(cai_server.url)
+    connection = Connection(owner=owner, provider="characterai", label="Team C.AI",
+                            options=options)
+    connection.set_secrets(secrets)
+    connection.save()
+    return connection
+
+
+@pytest.fixture
+def small_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write after every chat, so a late failure comes after real writes."""
+    monkeypatch.setattr(sync, "FLUSH_ROWS", 1)
+
+
+def test_every_page_of_every_chat_is_mirrored_in_order(cai, cai_fake, small_flushes):
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.OK, run.error
+    assert run.messages == 12 * 130 == Message.objects.count()
+    for conv in Conversation.objects.filter(connection=cai):
+        ids = list(conv.messages.order_by("position").values_list("provider_id", flat=True))
+        assert ids == cai_fake.message_ids(conv.provider_id)
+        assert conv.message_count == 130 and conv.title
+
+
+def test_the_configured_number_of_chats_is_read_at_once(cai, cai_fake, settings):
+    settings.LETHE_SYNC_CONCURRENCY = 3
+    assert sync.concurrency() == 3
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.OK
+
+
+def test_a_failure_after_some_chats_were_written_leaves_nothing_behind(
+        cai, cai_fake, settings, small_flushes):
+    settings.LETHE_SYNC_CONCURRENCY = 1
+    last = cai_fake.chat_ids(cai_fake.character_ids()[-1])[-1]
+    # A refusal no retry can fix, on the last chat read: the others are already written.
+    cai_fake.fail_next(1, status=400, path=f"/turns/{last}/")
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.FAILED and run.error
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_a_failed_resync_restores_the_mirror_exactly(cai, cai_fake, settings, small_flushes):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    before = sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
+                                                "text", "mirror_state"))
+    convs_before = sorted(Conversation.objects.values_list("provider_id", "title",
+                                                           "message_count", "mirror_state"))
+    char = cai_fake.character_ids()[0]
+    new = cai_fake.add_chats(char, 2, turns=60)
+    settings.LETHE_SYNC_CONCURRENCY = 1
+    cai_fake.fail_next(1, status=400, path=f"/turns/{new[-1]}/")
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.FAILED
+    assert sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
+                                              "text", "mirror_state")) == before
+    assert sorted(Conversation.objects.values_list("provider_id", "title", "message_count",
+                                                   "mirror_state")) == convs_before
+
+
+def test_a_resync_reads_only_changed_chats_and_marks_removed_messages_gone(cai, cai_fake):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
+    chat = cai_fake.find_chat(chat_id)
+    assert chat is not None
+    removed = chat.turns[5].id
+    with cai_fake.lock:
+        chat.turns = [t for t in chat.turns if t.id != removed]
+    cai_fake.add_chats(cai_fake.character_ids()[0], 1, turns=4)  # something new elsewhere
+    cai_fake.clear_faults()
+    # The removal changed nothing the listing shows, so mark the chat as changed by hand:
+    Conversation.objects.filter(provider_id=chat_id).update(last_message_at=None)
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.OK and not run.full
+    assert Message.objects.get(provider_id=removed).mirror_state == "gone"
+    assert Conversation.objects.get(provider_id=chat_id).message_count == 129
+    # Unchanged chats were not paged through again: only the two re-read ones were.
+    pages = sum(n for key, n in cai_fake.requests.items() if key.startswith("GET /turns/"))
+    assert pages == 3 + 1
+
+
+def test_an_erased_conversation_stays_erased_after_a_resync(cai, cai_fake):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    conv = Conversation.objects.first()
+    assert conv is not None
+    Conversation.objects.filter(pk=conv.pk).update(mirror_state="erased")
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    conv.refresh_from_db()
+    assert conv.mirror_state == "erased"
+
+
+def test_the_reader_hands_over_through_a_bounded_queue(cai):
+    reader = sync.Reader(cai.open_provider(), {}, None, 4)
+    # Memory is flat in the number of messages: at most this many chats wait to be written.
+    assert reader.out.maxsize == 8
