@@ -13,9 +13,11 @@ items' next-attempt time and the job's `throttled_until`, and the sweeper requeu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -234,7 +236,7 @@ def _retry_or_fail(batch: list[ErasureItem], reason: str) -> None:
         else:
             item.state, item.detail = State.PENDING, f"Will retry: {reason}"
             item.next_attempt_at = now + timedelta(seconds=2 ** item.attempts)
-    ErasureItem.objects.bulk_update(batch, ["state", "detail", "next_attempt_at", "settled_at"])
+    save(batch)
 
 
 def _wait_for_backoff(job: ErasureJob) -> bool:
@@ -250,6 +252,21 @@ def _wait_for_backoff(job: ErasureJob) -> bool:
         raise _Throttled(earliest)
     time.sleep(max(wait, 0.0))
     return True
+
+
+def save(items: list[ErasureItem]) -> None:
+    """Write the items' outcome fields. Items sharing them (a batch mostly does) go in one
+    UPDATE; a per-row CASE over thousands of items costs seconds where this costs a few ms."""
+    now = timezone.now()
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for item in items:
+        key = (item.state, item.detail, json.dumps(item.response, sort_keys=True),
+               item.settled_at, item.next_attempt_at)
+        groups.setdefault(key, []).append(item.pk)
+    for (state, detail, response, settled_at, next_attempt_at), ids in groups.items():
+        ErasureItem.objects.filter(pk__in=ids).update(
+            state=state, detail=detail, response=json.loads(response), settled_at=settled_at,
+            next_attempt_at=next_attempt_at, updated_at=now)
 
 
 _OUTCOME_STATE = {
@@ -273,7 +290,7 @@ def record(batch: list[ErasureItem], outcomes: list[Outcome]) -> None:
             item.response = outcome.response
         item.settled_at = now if item.state in (State.FAILED, State.ALREADY_GONE) else None
     with transaction.atomic():
-        ErasureItem.objects.bulk_update(batch, ["state", "detail", "response", "settled_at"])
+        save(batch)
         settle_mirror([i for i in batch if i.state in (State.ERASED, State.ALREADY_GONE)])
 
 
@@ -317,7 +334,7 @@ def _resolve_unknown(session: ProviderSession, items: list[ErasureItem],
             item.state, item.settled_at = State.FAILED, now
             item.detail = f"Still present after {item.attempts} tries."
     with transaction.atomic():
-        ErasureItem.objects.bulk_update(items, ["state", "detail", "settled_at"])
+        save(items)
         settle_mirror([i for i in items if i.state == State.ERASED])
 
 
@@ -340,7 +357,7 @@ def _verify(session: ProviderSession, items: list[ErasureItem]) -> None:
         else:
             item.state = State.FAILED
             item.detail = "The provider acknowledged the delete but still returns it."
-    ErasureItem.objects.bulk_update(items, ["state", "detail", "settled_at"])
+    save(items)
 
 
 def _settle_uncertain_only(job: ErasureJob) -> None:
