@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -142,6 +146,8 @@ def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
     """Take up to `size` due pending items; other workers skip the locked rows."""
     with transaction.atomic():
         now = timezone.now()
+        if not ErasureJob.objects.filter(pk=job.pk, status=ErasureJob.Status.RUNNING).exists():
+            return []  # paused or cancelled since the last look: claim nothing more
         ids = list(
             job.items.select_for_update(skip_locked=True)
             .filter(state=State.PENDING)
@@ -176,9 +182,45 @@ def _work(job: ErasureJob) -> None:
             _verify(session, erased)
 
 
+@contextmanager
+def keepalive(job: ErasureJob, items: list[ErasureItem]) -> Iterator[None]:
+    """While a long provider call runs, keep the job's heartbeat and its items fresh from a
+    side thread, so the sweeper never takes items from a worker that is still sending them.
+    It skips rows someone else holds locked rather than wait, and never fails the call."""
+    stop = threading.Event()
+    ids = [i.pk for i in items]
+    interval = max(0.5, min(10.0, settings.LETHE_STUCK_AFTER / 4))
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    with transaction.atomic():
+                        now = timezone.now()
+                        jobs = ErasureJob.objects.select_for_update(skip_locked=True).filter(
+                            pk=job.pk).values_list("pk", flat=True)
+                        ErasureJob.objects.filter(pk__in=list(jobs)).update(heartbeat_at=now)
+                        held = ErasureItem.objects.select_for_update(skip_locked=True).filter(
+                            pk__in=ids, state=State.IN_FLIGHT).values_list("pk", flat=True)
+                        ErasureItem.objects.filter(pk__in=list(held)).update(updated_at=now)
+                except DatabaseError:
+                    pass
+        finally:
+            db_connection.close()
+
+    thread = threading.Thread(target=beat, name=f"keepalive-job-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
+
+
 def _send(session: ProviderSession, batch: list[ErasureItem]) -> None:
     try:
-        outcomes = session.call(session.provider.erase([_target(i) for i in batch]))
+        with keepalive(batch[0].job, batch):
+            outcomes = session.call(session.provider.erase([_target(i) for i in batch]))
     except providers.RateLimited as exc:
         rest = _keep_partial(batch, exc)
         wait = exc.retry_after or 5.0
@@ -236,7 +278,7 @@ def _retry_or_fail(batch: list[ErasureItem], reason: str) -> None:
         else:
             item.state, item.detail = State.PENDING, f"Will retry: {reason}"
             item.next_attempt_at = now + timedelta(seconds=2 ** item.attempts)
-    save(batch)
+    save(batch, expected=(State.IN_FLIGHT,))
 
 
 def _wait_for_backoff(job: ErasureJob) -> bool:
@@ -254,9 +296,10 @@ def _wait_for_backoff(job: ErasureJob) -> bool:
     return True
 
 
-def save(items: list[ErasureItem]) -> None:
-    """Write the items' outcome fields. Items sharing them (a batch mostly does) go in one
-    UPDATE; a per-row CASE over thousands of items costs seconds where this costs a few ms."""
+def save(items: list[ErasureItem], expected: tuple[str, ...]) -> None:
+    """Write the items' outcome fields, but only over the state the caller read them in: an
+    item another worker or a cancel has moved on meanwhile keeps what they wrote. Items
+    sharing fields (a batch mostly does) go in one UPDATE, not one CASE per row."""
     now = timezone.now()
     groups: dict[tuple[Any, ...], list[int]] = {}
     for item in items:
@@ -264,7 +307,7 @@ def save(items: list[ErasureItem]) -> None:
                item.settled_at, item.next_attempt_at)
         groups.setdefault(key, []).append(item.pk)
     for (state, detail, response, settled_at, next_attempt_at), ids in groups.items():
-        ErasureItem.objects.filter(pk__in=ids).update(
+        ErasureItem.objects.filter(pk__in=ids, state__in=expected).update(
             state=state, detail=detail, response=json.loads(response), settled_at=settled_at,
             next_attempt_at=next_attempt_at, updated_at=now)
 
@@ -290,7 +333,7 @@ def record(batch: list[ErasureItem], outcomes: list[Outcome]) -> None:
             item.response = outcome.response
         item.settled_at = now if item.state in (State.FAILED, State.ALREADY_GONE) else None
     with transaction.atomic():
-        save(batch)
+        save(batch, expected=(State.IN_FLIGHT,))
         settle_mirror([i for i in batch if i.state in (State.ERASED, State.ALREADY_GONE)])
 
 
@@ -334,7 +377,7 @@ def _resolve_unknown(session: ProviderSession, items: list[ErasureItem],
             item.state, item.settled_at = State.FAILED, now
             item.detail = f"Still present after {item.attempts} tries."
     with transaction.atomic():
-        save(items)
+        save(items, expected=(State.UNKNOWN,))
         settle_mirror([i for i in items if i.state == State.ERASED])
 
 
@@ -357,12 +400,16 @@ def _verify(session: ProviderSession, items: list[ErasureItem]) -> None:
         else:
             item.state = State.FAILED
             item.detail = "The provider acknowledged the delete but still returns it."
-    save(items)
+    save(items, expected=(State.ERASED,))
 
 
 def _settle_uncertain_only(job: ErasureJob) -> None:
-    """A cancelled job sends nothing more, but its uncertain items are still read back."""
-    ErasureItem.objects.filter(job=job, state=State.IN_FLIGHT).update(state=State.UNKNOWN)
+    """A cancelled job sends nothing more, but its uncertain items are still read back.
+    Items in flight are left to the worker sending them unless that worker is gone."""
+    stale = timezone.now() - timedelta(seconds=settings.LETHE_STUCK_AFTER)
+    if not (job.heartbeat_at and job.heartbeat_at > stale):
+        ErasureItem.objects.filter(job=job, state=State.IN_FLIGHT, updated_at__lt=stale).update(
+            state=State.UNKNOWN)
     try:
         with ProviderSession(job.connection.open_provider()) as session:
             _resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)

@@ -62,6 +62,10 @@ def message_hits(text: str) -> QuerySet[Message]:
 
 
 def scope_of(data: dict[str, Any]) -> dict[str, Any]:
-    """The filter as plain JSON, recorded on the job so people can see how it was chosen."""
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-            for k, v in data.items() if v not in (None, "")}
+    """The filter as plain JSON, recorded on the job so people can see how it was chosen.
+    The search text is not kept: it is often the very personal data being erased."""
+    scope = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+             for k, v in data.items() if v not in (None, "") and k != "q"}
+    if data.get("q"):
+        scope["text_filter"] = True
+    return scope

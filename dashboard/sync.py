@@ -166,8 +166,9 @@ class Reader(threading.Thread):
                 async for conv in provider.conversations(character):
                     conversations.append(conv)
             await self._put(("listing", Listing(account, characters, conversations)))
-            stale = iter([c for c in conversations
-                          if _needs_messages(c, self.known, self.since)])
+            # A provider may list one chat twice (say, under two characters): read it once.
+            unique = {c.provider_id: c for c in conversations}.values()
+            stale = iter([c for c in unique if _needs_messages(c, self.known, self.since)])
 
             async def worker() -> None:
                 # One shared iterator: each worker takes the next chat when it is free.

@@ -159,6 +159,7 @@ def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced,
 
 def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fake):
     [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    ErasureJob.objects.filter(pk=job.pk).update(status="running")
     claimed = runner.claim(job, 2)  # a worker took them, sent them, then died
     with convai_fake.lock:  # the deletes reached the provider
         for item in claimed:

@@ -54,3 +54,12 @@ def require_role(role: Role, lookup: Callable[..., object] | None = None
         return wrapped
 
     return decorate
+
+
+def parse_ids(values: list[str]) -> list[int]:
+    """Row ids from a form, sorted and unique. ValueError for anything that is not a
+    positive 64-bit integer, so a forged value is a clear error rather than a crash."""
+    ids = {int(v) for v in values}
+    if any(not 0 < i < 2**63 for i in ids):
+        raise ValueError("id out of range")
+    return sorted(ids)

@@ -18,7 +18,7 @@ from .. import audit, erasure, exports, selection
 from ..forms import ConversationFilter
 from ..models import Connection, ErasureItem, ErasureJob, Message
 from ..roles import Role
-from .common import require_role
+from .common import parse_ids, require_role
 
 
 @require_POST
@@ -36,7 +36,7 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
         scope = {"select_all": True, "filter": selection.scope_of(form.cleaned_data)}
     else:
         try:
-            ids = sorted({int(v) for v in request.POST.getlist("conversation")})
+            ids = parse_ids(request.POST.getlist("conversation"))
         except ValueError:
             messages.error(request, "The selection held an id that is not a number.")
             return redirect("conversations")
@@ -53,7 +53,7 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
 
 def _erase_messages(request: HttpRequest) -> HttpResponse:
     try:
-        ids = sorted({int(v) for v in request.POST.getlist("message")})
+        ids = parse_ids(request.POST.getlist("message"))
     except ValueError:
         messages.error(request, "The selection held an id that is not a number.")
         return redirect("conversations")

@@ -30,7 +30,7 @@ from ..models import Conversation, ErasureJob, Message
 from ..models.mirror import MirrorState
 from ..receipts import receipt
 from ..roles import Role
-from .common import require_role
+from .common import parse_ids, require_role
 from .jobs import visible_jobs
 
 SHOWN = 100  # conversations on the page; "select all" still takes every match
@@ -113,7 +113,8 @@ def marked(text: str, q: str) -> SafeString:
 
 
 def search(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()[:200]
+    # NUL cannot be stored or searched in PostgreSQL text; nobody means it.
+    q = request.GET.get("q", "").replace("\x00", "").strip()[:200]
     context: dict[str, Any] = {"q": q, "groups": [], "total": 0, "shown": 0}
     if len(q) >= 2:
         found = matching(request.user, q).select_related("connection", "character").order_by(
@@ -142,7 +143,7 @@ def search(request: HttpRequest) -> HttpResponse:
 @require_POST
 @require_role(Role.OPERATOR)
 def search_erase(request: HttpRequest) -> HttpResponse:
-    q = request.POST.get("q", "").strip()[:200]
+    q = request.POST.get("q", "").replace("\x00", "").strip()[:200]
     back = redirect(reverse("search") + "?" + urlencode({"q": q}))
     if request.POST.get("select_all") == "1" and len(q) >= 2:
         chosen = matching(request.user, q)
@@ -150,7 +151,7 @@ def search_erase(request: HttpRequest) -> HttpResponse:
         scope: dict[str, Any] = {"search": True, "select_all": True}
     else:
         try:
-            ids = sorted({int(v) for v in request.POST.getlist("conversation")})
+            ids = parse_ids(request.POST.getlist("conversation"))
         except ValueError:
             messages.error(request, "The selection held an id that is not a number.")
             return back
