@@ -178,10 +178,14 @@ def sendable(job: ErasureJob) -> int:
     return job.items.exclude(state=State.SKIPPED).count()
 
 
-def needs_approval(jobs: Iterable[ErasureJob]) -> bool:
+def needs_approval(jobs: Iterable[ErasureJob], total: int | None = None) -> bool:
+    """Whether confirming these jobs waits for an approver; `total` is their sendable
+    item count when the caller has it already."""
     if settings.LETHE_APPROVAL_ALL:
         return True
-    return sum(sendable(job) for job in jobs) > settings.LETHE_APPROVAL_THRESHOLD
+    if total is None:
+        total = sum(sendable(job) for job in jobs)
+    return total > settings.LETHE_APPROVAL_THRESHOLD
 
 
 def _enqueue(job: ErasureJob) -> None:

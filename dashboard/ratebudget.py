@@ -24,7 +24,10 @@ from providers import RateBudget
 
 log = logging.getLogger(__name__)
 
-PACE = 0.95
+# 0.95 still drew 429s in `make bench`: two workers' requests reach the provider with some
+# jitter, and a sliding window counts arrivals, not our schedule. 0.9 drew none and, with
+# no 429 to wait out, erased faster.
+PACE = 0.9
 
 _local: dict[tuple[str, float, int], RateBudget] = {}
 _lock = threading.Lock()

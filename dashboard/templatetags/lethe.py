@@ -42,7 +42,9 @@ def highlight(text: str, query: str) -> SafeString:
     return mark_safe(marked)  # noqa: S308 - escaped, then only <mark> added  # nosec B308 B703
 
 
-@register.inclusion_tag("partials/badge.html")
-def provider_badge(connection: object) -> dict[str, object]:
-    return {"name": getattr(connection, "provider", ""),
-            "label": getattr(connection, "provider_label", "")}
+@register.simple_tag
+def provider_badge(connection: object) -> SafeString:
+    # A simple tag, not an included template: it is drawn on every row of long lists.
+    return format_html('<span class="badge provider provider-{}">{}</span>',
+                       getattr(connection, "provider", ""),
+                       getattr(connection, "provider_label", ""))

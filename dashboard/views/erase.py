@@ -110,7 +110,7 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     return render(request, "erase/preview.html", {
         "previews": previews, "total": total, "request_id": request_id,
         "exported": all(job.exported_at for job in jobs),
-        "needs_approval": erasure.needs_approval(jobs),
+        "needs_approval": erasure.needs_approval(jobs, total),
         "typed": total > settings.LETHE_TYPED_CONFIRM_THRESHOLD,
         "pinned_skipped": sum(p["pinned"] for p in previews),
         "cancel_window": settings.LETHE_CANCEL_WINDOW,
