@@ -299,6 +299,11 @@ class Writer:
         self.reread: dict[int, list[str]] = {}
         self.postgres = db.vendor == "postgresql"
         self._staged = False
+        if self.postgres:
+            with db.cursor() as cursor:
+                # New messages land in the full-text index's pending list and are merged
+                # later in bulk, instead of one GIN insert per message (this transaction only).
+                cursor.execute("SET LOCAL gin_pending_list_limit = 65536")
 
     def consume(self, reader: Reader) -> None:
         for item in reader.items():
