@@ -295,7 +295,7 @@ def resume_after_key_fix(connection_id: int) -> int:
 def retry_failed(job: ErasureJob, user: Any) -> int:
     with transaction.atomic():
         job = _move(job, Event.RETRY, finished_at=None)
-        count = job.items.filter(state=State.FAILED).update(
+        count = job.items.filter(state__in=ErasureItem.FAILING).update(
             state=State.PENDING, attempts=0, next_attempt_at=None, settled_at=None,
             detail=f"Retry requested by {user.get_username()}.")
         if job.status != ErasureJob.Status.PAUSED:
@@ -304,6 +304,6 @@ def retry_failed(job: ErasureJob, user: Any) -> int:
 
 
 def skip_failed(job: ErasureJob, user: Any) -> int:
-    return job.items.filter(state=State.FAILED).update(
+    return job.items.filter(state__in=ErasureItem.FAILING).update(
         state=State.SKIPPED, detail=f"Failed, then skipped by {user.get_username()}.",
         settled_at=timezone.now())

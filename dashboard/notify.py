@@ -51,7 +51,7 @@ def event_of(job: ErasureJob, counts: dict[str, int]) -> tuple[str, str] | None:
     if job.status == Status.AWAITING_APPROVAL and job.confirmed_at:
         return AWAITING, f"{AWAITING}:{job.confirmed_at.isoformat()}"
     if job.status == Status.DONE and job.finished_at:
-        event = FAILED if counts.get(ErasureItem.State.FAILED) else FINISHED
+        event = FAILED if any(counts.get(s) for s in ErasureItem.FAILING) else FINISHED
         return event, f"{event}:{job.finished_at.isoformat()}"
     return None
 

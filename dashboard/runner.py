@@ -398,7 +398,7 @@ def _verify(session: ProviderSession, items: list[ErasureItem]) -> None:
             item.state = State.SOFT_DELETED
             item.detail = "Acknowledged, but the provider only marked it deleted (soft delete)."
         else:
-            item.state = State.FAILED
+            item.state = State.STILL_THERE
             item.detail = "The provider acknowledged the delete but still returns it."
     save(items, expected=(State.ERASED,))
 

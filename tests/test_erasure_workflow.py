@@ -219,3 +219,24 @@ def test_job_page_actions_follow_the_state_machine(client, synced, settings):
     job.refresh_from_db()
     assert job.status == ErasureJob.Status.CANCELLED and job.cancelled_by == synced.owner
     assert client.post(reverse("job_action", args=[job.pk, "explode"])).status_code == 404
+
+
+def test_an_acknowledged_item_the_provider_still_returns_is_reported_as_such(synced,
+                                                                              convai_fake):
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    # The provider said yes to both, but one is still there on the read-back.
+    ErasureJob.objects.filter(pk=job.pk).update(status="running")
+    job.items.update(state=State.ERASED)
+    gone = job.items.order_by("id").first()
+    with convai_fake.lock:
+        for char in convai_fake.characters.values():
+            char.sessions.pop(gone.provider_id, None)
+    job = runner.run(job.pk)
+    assert dict((i.provider_id, i.state) for i in job.items.all()) == {
+        gone.provider_id: State.VERIFIED,
+        job.items.exclude(pk=gone.pk).get().provider_id: State.STILL_THERE,
+    }
+    assert "still returns it" in job.items.get(state=State.STILL_THERE).detail
+    assert erasure.retry_failed(job, synced.owner) == 1
+    job = runner.run(job.pk)
+    assert job.counts()[State.VERIFIED] == 2

@@ -92,11 +92,14 @@ class ErasureItem(models.Model):
         VERIFIED = "verified", "Erased and verified"
         ALREADY_GONE = "already_gone", "Already gone"
         SOFT_DELETED = "soft_deleted", "Soft-deleted at provider"
+        STILL_THERE = "still_there", "Acknowledged, but still there"
         FAILED = "failed", "Failed"
         UNKNOWN = "unknown", "Outcome unknown"
         SKIPPED = "skipped", "Skipped"
         WOULD_ERASE = "would_erase", "Would be erased (dry run)"
 
+    # What "failed" means to people: retried or skipped together from the job page.
+    FAILING = (State.FAILED, State.STILL_THERE)
     # States a worker still has business with.
     OPEN = (State.PENDING, State.IN_FLIGHT, State.UNKNOWN)
 

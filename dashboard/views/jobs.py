@@ -74,7 +74,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "items": items[:500],
         "state": state,
         "states": ErasureItem.State.choices,
-        "failed": counts[ErasureItem.State.FAILED],
+        "failed": sum(counts[s] for s in ErasureItem.FAILING),
         "can": can,
         "can_approve": "approve" in can and erasure.can_approve(request.user, job),
         "polling": job.status not in (ErasureJob.Status.DONE, ErasureJob.Status.CANCELLED)
