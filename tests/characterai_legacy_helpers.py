@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
+
+import pytest
 
 from providers import Conversation, Message, Outcome, RateBudget, Target
 from providers.characterai_legacy import CharacterAILegacyProvider
@@ -75,3 +77,22 @@ def message_targets(fake: CharacterAILegacyFake, history_id: str,
 def history_target(fake: CharacterAILegacyFake, history_id: str) -> Target:
     owner = fake.owner(history_id)
     return Target("conversation", history_id, history_id, owner.id if owner else "")
+
+
+# The fixtures both legacy test modules use; they import them by name.
+@pytest.fixture(scope="module")
+def fake() -> CharacterAILegacyFake:
+    return CharacterAILegacyFake(seed=5, characters=2, histories=3, latency=0.001)
+
+
+@pytest.fixture(scope="module")
+def server(fake: CharacterAILegacyFake) -> Iterator[FakeServer]:
+    with fake.serve() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh(fake: CharacterAILegacyFake) -> Iterator[None]:
+    restore(fake)
+    yield
+    restore(fake)

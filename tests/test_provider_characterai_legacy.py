@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (
+from characterai_legacy_helpers import (  # noqa: F401 - fake, server, fresh are fixtures
     GONE_NOTE,
     erase,
+    fake,
+    fresh,
     history_target,
     listing,
     make,
@@ -21,6 +23,7 @@ from characterai_legacy_helpers import (
     read,
     restore,
     run,
+    server,
     verify,
 )
 
@@ -45,25 +48,6 @@ from providers.characterai_legacy import (
 )
 from providers.fakes.base import FakeResponse, FakeServer, json_response
 from providers.fakes.characterai_legacy import DEMO_TOKEN, CharacterAILegacyFake
-
-
-@pytest.fixture(scope="module")
-def fake() -> CharacterAILegacyFake:
-    return CharacterAILegacyFake(seed=5, characters=2, histories=3, latency=0.001)
-
-
-@pytest.fixture(scope="module")
-def server(fake: CharacterAILegacyFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAILegacyFake) -> Iterator[None]:
-    restore(fake)
-    yield
-    restore(fake)
-
 
 # -- reading -----------------------------------------------------------------------------
 

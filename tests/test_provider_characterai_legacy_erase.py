@@ -3,11 +3,13 @@ server: batches, whole histories, read-back first, uncertain answers, partial ou
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (
+from characterai_legacy_helpers import (  # noqa: F401 - fake, server, fresh are fixtures
     erase,
+    fake,
+    fresh,
     history_target,
     listing,
     make,
@@ -16,6 +18,7 @@ from characterai_legacy_helpers import (
     read,
     restore,
     run,
+    server,
     verify,
 )
 
@@ -23,24 +26,6 @@ from providers import AuthError, RateLimited, Target
 from providers.characterai_legacy import DELETE
 from providers.fakes.base import FakeResponse, FakeServer
 from providers.fakes.characterai_legacy import CharacterAILegacyFake
-
-
-@pytest.fixture(scope="module")
-def fake() -> CharacterAILegacyFake:
-    return CharacterAILegacyFake(seed=5, characters=2, histories=3, latency=0.001)
-
-
-@pytest.fixture(scope="module")
-def server(fake: CharacterAILegacyFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAILegacyFake) -> Iterator[None]:
-    restore(fake)
-    yield
-    restore(fake)
 
 
 def test_erase_messages_in_batches_of_50_and_verify_them_gone(
