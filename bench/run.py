@@ -233,9 +233,6 @@ def bench_erase(owner: Any) -> dict[str, float]:
 
     rate, batch, sessions = 10, 100, 12_000
     settings.LETHE_PROVIDER_RATE = float(rate)
-    # A worker claims ten provider batches at once: one read-back of the session list
-    # serves ten deletes of 100.
-    settings.LETHE_ERASE_BATCH = 10 * batch
     settings.LETHE_APPROVAL_THRESHOLD = 10**9
     settings.LETHE_CANCEL_WINDOW = 0
     with fake("convai", characters=1, chats=sessions, latency=LATENCY, rate_limit=rate) as f:

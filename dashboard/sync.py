@@ -19,7 +19,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -159,35 +159,47 @@ class Reader(threading.Thread):
         provider = self.provider
         async with provider:
             account = await provider.check()
-            characters: list[records.Character] = []
-            conversations: list[records.Conversation] = []
-            async for character in provider.characters():
-                characters.append(character)
-                async for conv in provider.conversations(character):
-                    conversations.append(conv)
+            characters = [c async for c in provider.characters()]
+            listed: dict[int, list[records.Conversation]] = {}
+
+            async def list_one(index: int, character: records.Character) -> None:
+                listed[index] = [c async for c in provider.conversations(character)]
+
+            await self._each(enumerate(characters), list_one)
+            conversations = [c for i in range(len(characters)) for c in listed[i]]
             await self._put(("listing", Listing(account, characters, conversations)))
             # A provider may list one chat twice (say, under two characters): read it once.
             unique = {c.provider_id: c for c in conversations}.values()
-            stale = iter([c for c in unique if _needs_messages(c, self.known, self.since)])
+            stale = [c for c in unique if _needs_messages(c, self.known, self.since)]
 
-            async def worker() -> None:
-                # One shared iterator: each worker takes the next chat when it is free.
-                for conv in stale:
-                    try:
-                        msgs = [m async for m in provider.messages(conv)]
-                    except providers.NotFound:
-                        # Listed a moment ago, gone now: deleted elsewhere while we synced.
-                        await self._put(("vanished", conv.provider_id))
-                        continue
-                    await self._put(("messages", conv.provider_id, msgs))
+            async def read_one(conv: records.Conversation) -> None:
+                try:
+                    msgs = [m async for m in provider.messages(conv)]
+                except providers.NotFound:
+                    # Listed a moment ago, gone now: deleted elsewhere while we synced.
+                    await self._put(("vanished", conv.provider_id))
+                    return
+                await self._put(("messages", conv.provider_id, msgs))
 
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(self.in_flight):
-                        group.create_task(worker())
-            except BaseExceptionGroup as grouped:
-                raise _first(grouped) from None
+            await self._each(((c,) for c in stale), read_one)
         await self._put(("done", list(dict.fromkeys(provider.notes))))
+
+    async def _each(self, jobs: Iterable[tuple[Any, ...]],
+                    call: Callable[..., Awaitable[None]]) -> None:
+        """``call(*job)`` for every job, ``in_flight`` at a time; the first error wins."""
+        shared = iter(jobs)
+
+        async def worker() -> None:
+            # One shared iterator: each worker takes the next job when it is free.
+            for job in shared:
+                await call(*job)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self.in_flight):
+                    group.create_task(worker())
+        except BaseExceptionGroup as grouped:
+            raise _first(grouped) from None
 
     def items(self) -> Iterator[tuple[Any, ...]]:
         while True:
@@ -304,6 +316,10 @@ class Writer:
                 # New messages land in the full-text index's pending list and are merged
                 # later in bulk, instead of one GIN insert per message (this transaction only).
                 cursor.execute("SET LOCAL gin_pending_list_limit = 65536")
+                # Django's foreign keys are checked at COMMIT by default: a sync would then
+                # check every message at the very end, after the reading is over. Checked
+                # with each bulk write instead, the work overlaps with the reading.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
     def consume(self, reader: Reader) -> None:
         for item in reader.items():

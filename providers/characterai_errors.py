@@ -43,7 +43,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import HttpClient, parse_retry_after
+from .http import HttpClient, body_json, parse_retry_after
 
 log = logging.getLogger("providers.http")
 
@@ -78,7 +78,7 @@ def auth_headers(token: str) -> dict[str, str]:
 
 def _json(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return body_json(response)
     except ValueError:
         return None
 

@@ -24,8 +24,12 @@ Choices made where the reference says UNCONFIRMED:
 - Delete: any 200 object without an error key is an acknowledgement (the Chinese doc shows
   the status text translated, so "SUCCESSFULLY DELETED" is recorded, not required). The
   largest number of ``sessionIDs`` per call is unknown; we send at most 100.
-- Before deleting, a character's sessions are listed once so that ids the provider no
-  longer returns are reported ``already_gone`` and never sent again.
+- Before deleting, a character's sessions are listed so that ids the provider no longer
+  returns are reported ``already_gone`` and never sent again. One listing serves the
+  deletes of LISTING_TTL seconds (ids we delete leave it; an uncertain delete drops it), so
+  a long job spends its rate budget on deletes, not on reading the same list again. A
+  session deleted elsewhere within that time is sent once more: the outcome says "erased"
+  where "already gone" was true, and verification still reads afresh.
 - Times: ``last_interacted_with`` and interaction timestamps are naive and read as UTC;
   session ``date`` ("DD-MM-YYYY") + ``time`` are read as UTC and used as the start time,
   although the documented example's session time is later than its first interaction.
@@ -34,9 +38,10 @@ Choices made where the reference says UNCONFIRMED:
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from .base import Provider, batched
 from .errors import NotFound, PermanentError, ProtocolError, ProviderError, TemporaryError
@@ -53,6 +58,10 @@ from .records import (
     Target,
 )
 from .times import utc
+
+# How long one listing of a character's sessions may stand in for reading it again before
+# a delete (seconds).
+LISTING_TTL = 30.0
 
 DEFAULT_BASE_URL = "https://api.convai.com"
 LIST_CHARACTERS = "/character/list"
@@ -135,6 +144,22 @@ class ConvaiProvider(Provider):
 
     def _headers(self) -> dict[str, str]:
         return {"CONVAI-API-KEY": self.secret("api_key"), "Accept": "application/json"}
+
+    async def __aenter__(self) -> Self:
+        # charID -> (when read, session ids still listed), for erase() only.
+        self._listed: dict[str, tuple[float, set[str]]] = {}
+        return await super().__aenter__()
+
+    async def _listed_for_erase(self, char_id: str) -> set[str]:
+        read_at, ids = self._listed.get(char_id, (0.0, set()))
+        if time.monotonic() - read_at > LISTING_TTL:
+            read_at = time.monotonic()
+            try:
+                ids = {raw["sessionID"] for raw in await self._sessions(char_id)}
+            except NotFound:
+                ids = set()
+            self._listed[char_id] = (read_at, ids)
+        return ids
 
     # -- requests ------------------------------------------------------------------------
 
@@ -284,9 +309,7 @@ class ConvaiProvider(Provider):
     async def _erase_for(self, char_id: str, items: list[tuple[int, Target]],
                          outcomes: dict[int, Outcome]) -> None:
         try:
-            listed = {raw["sessionID"] for raw in await self._sessions(char_id)}
-        except NotFound:
-            listed = set()
+            listed = await self._listed_for_erase(char_id)
         except PermanentError as exc:
             for index, target in items:
                 outcomes[index] = Outcome(target, "failed", exc.message)
@@ -311,10 +334,13 @@ class ConvaiProvider(Provider):
             except TemporaryError as exc:
                 if not exc.sent:
                     raise
+                self._listed.pop(char_id, None)  # what is listed now is uncertain
                 self._settle(batch, pending, items, outcomes, "unknown", exc.message)
             except ProtocolError as exc:
+                self._listed.pop(char_id, None)
                 self._settle(batch, pending, items, outcomes, "unknown", exc.message)
             except NotFound as exc:
+                listed.clear()  # the character itself is gone, and every session with it
                 self._settle(batch, pending, items, outcomes, "already_gone", exc.message)
             except PermanentError as exc:
                 if exc.status == 403:
@@ -323,6 +349,7 @@ class ConvaiProvider(Provider):
             else:
                 status = data.get("status") if isinstance(data, dict) else None
                 response = {"status": status} if isinstance(status, str) else {}
+                listed.difference_update(batch)
                 self._settle(batch, pending, items, outcomes, "erased", "", response)
 
     @staticmethod

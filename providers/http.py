@@ -53,12 +53,14 @@ _NOT_SENT = (
 
 
 class RateBudget:
-    """In-process token bucket shared by every request of one connection.
+    """In-process GCRA bucket shared by every request of one connection.
 
-    Each ``acquire`` reserves a token at once (the balance may go negative) and then sleeps
-    off the deficit outside the lock, so waiters are served in arrival order and the
-    bucket works from any thread or event loop. A shared budget (Redis) subclasses this
-    and overrides ``acquire``.
+    A slot is granted only when the caller is about to send: ``acquire`` takes one if the
+    bucket conforms now, else sleeps until it may and asks again. Granting at send time
+    (rather than reserving a slot ahead and sleeping towards it) means a caller that wakes
+    late, because its loop or the GIL was busy, pushes the later ones back instead of
+    squeezing two requests closer together than the limit. Works from any thread or event
+    loop. A shared budget (Redis) subclasses this and overrides ``_take``.
     """
 
     def __init__(self, rate: float, burst: int = 1) -> None:
@@ -66,22 +68,33 @@ class RateBudget:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._updated = time.monotonic()
+        self._tat = 0.0  # theoretical arrival time of the next request (monotonic)
         self._lock = threading.Lock()
 
-    def _reserve(self) -> float:
+    @property
+    def window(self) -> float:
+        """How far ahead of its theoretical time a request may be granted."""
+        return (self.burst - 1) / self.rate
+
+    def _take(self) -> float:
+        """0.0 with a slot taken, or the seconds until one may be free (nothing taken)."""
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            self._tokens -= 1
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+            interval = 1.0 / self.rate
+            tat = max(self._tat, now)
+            early = tat - self.window - now
+            if early > 1e-6:
+                return early
+            self._tat = tat + interval
+            return 0.0
 
     async def acquire(self) -> None:
-        wait = self._reserve()
-        if wait > 0:
+        while (wait := self._take()) > 0:
             await asyncio.sleep(wait)
+
+    def acquire_blocking(self) -> None:
+        while (wait := self._take()) > 0:
+            time.sleep(wait)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -102,10 +115,29 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+_PARSED = "_lethe_json"
+_NOT_JSON = object()
+
+
+def body_json(response: httpx.Response) -> Any:
+    """The response body as JSON, parsed once however many layers look at it (a response
+    hook classifies the answer, then the client returns it); ValueError if it is not JSON."""
+    parsed = vars(response).get(_PARSED, _PARSED)
+    if parsed is _PARSED:
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = _NOT_JSON
+        setattr(response, _PARSED, parsed)
+    if parsed is _NOT_JSON:
+        raise ValueError("the body is not JSON")
+    return parsed
+
+
 def error_text(response: httpx.Response, keys: Collection[str] = DEFAULT_ERROR_KEYS) -> str:
     """The provider's own explanation from an error body, trimmed; never the request."""
     try:
-        body = response.json()
+        body = body_json(response)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -267,7 +299,7 @@ class HttpClient:
         if not response.content.strip():
             return None
         try:
-            return response.json()
+            return body_json(response)
         except ValueError:
             raise ProtocolError(
                 f"{self.label} answered {response.status_code} with a body that is not JSON",

@@ -188,6 +188,15 @@ def test_rate_limit_answers_429_with_retry_after(client: httpx.Client, fake: Con
     assert "ERROR" in refused.json()
 
 
+def test_the_rate_limit_counts_arrivals_however_late_they_are_answered(fake: ConvaiFake) -> None:
+    # As a provider's edge does: what counts is when a request arrived, not when the fake
+    # got round to it (a request can wait behind a big answer being built).
+    fake.rate_limit = 2
+    answer = [fake.handle("POST", LIST, {"CONVAI-API-KEY": DEMO_KEY}, b"", arrived=at).status
+              for at in (100.0, 100.5, 101.2, 100.9)]
+    assert answer == [200, 200, 200, 429]  # 100.9 falls in the second after 100.5 with two
+
+
 def test_fault_knobs_answer_5xx_then_broken_json(client: httpx.Client, fake: ConvaiFake) -> None:
     fake.fail_next(1, 503)
     fake.malformed_next(1)

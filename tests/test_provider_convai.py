@@ -168,6 +168,56 @@ def test_erasing_again_reports_already_gone_without_sending_a_delete(
     assert fake.count("POST", DELETE) == 1
 
 
+def test_one_listing_serves_the_deletes_of_a_long_job_in_one_session(
+    server: FakeServer, fake: ConvaiFake
+) -> None:
+    targets = session_targets(fake, fake.character_ids()[0], 4)
+
+    async def in_batches() -> list[str]:
+        async with make(server) as provider:
+            statuses = []
+            for target in targets + targets[:1]:  # the last one again: already gone
+                statuses += [o.status for o in await provider.erase([target])]
+            return statuses
+
+    assert run(in_batches()) == ["erased"] * 4 + ["already_gone"]
+    assert fake.count("POST", SESSIONS) == 1
+    assert fake.count("POST", DELETE) == 4
+
+
+def test_the_listing_is_read_again_once_it_is_older_than_its_ttl(
+    server: FakeServer, fake: ConvaiFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import providers.convai
+
+    monkeypatch.setattr(providers.convai, "LISTING_TTL", 0.0)
+    targets = session_targets(fake, fake.character_ids()[0], 2)
+
+    async def twice() -> None:
+        async with make(server) as provider:
+            await provider.erase(targets[:1])
+            await provider.erase(targets[1:])
+
+    run(twice())
+    assert fake.count("POST", SESSIONS) == 2
+
+
+def test_an_uncertain_delete_makes_the_next_batch_read_the_listing_again(
+    server: FakeServer, fake: ConvaiFake
+) -> None:
+    targets = session_targets(fake, fake.character_ids()[0], 2)
+
+    async def go() -> list[str]:
+        async with make(server, retries=0) as provider:
+            fake.fail_next(1, 500, DELETE)
+            first = await provider.erase(targets[:1])
+            second = await provider.erase(targets[1:])
+            return [o.status for o in first + second]
+
+    assert run(go()) == ["unknown", "erased"]
+    assert fake.count("POST", SESSIONS) == 2
+
+
 def test_single_messages_are_refused_and_nothing_is_sent(
     server: FakeServer, fake: ConvaiFake
 ) -> None:

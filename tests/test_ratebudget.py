@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 import uuid
 
 import pytest
 
 from dashboard import ratebudget
 from dashboard.models import Connection
+from providers import RateBudget
 
 
 def test_workers_of_one_connection_share_one_budget_and_others_get_their_own():
@@ -22,12 +25,38 @@ def test_requests_are_paced_evenly_below_the_limit_with_no_burst():
     budget = ratebudget.for_connection(str(uuid.uuid4()), 10)
     assert budget.rate == pytest.approx(10 * ratebudget.PACE)
     assert budget.burst == 1
-    # Reserving ahead: each further request waits one more interval.
-    waits = [budget._reserve() for _ in range(4)]
-    assert waits[0] == 0
     interval = 1 / budget.rate
-    for before, after in zip(waits[1:], waits[2:], strict=False):
-        assert after - before == pytest.approx(interval, abs=0.01)
+    assert budget._take() == 0  # a slot: go
+    # The next one must wait about one interval, and asking again takes nothing.
+    assert budget._take() == pytest.approx(interval, abs=0.01)
+    assert budget._take() == pytest.approx(interval, abs=0.01)
+
+
+def test_a_request_granted_late_pushes_the_next_one_back_instead_of_squeezing_it():
+    budget = RateBudget(rate=20)  # one slot every 50 ms
+    assert budget._take() == 0
+    time.sleep(0.08)  # this caller woke 30 ms after its slot was due
+    assert budget._take() == 0
+    # Reserving ahead would have allowed the next request 20 ms from now; it gets 50 ms.
+    assert budget._take() == pytest.approx(0.05, abs=0.01)
+
+
+def test_waiters_on_one_budget_never_go_closer_together_than_the_interval():
+    budget = RateBudget(rate=50)
+    granted: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(5):
+            await budget.acquire()
+            granted.append(time.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(worker() for _ in range(3)))
+
+    asyncio.run(main())
+    gaps = [b - a for a, b in zip(granted, granted[1:], strict=False)]
+    assert len(granted) == 15
+    assert min(gaps) >= 0.02 - 0.001
 
 
 @pytest.mark.django_db
@@ -51,13 +80,16 @@ def test_with_redis_configured_separate_processes_share_the_schedule(settings):
     one = ratebudget.for_connection(key, 10)
     two = ratebudget.for_connection(key, 10)
     assert isinstance(one, ratebudget.RedisBudget) and one is not two
-    waits = [one._reserve(), two._reserve(), one._reserve(), two._reserve()]
-    assert waits[0] == pytest.approx(0, abs=0.01)
+    assert one._take() == pytest.approx(0, abs=0.01)
+    # The other process must wait for the slot the first one took.
     interval = 1 / (10 * ratebudget.PACE)
-    assert waits[3] == pytest.approx(3 * interval, abs=0.05)
+    assert two._take() == pytest.approx(interval, abs=0.02)
+    time.sleep(interval)
+    assert two._take() == 0
+    assert one._take() == pytest.approx(interval, abs=0.02)
 
 
 def test_an_unreachable_redis_falls_back_to_pacing_in_process(settings):
     settings.LETHE_REDIS_URL = "redis://127.0.0.1:9/0"
     budget = ratebudget.for_connection(f"test-{uuid.uuid4()}", 10)
-    assert budget._reserve() == 0  # no exception: paced locally instead
+    assert budget._take() == 0  # no exception: paced locally instead

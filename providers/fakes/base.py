@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import bisect
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,7 +74,7 @@ class FakeProvider(abc.ABC):
         self._malformed = 0
         self._stalls: list[float] = []
         self._resets = 0
-        self._recent: deque[float] = deque()
+        self._recent: list[float] = []  # arrival times, sorted
         # Called (under the lock) after a route changed the data; see ``persist``.
         self.on_change: Callable[[], None] | None = None
 
@@ -212,13 +213,16 @@ class FakeProvider(abc.ABC):
 
     # -- the handler ---------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes
-               ) -> FakeResponse:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
+               arrived: float | None = None) -> FakeResponse:
+        """Answer one request; ``arrived`` (monotonic) is when it reached the fake, which is
+        what the rate limit counts, as a provider's edge does, however long the answer
+        then takes (latency, or this lock held while another answer is built)."""
         path = path.split("?", 1)[0]
         lowered = {k.lower(): v for k, v in headers.items()}
         with self.lock:
             self.requests[f"{method} {path}"] += 1
-            if self._over_rate():
+            if self._over_rate(time.monotonic() if arrived is None else arrived):
                 return self._too_many()
             status = self._take_failure(path)
             if status is not None:
@@ -244,15 +248,18 @@ class FakeProvider(abc.ABC):
                 return status
         return None
 
-    def _over_rate(self) -> bool:
+    def _over_rate(self, arrived: float) -> bool:
+        """A sliding one-second window over arrival times (requests may be handled a little
+        out of their arrival order, so the window is kept sorted)."""
         if not self.rate_limit:
             return False
-        now = time.monotonic()
-        while self._recent and now - self._recent[0] >= 1.0:
-            self._recent.popleft()
-        if len(self._recent) >= self.rate_limit:
+        recent = self._recent
+        while recent and arrived - recent[0] >= 2.0:  # kept a little longer than the window
+            recent.pop(0)
+        if bisect.bisect_right(recent, arrived) - bisect.bisect_right(recent, arrived - 1.0) \
+                >= self.rate_limit:
             return True
-        self._recent.append(now)
+        bisect.insort(recent, arrived)
         return False
 
     def _too_many(self) -> FakeResponse:
@@ -265,12 +272,13 @@ class FakeProvider(abc.ABC):
         """An in-process httpx transport; a dropped connection raises RemoteProtocolError."""
 
         async def handler(request: httpx.Request) -> httpx.Response:
+            arrived = time.monotonic()
             if self.latency:
                 await asyncio.sleep(self.latency)
             stall = self.take_stall()
             try:
                 answer = self.handle(request.method, request.url.raw_path.decode(),
-                                     dict(request.headers), request.content)
+                                     dict(request.headers), request.content, arrived)
             except ConnectionDropped:
                 raise httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
@@ -329,11 +337,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        arrived = time.monotonic()
         if self.fake.latency:
             time.sleep(self.fake.latency)
         stall = self.fake.take_stall()
         try:
-            answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body)
+            answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body,
+                                      arrived)
         except ConnectionDropped:
             self.close_connection = True
             return

@@ -205,11 +205,11 @@ class CharacterAIFake(FakeProvider):
               ) -> FakeResponse:
         return json_response(status, {"command": "neo_error", "comment": text}, headers)
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes
-               ) -> FakeResponse:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
+               arrived: float | None = None) -> FakeResponse:
         # The base drops the query before routing; list and page parameters live there.
         self._query.params = parse_qs(urlsplit(path).query)
-        return super().handle(method, path, headers, body)
+        return super().handle(method, path, headers, body, arrived)
 
     def _param(self, name: str, default: str = "") -> str:
         values: dict[str, list[str]] = getattr(self._query, "params", {})

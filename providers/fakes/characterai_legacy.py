@@ -244,13 +244,13 @@ class CharacterAILegacyFake(FakeProvider):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes
-               ) -> FakeResponse:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
+               arrived: float | None = None) -> FakeResponse:
         # The base hands routes the path only; the query is kept here for the one route that
         # reads it. The lock is re-entrant and held for the whole request.
         with self.lock:
             self._query = path.partition("?")[2]
-            return super().handle(method, path, headers, body)
+            return super().handle(method, path, headers, body, arrived)
 
     def error(self, status: int, text: str, headers: Mapping[str, str] | None = None
               ) -> FakeResponse:

@@ -244,12 +244,12 @@ class KooSearchFake(FakeProvider):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes
-               ) -> FakeResponse:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
+               arrived: float | None = None) -> FakeResponse:
         # The base hands routes the path without its query; the list needs the query.
         with self.lock:
             self._query = parse_qs(urlsplit(path).query, keep_blank_values=True)
-            return super().handle(method, path, headers, body)
+            return super().handle(method, path, headers, body, arrived)
 
     def error(self, status: int, text: str, headers: Mapping[str, str] | None = None,
               code: str = "") -> FakeResponse:
