@@ -155,32 +155,45 @@ def sequential_sync(secrets: dict[str, str], options: dict[str, str]) -> int:
     return messages
 
 
+SYNC_RUNS = 3
+
+
 def bench_sync(owner: Any) -> dict[str, float]:
+    """Lethe's sync, the median of SYNC_RUNS runs (each a fresh connection, so a full sync):
+    a shared machine's noise moves one run by ±5%; the median keeps the figure honest."""
+    import statistics
+
     from django.conf import settings
 
     from dashboard import sync
 
     settings.LETHE_PROVIDER_RATE = 100_000.0  # the floor is latency-bound, not rate-bound
     with fake("characterai", characters=20, chats=100, turns=100, latency=LATENCY) as f:
-        conn = connection_for(owner, "characterai", f.secrets, f.options, "bench sync")
-        f.ask("reset")
-        started = time.perf_counter()
-        run = sync.run(sync.start(conn).pk)
-        elapsed = time.perf_counter() - started
-        if run.status != "ok" or run.messages != 200_000:
-            raise RuntimeError(f"sync did not mirror 200,000 messages: {run.status} "
-                               f"{run.messages} {run.error}")
-        requests = f.ask("stats")["requests"]
+        runs: list[tuple[float, int]] = []
+        for attempt in range(SYNC_RUNS):
+            conn = connection_for(owner, "characterai", f.secrets, f.options,
+                                  f"bench sync {attempt}")
+            f.ask("reset")
+            started = time.perf_counter()
+            run = sync.run(sync.start(conn).pk)
+            elapsed = time.perf_counter() - started
+            if run.status != "ok" or run.messages != 200_000:
+                raise RuntimeError(f"sync did not mirror 200,000 messages: {run.status} "
+                                   f"{run.messages} {run.error}")
+            requests = f.ask("stats")["requests"]
+            runs.append((elapsed, requests))
+            log(f"sync: {run.messages} messages, {requests} requests in {elapsed:.2f} s "
+                f"(floor {requests * LATENCY / IN_FLIGHT:.2f} s)")
+        elapsed, requests = sorted(runs)[len(runs) // 2]
         floor = requests * LATENCY / IN_FLIGHT
-        log(f"sync: {run.messages} messages, {requests} requests in {elapsed:.1f} s "
-            f"(floor {floor:.1f} s)")
         f.ask("reset")
         started = time.perf_counter()
         seen = sequential_sync(f.secrets, f.options)
         sequential = time.perf_counter() - started
         log(f"sequential: {seen} messages in {sequential:.1f} s")
     return {"sync_floor_ratio": elapsed / floor, "sync_vs_sequential": sequential / elapsed,
-            "sync_seconds": elapsed, "sync_requests": requests}
+            "sync_seconds": elapsed, "sync_requests": requests,
+            "sync_spread_s": statistics.pstdev(e for e, _ in runs)}
 
 
 def bench_ingest(owner: Any) -> dict[str, float]:

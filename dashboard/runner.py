@@ -177,9 +177,7 @@ def _work(job: ErasureJob) -> None:
                     break
                 continue
             _send(session, batch)
-        erased = _items_in(job, State.ERASED)
-        if erased:
-            _verify(session, erased)
+        _verify(session, job)
 
 
 @contextmanager
@@ -381,26 +379,43 @@ def _resolve_unknown(session: ProviderSession, items: list[ErasureItem],
         settle_mirror([i for i in items if i.state == State.ERASED])
 
 
-def _verify(session: ProviderSession, items: list[ErasureItem]) -> None:
+_VERIFIED = {
+    "gone": (State.VERIFIED, None),
+    "soft_deleted": (State.SOFT_DELETED,
+                     "Acknowledged, but the provider only marked it deleted (soft delete)."),
+}
+_STILL_THERE = (State.STILL_THERE, "The provider acknowledged the delete but still returns it.")
+
+
+def _verify(session: ProviderSession, job: ErasureJob) -> None:
+    """Read back every erased item of the job and record what the provider says now.
+
+    Runs once at the end over what may be the whole job, so it reads only the fields a
+    target needs and writes one UPDATE per result, never one per item."""
+    rows = list(job.items.filter(state=State.ERASED).order_by("id").values_list(
+        "id", "kind", "provider_id", "conversation_provider_id", "character_provider_id"))
+    if not rows:
+        return
+    targets = [Target(kind=kind, provider_id=pid, conversation_id=conv,  # type: ignore[arg-type]
+                      character_id=char) for _, kind, pid, conv, char in rows]
     try:
-        found = _read_back(session, items)
+        presence = session.call(session.provider.verify(targets))
     except providers.ProviderError as exc:
         # Items stay `erased`: acknowledged, not verified. The receipt says exactly that.
         log.warning("verification read-back failed: %s", type(exc).__name__)
         return
+    found = {_key(p.target): p.state for p in presence}
+    results: dict[tuple[str, str | None], list[int]] = {}
+    for (pk, *_), target in zip(rows, targets, strict=True):
+        results.setdefault(_VERIFIED.get(found.get(_key(target), ""), _STILL_THERE),
+                           []).append(pk)
     now = timezone.now()
-    for item in items:
-        state = found.get((item.kind, item.provider_id))
-        item.settled_at = now
-        if state == "gone":
-            item.state = State.VERIFIED
-        elif state == "soft_deleted":
-            item.state = State.SOFT_DELETED
-            item.detail = "Acknowledged, but the provider only marked it deleted (soft delete)."
-        else:
-            item.state = State.STILL_THERE
-            item.detail = "The provider acknowledged the delete but still returns it."
-    save(items, expected=(State.ERASED,))
+    for (state, detail), ids in results.items():
+        fields: dict[str, Any] = {"state": state, "settled_at": now, "updated_at": now}
+        if detail is not None:
+            fields["detail"] = detail
+        # Only over `erased`: an item someone else settled meanwhile keeps what they wrote.
+        ErasureItem.objects.filter(pk__in=ids, state=State.ERASED).update(**fields)
 
 
 def _settle_uncertain_only(job: ErasureJob) -> None:
@@ -413,9 +428,7 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
     try:
         with ProviderSession(job.connection.open_provider()) as session:
             _resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)
-            erased = _items_in(job, State.ERASED)
-            if erased:
-                _verify(session, erased)
+            _verify(session, job)
     except providers.ProviderError as exc:
         log.warning("read-back for cancelled job %s failed: %s", job.pk, type(exc).__name__)
 

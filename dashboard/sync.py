@@ -16,10 +16,13 @@ only those can have grown.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -257,9 +260,10 @@ def run(run_id: int) -> SyncRun:
     reader: Reader | None = None
     try:
         reader = Reader(connection.open_provider(), known, since, concurrency())
-        reader.start()
-        with transaction.atomic():
-            Writer(connection, sync_run, known).consume(reader)
+        with _responsive_reader():
+            reader.start()
+            with transaction.atomic():
+                Writer(connection, sync_run, known).consume(reader)
     except providers.ProviderError as exc:
         _fail(sync_run, connection, exc)
     except Exception as exc:  # keep the run row honest whatever went wrong
@@ -269,6 +273,25 @@ def run(run_id: int) -> SyncRun:
         if reader is not None:
             reader.halt()
     return sync_run
+
+
+@contextmanager
+def _responsive_reader() -> Iterator[None]:
+    """Keep the reader's answers from waiting on this thread's bulk work.
+
+    Both threads share the GIL: with Python's default 5 ms switch interval an answer that
+    arrives while the writer formats rows waits up to 5 ms, several times per request, and
+    a full collection of the process's old objects stops both threads for tens of ms.
+    Measured on 2,000 chats at 20 ms latency, the two together cut the 90th percentile of
+    request time from 29 to 25 ms. Both settings are process-wide and restored after."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    gc.freeze()  # what existed before the sync is not rescanned by every collection
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(switch)
 
 
 def _fail(sync_run: SyncRun, connection: Connection, exc: Exception,

@@ -64,7 +64,7 @@ class FakeProvider(abc.ABC):
     def __init__(self, *, latency: float = 0.0, rate_limit: float | None = None,
                  retry_after: float = 1.0, plan_gated_delete: bool = False) -> None:
         self.lock = threading.RLock()
-        self.latency = latency  # seconds added to every request
+        self.latency = latency  # seconds from a request's arrival to its answer
         self.rate_limit = rate_limit  # requests per second; beyond it a 429
         self.retry_after = retry_after  # seconds announced in Retry-After on a 429
         self.plan_gated_delete = plan_gated_delete
@@ -241,6 +241,11 @@ class FakeProvider(abc.ABC):
                 return FakeResponse(200, {"Content-Type": "application/json"}, b'{"status": ')
             return response
 
+    def answer_wait(self, arrived: float) -> float:
+        """Seconds to hold an answer so that it leaves ``latency`` after the request arrived:
+        the provider's time, of which the fake's own work is part, not added on top."""
+        return self.latency - (time.monotonic() - arrived) if self.latency else 0.0
+
     def _take_failure(self, path: str) -> int | None:
         for index, (status, only) in enumerate(self._failures):
             if only is None or only == path:
@@ -273,8 +278,6 @@ class FakeProvider(abc.ABC):
 
         async def handler(request: httpx.Request) -> httpx.Response:
             arrived = time.monotonic()
-            if self.latency:
-                await asyncio.sleep(self.latency)
             stall = self.take_stall()
             try:
                 answer = self.handle(request.method, request.url.raw_path.decode(),
@@ -283,6 +286,8 @@ class FakeProvider(abc.ABC):
                 raise httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
                 ) from None
+            if (wait := self.answer_wait(arrived)) > 0:
+                await asyncio.sleep(wait)
             if stall:
                 await asyncio.sleep(stall)
             return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
@@ -338,8 +343,6 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         arrived = time.monotonic()
-        if self.fake.latency:
-            time.sleep(self.fake.latency)
         stall = self.fake.take_stall()
         try:
             answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body,
@@ -347,6 +350,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ConnectionDropped:
             self.close_connection = True
             return
+        if (wait := self.fake.answer_wait(arrived)) > 0:
+            time.sleep(wait)
         if stall:
             time.sleep(stall)
         self.send_response(answer.status)
