@@ -325,4 +325,7 @@ LETHE_WEBHOOK_TIMEOUT = float(os.environ.get("LETHE_WEBHOOK_TIMEOUT", "5"))
 
 # Sync: requests in flight per connection. Shared rate budgets live in Redis when given.
 LETHE_SYNC_CONCURRENCY = int(os.environ.get("LETHE_SYNC_CONCURRENCY", "8"))
+# Incremental syncs read only what is new; a full one, at least this often, also finds
+# messages deleted or edited elsewhere further back in a history.
+LETHE_FULL_SYNC_DAYS = float(os.environ.get("LETHE_FULL_SYNC_DAYS", "7"))
 LETHE_REDIS_URL = os.environ.get("LETHE_REDIS_URL", "")

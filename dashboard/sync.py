@@ -7,15 +7,19 @@ writes them in bulk (COPY plus one INSERT ... ON CONFLICT on PostgreSQL, multi-r
 elsewhere), all inside ONE transaction: a failed sync rolls back, leaves the existing mirror
 exactly as it was, and records why.
 
-Full on the first run; afterwards incremental: messages are re-read only for conversations
-that are new, whose last-message time the provider reports as changed, or (where the
-provider reports no such time) that started within RECENT of the previous sync, because
-only those can have grown.
+Full on the first run, when asked, and once LETHE_FULL_SYNC_DAYS have passed since the last
+full one; otherwise incremental: messages are re-read only for conversations that are new,
+whose last-message time the provider reports as changed, or (where the provider reports no
+such time) that started within RECENT of the previous sync, because only those can have
+grown. A grown conversation is read from its newest page back to the page holding the
+newest message the mirror already has, and no further. What changed further back (a message
+deleted or edited elsewhere) is found by the next full sync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import queue
@@ -30,7 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 import providers
@@ -59,6 +63,11 @@ class Known:
     pk: int
     last_message_at: datetime | None
     mirror_state: str
+    # Incremental runs only: where reading a grown conversation may stop.
+    newest_id: str | None = None
+    newest_position: int = 0
+    message_count: int = 0
+    title: str = ""
 
 
 @dataclass
@@ -87,8 +96,10 @@ def in_progress(connection: Connection) -> SyncRun | None:
     return unfinished.first()
 
 
-def start(connection: Connection, user: Any = None) -> SyncRun:
-    full = not connection.sync_runs.filter(status=SyncRun.Status.OK).exists()
+def start(connection: Connection, user: Any = None, *, full: bool = False) -> SyncRun:
+    recent_full = timezone.now() - timedelta(days=settings.LETHE_FULL_SYNC_DAYS)
+    full = full or not connection.sync_runs.filter(
+        status=SyncRun.Status.OK, full=True, started_at__gte=recent_full).exists()
     return SyncRun.objects.create(
         connection=connection,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
@@ -117,8 +128,9 @@ class _Stopped(Exception):
 class Reader(threading.Thread):
     """Reads the listing, then the messages of each stale chat, several at a time.
 
-    Puts ("listing", Listing), then ("messages", provider id, [Message]) or ("vanished",
-    provider id) per chat, then ("done", notes) or ("error", exception) on ``out``.
+    Puts ("listing", Listing), then per chat ("messages", provider id, [Message]),
+    ("newest", provider id, [Message] counted from the mirror's newest) or ("vanished",
+    provider id), then ("done", notes) or ("error", exception) on ``out``.
     """
 
     def __init__(self, provider: providers.Provider, known: dict[str, Known],
@@ -176,7 +188,13 @@ class Reader(threading.Thread):
             stale = [c for c in unique if _needs_messages(c, self.known, self.since)]
 
             async def read_one(conv: records.Conversation) -> None:
+                mirrored = self.known.get(conv.provider_id)
                 try:
+                    if self.since is not None and mirrored and mirrored.newest_id:
+                        newest = await provider.newest_messages(conv, mirrored.newest_id)
+                        if newest is not None:
+                            await self._put(("newest", conv.provider_id, newest))
+                            return
                     msgs = [m async for m in provider.messages(conv)]
                 except providers.NotFound:
                     # Listed a moment ago, gone now: deleted elsewhere while we synced.
@@ -251,12 +269,8 @@ def run(run_id: int) -> SyncRun:
     sync_run.status = SyncRun.Status.RUNNING
     sync_run.started_at = timezone.now()
     sync_run.save(update_fields=["status", "started_at"])
-    known = {
-        pid: Known(pk, last, state)
-        for pid, pk, last, state in connection.conversations.values_list(
-            "provider_id", "pk", "last_message_at", "mirror_state").iterator(chunk_size=5000)
-    }
     since = None if sync_run.full else connection.last_synced_at
+    known = _known(connection, incremental=since is not None)
     reader: Reader | None = None
     try:
         reader = Reader(connection.open_provider(), known, since, concurrency())
@@ -273,6 +287,20 @@ def run(run_id: int) -> SyncRun:
         if reader is not None:
             reader.halt()
     return sync_run
+
+
+def _known(connection: Connection, incremental: bool) -> dict[str, Known]:
+    convs = connection.conversations.all()
+    fields = ["provider_id", "pk", "last_message_at", "mirror_state"]
+    if incremental:
+        newest = Message.objects.filter(
+            conversation=OuterRef("pk"), mirror_state=MirrorState.PRESENT
+        ).order_by("-position")
+        convs = convs.annotate(newest_id=Subquery(newest.values("provider_id")[:1]),
+                               newest_position=Subquery(newest.values("position")[:1]))
+        fields += ["newest_id", "newest_position", "message_count", "title"]
+    return {row[0]: Known(*row[1:]) for row in convs.values_list(*fields).iterator(
+        chunk_size=5000)}
 
 
 @contextmanager
@@ -351,6 +379,8 @@ class Writer:
                 self.write_listing(item[1])
             elif kind == "messages":
                 self.add_messages(item[1], item[2])
+            elif kind == "newest":
+                self.add_newest(item[1], item[2])
             elif kind == "vanished":
                 self.vanish(item[1])
             elif kind == "done":
@@ -370,28 +400,52 @@ class Writer:
     # messages
 
     def add_messages(self, pid: str, msgs: list[records.Message]) -> None:
+        """A conversation read whole: its messages are all there is."""
+        msgs = self._stage(pid, msgs, offset=0)
         conv = self.by_pid[pid]
+        first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
+        self._touch(pid, msgs, len(msgs),
+                    (conv.title or _title(first_human) or conv.provider_id)[:300])
+        if pid in self.known:
+            self.reread[self.pks[pid]] = [m.provider_id for m in msgs]
+        self._flush_when_full()
+
+    def add_newest(self, pid: str, msgs: list[records.Message]) -> None:
+        """A conversation read back to the mirror's newest message (position 0 here)."""
+        known = self.known[pid]
+        msgs = self._stage(pid, msgs, offset=known.newest_position)
+        added = sum(1 for m in msgs if m.position > known.newest_position)
+        self._touch(pid, msgs, known.message_count + added, known.title)
+        self._flush_when_full()
+
+    def _stage(self, pid: str, msgs: list[records.Message], offset: int
+               ) -> list[records.Message]:
         pk = self.pks[pid]
         adapt = (None if self.postgres else db.ops.adapt_datetimefield_value)
         # One row per provider id: an upsert may not touch the same row twice.
         msgs = list({m.provider_id: m for m in msgs}.values())
+        if offset:
+            msgs = [dataclasses.replace(m, position=m.position + offset) for m in msgs]
         # A chat new to the mirror cannot conflict with anything: straight COPY, no upsert.
         rows = self.rows if pid in self.known or not self.postgres else self.fresh
         for m in msgs:
             created = m.created_at if adapt is None else adapt(m.created_at)
             rows.append((pk, m.provider_id, m.position, m.author[:200], m.is_human,
                          m.text, created, m.pinned))
+        self.stats.messages += len(msgs)
+        return msgs
+
+    def _touch(self, pid: str, msgs: list[records.Message], count: int, title: str) -> None:
+        conv = self.by_pid[pid]
         times = [m.created_at for m in msgs if m.created_at]
-        first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
         self.touched.append(Conversation(
-            pk=pk, message_count=len(msgs),
+            pk=self.pks[pid], message_count=count,
             last_message_at=(conv.last_message_at or (max(times) if times else None)
                              or conv.started_at or self.now),
-            title=(conv.title or _title(first_human) or conv.provider_id)[:300],
+            title=title,
         ))
-        if pid in self.known:
-            self.reread[pk] = [m.provider_id for m in msgs]
-        self.stats.messages += len(msgs)
+
+    def _flush_when_full(self) -> None:
         if len(self.rows) + len(self.fresh) >= FLUSH_ROWS:
             self.flush()
 

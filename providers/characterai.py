@@ -57,7 +57,7 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
-from .base import Provider
+from .base import Provider, since_known
 from .characterai_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
 from .characterai_errors import (
     AUTH_STATUSES,
@@ -132,6 +132,22 @@ def _is_human(author: Mapping[str, Any]) -> bool:
     if isinstance(flag, bool):
         return flag
     return _str(author.get("author_id")).isdigit()
+
+
+def _message(chat_id: str, position: int, turn: Mapping[str, Any]) -> Message:
+    raw_author = turn.get("author")
+    author: Mapping[str, Any] = raw_author if isinstance(raw_author, dict) else {}
+    human = _is_human(author)
+    return Message(
+        provider_id=turn_id(turn),
+        conversation_id=chat_id,
+        position=position,
+        author=_str(author.get("name")) or ("You" if human else "Character"),
+        is_human=human,
+        text=turn_text(turn),
+        created_at=utc(turn.get("create_time")),
+        pinned=turn.get("is_pinned") is True,
+    )
 
 
 class CharacterAIProvider(Provider):
@@ -297,9 +313,9 @@ class CharacterAIProvider(Provider):
                     state="archived" if chat.get("state") == ARCHIVED else "active",
                 )
 
-    async def turns(self, chat_id: str) -> list[dict[str, Any]]:
-        """Every turn of a chat, oldest first, reading ``next_token`` pages of 50."""
-        newest_first: list[dict[str, Any]] = []
+    async def pages(self, chat_id: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The chat's turns a ``next_token`` page (50) at a time, newest first, each turn
+        once."""
         seen_turns: set[str] = set()
         seen_tokens: set[str] = set()
         token = ""  # an empty starting value, not a password  # nosec B105
@@ -307,36 +323,44 @@ class CharacterAIProvider(Provider):
             params = {"next_token": token} if token else None
             data = await self.http.read("GET", f"/turns/{chat_id}/", params=params)
             page = _objects(data, "turns", "a page of messages")
+            fresh = []
             for turn in page:
                 ident = turn_id(turn)
                 if ident and ident not in seen_turns:
                     seen_turns.add(ident)
-                    newest_first.append(turn)
+                    fresh.append(turn)
+            yield fresh
             meta = data.get("meta") if isinstance(data, dict) else None
             token = _str(meta.get("next_token")) if isinstance(meta, dict) else ""
             if not page or not token:
-                break
+                return
             if token in seen_tokens:
                 raise ProtocolError("Character.AI sent the same next_token twice while "
                                     "paging through a chat")
             seen_tokens.add(token)
+
+    async def turns(self, chat_id: str) -> list[dict[str, Any]]:
+        """Every turn of a chat, oldest first."""
+        newest_first = [turn async for page in self.pages(chat_id) for turn in page]
         return newest_first[::-1]
 
     async def messages(self, conversation: Conversation) -> AsyncIterator[Message]:
         chat_id = conversation.provider_id
         for position, turn in enumerate(await self.turns(chat_id)):
-            raw_author = turn.get("author")
-            author: dict[str, Any] = raw_author if isinstance(raw_author, dict) else {}
-            yield Message(
-                provider_id=turn_id(turn),
-                conversation_id=chat_id,
-                position=position,
-                author=_str(author.get("name")) or ("You" if _is_human(author) else "Character"),
-                is_human=_is_human(author),
-                text=turn_text(turn),
-                created_at=utc(turn.get("create_time")),
-                pinned=turn.get("is_pinned") is True,
-            )
+            yield _message(chat_id, position, turn)
+
+    async def newest_messages(self, conversation: Conversation, known_id: str
+                              ) -> list[Message] | None:
+        """Pages newest first until the one holding ``known_id``: a chat that grew by a
+        few turns costs one request, not one per 50 turns of its history."""
+        chat_id = conversation.provider_id
+        newest_first: list[dict[str, Any]] = []
+        async for page in self.pages(chat_id):
+            newest_first += page
+            if any(turn_id(t) == known_id for t in page):
+                return since_known([_message(chat_id, position, turn) for position, turn
+                                    in enumerate(newest_first[::-1])], known_id)
+        return None
 
     async def chat(self, chat_id: str) -> dict[str, Any] | None:
         """The chat object (``{}`` if the answer has none), or None when it is unknown."""

@@ -59,6 +59,26 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[FakeProvider, FakeS
         yield fake, server
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_newest_messages_start_at_the_one_the_mirror_has_and_count_on_from_it(name: str) -> None:
+    fake = FAKES[name].sized(conversations=1, messages=120, seed=5)
+
+    async def go() -> tuple[list[Any], list[Any] | None, list[Any] | None]:
+        async with client(fake, server) as provider:
+            [conv] = [c async for c in provider.conversations()]
+            whole = [m async for m in provider.messages(conv)]
+            known = whole[-3]
+            newest = await provider.newest_messages(conv, known.provider_id)
+            return whole, newest, await provider.newest_messages(conv, "not-a-message-id")
+
+    with fake.serve() as server:
+        whole, newest, unknown = asyncio.run(go())
+    assert newest is not None and unknown is None
+    assert [(m.provider_id, m.text) for m in newest] == [(m.provider_id, m.text)
+                                                        for m in whole[-3:]]
+    assert [m.position for m in newest] == [0, 1, 2]
+
+
 def conversation_targets(provider: providers.Provider, convs: list[Conversation]) -> list[Target]:
     return [Target("conversation", c.provider_id, c.provider_id, c.character_id) for c in convs]
 

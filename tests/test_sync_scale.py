@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -10,6 +12,7 @@ from dashboard import sync
 from dashboard.models import Connection, Conversation, Message, SyncRun
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
+from providers.fakes.characterai_data import Candidate, Turn
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +91,27 @@ def test_a_failed_resync_restores_the_mirror_exactly(cai, cai_fake, settings, sm
                                                    "mirror_state")) == convs_before
 
 
-def test_a_resync_reads_only_changed_chats_and_marks_removed_messages_gone(cai, cai_fake):
+def turn_pages_read(fake: CharacterAIFake) -> int:
+    return sum(n for key, n in fake.requests.items() if key.startswith("GET /turns/"))
+
+
+def grow(fake: CharacterAIFake, chat_id: str, texts: list[str]) -> list[str]:
+    """New turns at the newest end of a chat, as if someone went on chatting."""
+    chat = fake.find_chat(chat_id)
+    assert chat is not None
+    ids = []
+    with fake.lock:
+        for text in texts:
+            at = chat.turns[-1].at + timedelta(minutes=1)
+            ident = str(uuid.uuid4())
+            chat.turns.append(Turn(ident, at, "1234", "me", True,
+                                   [Candidate(ident + "-c", text, at)], ident + "-c"))
+            ids.append(ident)
+        fake.changed()
+    return ids
+
+
+def test_a_full_resync_marks_messages_removed_elsewhere_gone(cai, cai_fake):
     assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
     chat = cai_fake.find_chat(chat_id)
@@ -96,17 +119,58 @@ def test_a_resync_reads_only_changed_chats_and_marks_removed_messages_gone(cai, 
     removed = chat.turns[5].id
     with cai_fake.lock:
         chat.turns = [t for t in chat.turns if t.id != removed]
-    cai_fake.add_chats(cai_fake.character_ids()[0], 1, turns=4)  # something new elsewhere
     cai_fake.clear_faults()
-    # The removal changed nothing the listing shows, so mark the chat as changed by hand:
-    Conversation.objects.filter(provider_id=chat_id).update(last_message_at=None)
-    run = sync.run(sync.start(cai).pk)
-    assert run.status == SyncRun.Status.OK and not run.full
+    run = sync.run(sync.start(cai, full=True).pk)
+    assert run.status == SyncRun.Status.OK and run.full
     assert Message.objects.get(provider_id=removed).mirror_state == "gone"
     assert Conversation.objects.get(provider_id=chat_id).message_count == 129
-    # Unchanged chats were not paged through again: only the two re-read ones were.
-    pages = sum(n for key, n in cai_fake.requests.items() if key.startswith("GET /turns/"))
-    assert pages == 3 + 1
+
+
+def test_an_incremental_resync_reads_a_grown_chat_back_to_what_the_mirror_has(cai, cai_fake):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
+    new = grow(cai_fake, chat_id, ["One more thing", "And another"])
+    cai_fake.add_chats(cai_fake.character_ids()[0], 1, turns=4)  # something new elsewhere
+    cai_fake.clear_faults()
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.OK and not run.full
+    # The grown chat (132 turns, three pages) cost one page, the new chat one; the other
+    # eleven chats were not read at all.
+    assert turn_pages_read(cai_fake) == 1 + 1
+    conv = Conversation.objects.get(provider_id=chat_id)
+    assert conv.message_count == 132
+    ids = list(conv.messages.order_by("position").values_list("provider_id", flat=True))
+    assert ids == cai_fake.message_ids(chat_id) and ids[-2:] == new
+    assert conv.messages.get(provider_id=new[-1]).text == "And another"
+
+
+def test_an_incremental_resync_rereads_a_chat_whose_newest_message_went_away(cai, cai_fake):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
+    chat = cai_fake.find_chat(chat_id)
+    assert chat is not None
+    newest = chat.turns[-1].id
+    with cai_fake.lock:
+        chat.turns = chat.turns[:-1]
+    grow(cai_fake, chat_id, ["Starting over"])
+    cai_fake.clear_faults()
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.OK and not run.full
+    # Paged to the end without finding it, then read whole: 3 + 3 pages.
+    assert turn_pages_read(cai_fake) == 6
+    assert Message.objects.get(provider_id=newest).mirror_state == "gone"
+    conv = Conversation.objects.get(provider_id=chat_id)
+    ids = list(conv.messages.filter(mirror_state="present").order_by("position")
+               .values_list("provider_id", flat=True))
+    assert ids == cai_fake.message_ids(chat_id) and conv.message_count == 130
+
+
+def test_a_sync_is_full_again_once_the_last_full_one_is_old(cai, cai_fake, settings):
+    first = sync.run(sync.start(cai).pk)
+    assert first.full
+    assert not sync.start(cai).full
+    settings.LETHE_FULL_SYNC_DAYS = 0
+    assert sync.start(cai).full
 
 
 def test_an_erased_conversation_stays_erased_after_a_resync(cai, cai_fake):

@@ -1,4 +1,4 @@
-"""manage.py sync CONNECTION_ID [--queue]: mirror a connection, as "Sync now" does."""
+"""manage.py sync CONNECTION_ID [--full] [--queue]: mirror a connection, as "Sync now" does."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("connection_id")
         parser.add_argument("--queue", action="store_true", help="hand it to the workers")
+        parser.add_argument("--full", action="store_true",
+                            help="read every history whole, not only what is new")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         connection = base.connection(opts["connection_id"])
-        run = sync.start(connection)
+        run = sync.start(connection, full=opts["full"])
         if opts["queue"]:
             tasks.sync_connection.delay(run.pk)
             self.stdout.write(f"sync run {run.pk} queued")
