@@ -58,7 +58,7 @@ def environment() -> dict[str, str]:
         "LETHE_SYNC_CONCURRENCY": str(IN_FLIGHT),
         "PYTHONPATH": str(ROOT),
         # Nothing here needs a worker; tasks enqueued along the way go nowhere.
-        "CELERY_BROKER_URL": "memory://",
+        "CELERY_BROKER_URL": "memory://localhost/",
     }
 
 
