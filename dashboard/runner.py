@@ -44,6 +44,8 @@ State = ErasureItem.State
 MAX_ATTEMPTS = 3
 MAX_INLINE_WAIT = 30.0
 RETRY_LATER = 30.0  # seconds before a job whose read-back failed is tried again
+# What a cancelled job still reads back: uncertain sends, and acknowledged ones not verified.
+UNSETTLED_AFTER_CANCEL = (State.IN_FLIGHT, State.UNKNOWN, State.ERASED)
 Key = tuple[str, str]
 
 
@@ -57,7 +59,7 @@ def run(job_id: int) -> ErasureJob:
     asks for a long wait. Safe to call any number of times, from any number of workers."""
     job = ErasureJob.objects.select_related("connection").get(pk=job_id)
     if job.status == ErasureJob.Status.CANCELLED:
-        if job.items.filter(state__in=[State.IN_FLIGHT, State.UNKNOWN]).exists():
+        if job.items.filter(state__in=UNSETTLED_AFTER_CANCEL).exists():
             _settle_uncertain_only(job)
         return job
     if not _requester_may_still_act(job):
@@ -177,10 +179,7 @@ def _work(job: ErasureJob) -> None:
                     break
                 continue
             _send(session, batch)
-        # The last worker out reads back what every worker erased, once for all of them;
-        # one still sending will find this worker's items when it is done.
-        if not job.items.filter(state=State.IN_FLIGHT).exists():
-            _verify(session, job)
+        _verify(session, job)
 
 
 @contextmanager
@@ -390,7 +389,7 @@ _VERIFIED = {
 _STILL_THERE = (State.STILL_THERE, "The provider acknowledged the delete but still returns it.")
 
 
-def _verify(session: ProviderSession, job: ErasureJob) -> None:
+def _verify(session: ProviderSession, job: ErasureJob) -> bool:
     """Read back every erased item of the job and record what the provider says now.
 
     Runs once at the end over what may be the whole job, so it reads only the fields a
@@ -398,7 +397,7 @@ def _verify(session: ProviderSession, job: ErasureJob) -> None:
     rows = list(job.items.filter(state=State.ERASED).order_by("id").values_list(
         "id", "kind", "provider_id", "conversation_provider_id", "character_provider_id"))
     if not rows:
-        return
+        return True
     targets = [Target(kind=kind, provider_id=pid, conversation_id=conv,  # type: ignore[arg-type]
                       character_id=char) for _, kind, pid, conv, char in rows]
     try:
@@ -406,7 +405,7 @@ def _verify(session: ProviderSession, job: ErasureJob) -> None:
     except providers.ProviderError as exc:
         # Items stay `erased`: acknowledged, not verified. The receipt says exactly that.
         log.warning("verification read-back failed: %s", type(exc).__name__)
-        return
+        return False
     found = {_key(p.target): p.state for p in presence}
     results: dict[tuple[str, str | None], list[int]] = {}
     for (pk, *_), target in zip(rows, targets, strict=True):
@@ -419,11 +418,13 @@ def _verify(session: ProviderSession, job: ErasureJob) -> None:
             fields["detail"] = detail
         # Only over `erased`: an item someone else settled meanwhile keeps what they wrote.
         ErasureItem.objects.filter(pk__in=ids, state=State.ERASED).update(**fields)
+    return True
 
 
 def _settle_uncertain_only(job: ErasureJob) -> None:
-    """A cancelled job sends nothing more, but its uncertain items are still read back.
-    Items in flight are left to the worker sending them unless that worker is gone."""
+    """A cancelled job sends nothing more, but its uncertain items are still read back, and
+    what was acknowledged is verified. Items in flight are left to the worker sending them
+    unless that worker is gone."""
     stale = timezone.now() - timedelta(seconds=settings.LETHE_STUCK_AFTER)
     if not (job.heartbeat_at and job.heartbeat_at > stale):
         ErasureItem.objects.filter(job=job, state=State.IN_FLIGHT, updated_at__lt=stale).update(
@@ -431,9 +432,13 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
     try:
         with ProviderSession(job.connection.open_provider()) as session:
             _resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)
-            _verify(session, job)
+            if _verify(session, job):
+                return
     except providers.ProviderError as exc:
         log.warning("read-back for cancelled job %s failed: %s", job.pk, type(exc).__name__)
+    # The sweeper brings it back, but not at every sweep while the provider is away.
+    ErasureJob.objects.filter(pk=job.pk).update(
+        throttled_until=timezone.now() + timedelta(seconds=RETRY_LATER))
 
 
 def _pause_for_auth(job: ErasureJob, exc: providers.AuthError) -> None:

@@ -219,6 +219,9 @@ LETHE_PROVIDER_TIMEOUT = float(os.environ.get("LETHE_PROVIDER_TIMEOUT", "15"))
 LETHE_PROVIDER_BACKOFF = float(os.environ.get("LETHE_PROVIDER_BACKOFF", "0.5"))
 # Requests per second per connection; empty means each provider's own default.
 LETHE_PROVIDER_RATE = float(os.environ.get("LETHE_PROVIDER_RATE") or 0)
+# The share of that rate actually used: the rest absorbs network jitter, so that a provider
+# counting arrivals never sees more than its limit.
+LETHE_PROVIDER_PACE = float(os.environ.get("LETHE_PROVIDER_PACE") or 0.97)
 LETHE_PAGE_SIZE = int(os.environ.get("LETHE_PAGE_SIZE", "50"))
 
 LOGGING = {

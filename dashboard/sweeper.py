@@ -2,7 +2,8 @@
 
 It releases jobs whose cancel window is over, settles items whose worker died while they
 were in flight (as `unknown`, so they are read back before anything is sent again),
-requeues jobs with work due that no worker is on, and finishes jobs with nothing open.
+requeues jobs with work due that no worker is on, and finishes jobs with nothing open that
+no worker is on.
 """
 
 from __future__ import annotations
@@ -53,11 +54,18 @@ def sweep() -> list[int]:
         Exists(due),
     ):
         queued.append(job.pk)
+    # A cancelled job still reads back what it sent but never settled (not at every sweep
+    # while the provider is away: a failed read-back sets throttled_until).
+    unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=[
+        State.UNKNOWN, State.ERASED])
     for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED).filter(
-        Exists(ErasureItem.objects.filter(job=OuterRef("pk"), state=State.UNKNOWN))
+        Exists(unsettled), Q(throttled_until__isnull=True) | Q(throttled_until__lte=now),
     ):
         queued.append(job.pk)
-    for job in ErasureJob.objects.filter(status=ErasureJob.Status.RUNNING).exclude(
+    # Nothing open and no worker on it: finish it. A job with a live worker is that worker's
+    # to finish, after its read-back, so the record never says less than the worker knows.
+    for job in ErasureJob.objects.filter(status=ErasureJob.Status.RUNNING).filter(
+        unattended).exclude(
         Exists(ErasureItem.objects.filter(job=OuterRef("pk"), state__in=ErasureItem.OPEN))
     ):
         runner.finish_if_settled(job)

@@ -8,7 +8,6 @@ lifetime. Secrets live only on the instance and in the auth header; ``repr`` hid
 from __future__ import annotations
 
 import abc
-import dataclasses
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import ClassVar, Self, TypeVar
@@ -32,15 +31,6 @@ from .records import (
 from .tokens import MemoryTokenCache, TokenCache
 
 T = TypeVar("T")
-
-
-def since_known(messages: Sequence[Message], known_id: str) -> list[Message] | None:
-    """``messages`` (oldest first) from ``known_id`` on, re-counted from it; None without it."""
-    base = next((m.position for m in messages if m.provider_id == known_id), None)
-    if base is None:
-        return None
-    return [dataclasses.replace(m, position=m.position - base) for m in messages
-            if m.position >= base]
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -179,12 +169,10 @@ class Provider(abc.ABC):
                               ) -> list[Message] | None:
         """For an incremental sync: the messages from ``known_id`` (the newest one the
         mirror holds) on, oldest first, with positions counted from it (0; newer ones 1, 2,
-        ...). None when ``known_id`` is gone, so the caller reads the conversation whole.
-
-        This default reads the whole conversation; a provider that pages newest first
-        overrides it to stop at the first page that holds ``known_id``."""
-        messages = [m async for m in self.messages(conversation)]
-        return since_known(messages, known_id)
+        ...), reading no further back than the page that holds it. None when the provider
+        cannot do that (this default: it reads conversations whole anyway) or ``known_id``
+        is gone; the caller then reads the conversation whole with ``messages``."""
+        return None
 
     @abc.abstractmethod
     async def erase(self, targets: Sequence[Target]) -> list[Outcome]:

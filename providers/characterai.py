@@ -51,13 +51,14 @@ Choices made where the reference says UNCONFIRMED:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
 import httpx
 
-from .base import Provider, since_known
+from .base import Provider
 from .characterai_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
 from .characterai_errors import (
     AUTH_STATUSES,
@@ -132,6 +133,15 @@ def _is_human(author: Mapping[str, Any]) -> bool:
     if isinstance(flag, bool):
         return flag
     return _str(author.get("author_id")).isdigit()
+
+
+def _since_known(messages: Sequence[Message], known_id: str) -> list[Message] | None:
+    """``messages`` (oldest first) from ``known_id`` on, re-counted from it; None without it."""
+    base = next((m.position for m in messages if m.provider_id == known_id), None)
+    if base is None:
+        return None
+    return [dataclasses.replace(m, position=m.position - base) for m in messages
+            if m.position >= base]
 
 
 def _message(chat_id: str, position: int, turn: Mapping[str, Any]) -> Message:
@@ -358,7 +368,7 @@ class CharacterAIProvider(Provider):
         async for page in self.pages(chat_id):
             newest_first += page
             if any(turn_id(t) == known_id for t in page):
-                return since_known([_message(chat_id, position, turn) for position, turn
+                return _since_known([_message(chat_id, position, turn) for position, turn
                                     in enumerate(newest_first[::-1])], known_id)
         return None
 

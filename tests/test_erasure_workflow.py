@@ -175,6 +175,34 @@ def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fa
     assert not convai_fake.deletes  # read back as gone: never sent again
 
 
+def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fake):
+    # One batch went and was acknowledged; then the provider asked for a long wait, and
+    # during it someone cancelled the rest.
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = runner.run(job.pk)
+    first, second = job.items.order_by("id")
+    ErasureItem.objects.filter(pk=first.pk).update(state=State.ERASED)
+    ErasureItem.objects.filter(pk=second.pk).update(state=State.PENDING)
+    ErasureJob.objects.filter(pk=job.pk).update(status="cancelled")
+    assert sweeper.sweep() == [job.pk]
+    runner.run(job.pk)
+    first.refresh_from_db()
+    assert first.state == State.VERIFIED
+    assert sweeper.sweep() == []  # nothing left to read back
+
+
+def test_the_sweeper_leaves_a_job_to_the_worker_still_reading_it_back(synced, convai_fake):
+    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job.items.update(state=State.ERASED)  # sent and acknowledged, the read-back under way
+    ErasureJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
+    sweeper.sweep()
+    assert ErasureJob.objects.get(pk=job.pk).status == ErasureJob.Status.RUNNING
+    # That worker died: now the sweeper finishes the job, whose receipt says "acknowledged".
+    ErasureJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    sweeper.sweep()
+    assert ErasureJob.objects.get(pk=job.pk).status == ErasureJob.Status.DONE
+
+
 def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, synced):
     jobs = draft(synced, 2)
     client.force_login(synced.owner)

@@ -192,9 +192,18 @@ def test_the_rate_limit_counts_arrivals_however_late_they_are_answered(fake: Con
     # As a provider's edge does: what counts is when a request arrived, not when the fake
     # got round to it (a request can wait behind a big answer being built).
     fake.rate_limit = 2
-    answer = [fake.handle("POST", LIST, {"CONVAI-API-KEY": DEMO_KEY}, b"", arrived=at).status
-              for at in (100.0, 100.5, 101.2, 100.9)]
-    assert answer == [200, 200, 200, 429]  # 100.9 falls in the second after 100.5 with two
+
+    def statuses(*arrivals: float) -> list[int]:
+        return [fake.handle("POST", LIST, {"CONVAI-API-KEY": DEMO_KEY}, b"", arrived=at).status
+                for at in arrivals]
+
+    # 100.9 is handled last, but it arrived in the second that already holds 100.0 and 100.5.
+    assert statuses(100.0, 100.5, 101.2, 100.9) == [200, 200, 200, 429]
+    fake.reset()
+    # Here it is the one second starting at 200.5 that would hold three.
+    assert statuses(200.5, 200.9, 200.7) == [200, 200, 429]
+    fake.reset()
+    assert statuses(300.0, 300.6, 301.1, 301.7) == [200] * 4  # two a second: allowed
 
 
 def test_fault_knobs_answer_5xx_then_broken_json(client: httpx.Client, fake: ConvaiFake) -> None:

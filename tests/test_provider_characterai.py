@@ -231,6 +231,26 @@ def test_messages_page_through_every_turn_oldest_first(
     assert pages == full_pages + (1 if extra else 0)
 
 
+@pytest.mark.parametrize(("back", "pages"), [(3, 1), (50, 1), (51, 2), (120, 3)])
+def test_newest_messages_read_only_the_pages_back_to_the_known_turn(
+    server: FakeServer, fake: CharacterAIFake, back: int, pages: int
+) -> None:
+    chat_id = fake.add_chats(fake.character_ids()[0], 1, turns=130)[0]
+    ids = fake.message_ids(chat_id)
+    known = ids[-back]  # `back` turns from the newest end, the newest being 1
+    before = fake.count("GET", f"/turns/{chat_id}/")
+
+    async def go() -> list[Message] | None:
+        async with make(server) as provider:
+            return await provider.newest_messages(Conversation(chat_id, ""), known)
+
+    newest = run(go())
+    assert newest is not None
+    assert [m.provider_id for m in newest] == ids[-back:]
+    assert [m.position for m in newest] == list(range(back))
+    assert fake.count("GET", f"/turns/{chat_id}/") - before == pages
+
+
 def test_messages_carry_primary_text_authors_times_and_pins(
     server: FakeServer, fake: CharacterAIFake
 ) -> None:

@@ -21,9 +21,9 @@ def test_workers_of_one_connection_share_one_budget_and_others_get_their_own():
     assert ratebudget.for_connection(other, 10) is not first
 
 
-def test_requests_are_paced_evenly_below_the_limit_with_no_burst():
+def test_requests_are_paced_evenly_below_the_limit_with_no_burst(settings):
     budget = ratebudget.for_connection(str(uuid.uuid4()), 10)
-    assert budget.rate == pytest.approx(10 * ratebudget.PACE)
+    assert budget.rate == pytest.approx(10 * settings.LETHE_PROVIDER_PACE)
     assert budget.burst == 1
     interval = 1 / budget.rate
     assert budget._take() == 0  # a slot: go
@@ -82,7 +82,7 @@ def test_with_redis_configured_separate_processes_share_the_schedule(settings):
     assert isinstance(one, ratebudget.RedisBudget) and one is not two
     assert one._take() == pytest.approx(0, abs=0.01)
     # The other process must wait for the slot the first one took.
-    interval = 1 / (10 * ratebudget.PACE)
+    interval = 1 / (10 * settings.LETHE_PROVIDER_PACE)
     assert two._take() == pytest.approx(interval, abs=0.02)
     time.sleep(interval)
     assert two._take() == 0

@@ -144,6 +144,27 @@ def test_an_incremental_resync_reads_a_grown_chat_back_to_what_the_mirror_has(ca
     assert conv.messages.get(provider_id=new[-1]).text == "And another"
 
 
+def test_an_incremental_resync_counts_what_the_mirror_holds_and_takes_a_new_title(
+        cai, cai_fake):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
+    chat = cai_fake.find_chat(chat_id)
+    assert chat is not None
+    # Five turns were erased through Lethe: gone at the provider, marked in the mirror.
+    erased = [t.id for t in chat.turns[10:15]]
+    with cai_fake.lock:
+        chat.turns = [t for t in chat.turns if t.id not in erased]
+        chat.name = "Renamed since"
+    Message.objects.filter(provider_id__in=erased).update(mirror_state="erased")
+    grow(cai_fake, chat_id, ["Back again", "Still here"])
+    cai_fake.clear_faults()
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.OK and not run.full
+    conv = Conversation.objects.get(provider_id=chat_id)
+    assert conv.message_count == 130 - 5 + 2 == len(cai_fake.message_ids(chat_id))
+    assert conv.title == "Renamed since"
+
+
 def test_an_incremental_resync_rereads_a_chat_whose_newest_message_went_away(cai, cai_fake):
     assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]

@@ -254,16 +254,23 @@ class FakeProvider(abc.ABC):
         return None
 
     def _over_rate(self, arrived: float) -> bool:
-        """A sliding one-second window over arrival times (requests may be handled a little
-        out of their arrival order, so the window is kept sorted)."""
+        """At most ``rate_limit`` arrivals in any one-second window. Requests may be handled
+        a little out of their arrival order, so every window holding this arrival counts,
+        not only the second before it."""
         if not self.rate_limit:
             return False
-        recent = self._recent
-        while recent and arrived - recent[0] >= 2.0:  # kept a little longer than the window
+        recent = self._recent  # sorted arrival times of the last two seconds or so
+        while recent and arrived - recent[0] >= 2.0:
             recent.pop(0)
-        if bisect.bisect_right(recent, arrived) - bisect.bisect_right(recent, arrived - 1.0) \
-                >= self.rate_limit:
-            return True
+        lo = bisect.bisect_right(recent, arrived - 1.0)
+        points = recent[lo:bisect.bisect_left(recent, arrived + 1.0)]
+        bisect.insort(points, arrived)
+        for i, start in enumerate(points):
+            if start > arrived:
+                break
+            # [start, start + 1 s) holds this arrival: count what falls in it.
+            if bisect.bisect_left(points, start + 1.0) - i > self.rate_limit:
+                return True
         bisect.insort(recent, arrived)
         return False
 
