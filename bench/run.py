@@ -270,8 +270,8 @@ def bench_erase(owner: Any) -> dict[str, float]:
                 connections.close_all()
 
         started = time.perf_counter()
-        count = int(os.environ.get("BENCH_ERASE_WORKERS", "2"))
-        workers = [threading.Thread(target=work) for _ in range(count)]
+        # As many workers as a confirmed job is queued for (LETHE_ERASE_WORKERS).
+        workers = [threading.Thread(target=work) for _ in range(settings.LETHE_ERASE_WORKERS)]
         for w in workers:
             w.start()
         for w in workers:

@@ -191,7 +191,7 @@ def needs_approval(jobs: Iterable[ErasureJob], total: int | None = None) -> bool
 def _enqueue(job: ErasureJob) -> None:
     from . import tasks
 
-    transaction.on_commit(partial(tasks.run_erasure.delay, job.pk))
+    transaction.on_commit(partial(tasks.start_erasure, job.pk))
 
 
 def _move(job: ErasureJob, event: Event, **fields: Any) -> ErasureJob:

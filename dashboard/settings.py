@@ -255,6 +255,9 @@ LETHE_TYPED_CONFIRM_THRESHOLD = int(os.environ.get("LETHE_TYPED_CONFIRM_THRESHOL
 LETHE_STUCK_AFTER = int(os.environ.get("LETHE_STUCK_AFTER", "120"))
 # Items a worker claims at once; 0 means the provider's largest batch.
 LETHE_ERASE_BATCH = int(os.environ.get("LETHE_ERASE_BATCH", "0"))
+# Workers that take one job's batches side by side, each with one batch in flight, all
+# drawing on the connection's one rate budget.
+LETHE_ERASE_WORKERS = max(1, int(os.environ.get("LETHE_ERASE_WORKERS", "2")))
 
 # Roles: the Django group whose members hold each role, and the role of a signed-in person
 # in none of them (local users made in the admin, SSO users without a mapped group).

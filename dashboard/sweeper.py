@@ -71,5 +71,5 @@ def sweep() -> list[int]:
         runner.finish_if_settled(job)
     queued = sorted(set(queued))
     for pk in queued:
-        tasks.run_erasure.delay(pk)
+        tasks.start_erasure(pk)
     return queued

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from . import notify, policies, runner, sweeper, sync
 
@@ -15,6 +16,12 @@ def sync_connection(run_id: int) -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_erasure(job_id: int) -> None:
     runner.run(job_id)
+
+
+def start_erasure(job_id: int) -> None:
+    """Queue the job for LETHE_ERASE_WORKERS workers; they share its items by row locks."""
+    for _ in range(settings.LETHE_ERASE_WORKERS):
+        run_erasure.delay(job_id)
 
 
 @shared_task

@@ -175,6 +175,18 @@ def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fa
     assert not convai_fake.deletes  # read back as gone: never sent again
 
 
+def test_a_confirmed_job_is_queued_for_several_workers_at_once(synced, settings, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    from dashboard import tasks
+
+    settings.LETHE_ERASE_WORKERS = 3
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.run_erasure, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        [job] = erasure.confirm(draft(synced, 2), dry_run=False)
+    assert queued == [job.pk] * 3
+
+
 def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fake):
     # One batch went and was acknowledged; then the provider asked for a long wait, and
     # during it someone cancelled the rest.
