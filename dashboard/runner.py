@@ -44,8 +44,9 @@ State = ErasureItem.State
 MAX_ATTEMPTS = 3
 MAX_INLINE_WAIT = 30.0
 RETRY_LATER = 30.0  # seconds before a job whose read-back failed is tried again
-# What a cancelled job still reads back: uncertain sends, and acknowledged ones not verified.
-UNSETTLED_AFTER_CANCEL = (State.IN_FLIGHT, State.UNKNOWN, State.ERASED)
+# What a cancelled job still reads back: uncertain sends, and acknowledged ones not verified
+# (the sweeper brings it back for these; an item in flight is its worker's until stuck).
+TO_READ_BACK = (State.UNKNOWN, State.ERASED)
 Key = tuple[str, str]
 
 
@@ -59,7 +60,7 @@ def run(job_id: int) -> ErasureJob:
     asks for a long wait. Safe to call any number of times, from any number of workers."""
     job = ErasureJob.objects.select_related("connection").get(pk=job_id)
     if job.status == ErasureJob.Status.CANCELLED:
-        if job.items.filter(state__in=UNSETTLED_AFTER_CANCEL).exists():
+        if job.items.filter(state__in=(State.IN_FLIGHT, *TO_READ_BACK)).exists():
             _settle_uncertain_only(job)
         return job
     if not _requester_may_still_act(job):
@@ -350,14 +351,14 @@ def settle_mirror(items: list[ErasureItem]) -> None:
         Message.objects.filter(pk__in=msg_ids).update(mirror_state=MirrorState.ERASED)
 
 
-def _read_back(session: ProviderSession, items: list[ErasureItem]) -> dict[Key, str]:
-    presence = session.call(session.provider.verify([_target(i) for i in items]))
+def _read_back(session: ProviderSession, targets: list[Target]) -> dict[Key, str]:
+    presence = session.call(session.provider.verify(targets))
     return {_key(p.target): p.state for p in presence}
 
 
 def _resolve_unknown(session: ProviderSession, items: list[ErasureItem],
                      cancelled: bool = False) -> None:
-    found = _read_back(session, items)
+    found = _read_back(session, [_target(i) for i in items])
     now = timezone.now()
     for item in items:
         state = found.get((item.kind, item.provider_id))
@@ -401,12 +402,11 @@ def _verify(session: ProviderSession, job: ErasureJob) -> bool:
     targets = [Target(kind=kind, provider_id=pid, conversation_id=conv,  # type: ignore[arg-type]
                       character_id=char) for _, kind, pid, conv, char in rows]
     try:
-        presence = session.call(session.provider.verify(targets))
+        found = _read_back(session, targets)
     except providers.ProviderError as exc:
         # Items stay `erased`: acknowledged, not verified. The receipt says exactly that.
         log.warning("verification read-back failed: %s", type(exc).__name__)
         return False
-    found = {_key(p.target): p.state for p in presence}
     results: dict[tuple[str, str | None], list[int]] = {}
     for (pk, *_), target in zip(rows, targets, strict=True):
         results.setdefault(_VERIFIED.get(found.get(_key(target), ""), _STILL_THERE),

@@ -56,8 +56,7 @@ def sweep() -> list[int]:
         queued.append(job.pk)
     # A cancelled job still reads back what it sent but never settled (not at every sweep
     # while the provider is away: a failed read-back sets throttled_until).
-    unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=[
-        State.UNKNOWN, State.ERASED])
+    unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=runner.TO_READ_BACK)
     for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED).filter(
         Exists(unsettled), Q(throttled_until__isnull=True) | Q(throttled_until__lte=now),
     ):

@@ -19,7 +19,6 @@ deleted or edited elsewhere) is found by the next full sync.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import queue
@@ -444,13 +443,11 @@ class Writer:
         adapt = (None if self.postgres else db.ops.adapt_datetimefield_value)
         # One row per provider id: an upsert may not touch the same row twice.
         msgs = list({m.provider_id: m for m in msgs}.values())
-        if offset:
-            msgs = [dataclasses.replace(m, position=m.position + offset) for m in msgs]
         # A chat new to the mirror cannot conflict with anything: straight COPY, no upsert.
         rows = self.rows if pid in self.known or not self.postgres else self.fresh
         for m in msgs:
             created = m.created_at if adapt is None else adapt(m.created_at)
-            rows.append((pk, m.provider_id, m.position, m.author[:200], m.is_human,
+            rows.append((pk, m.provider_id, m.position + offset, m.author[:200], m.is_human,
                          m.text, created, m.pinned))
         self.stats.messages += len(msgs)
         return msgs

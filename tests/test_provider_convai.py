@@ -168,19 +168,23 @@ def test_erasing_again_reports_already_gone_without_sending_a_delete(
     assert fake.count("POST", DELETE) == 1
 
 
+async def erase_in_one_session(provider: ConvaiProvider, batches: list[list[Target]]
+                               ) -> list[str]:
+    """Each batch through erase(), as a worker sends its claims through one provider."""
+    async with provider:
+        statuses: list[str] = []
+        for batch in batches:
+            statuses += [o.status for o in await provider.erase(batch)]
+        return statuses
+
+
 def test_one_listing_serves_the_deletes_of_a_long_job_in_one_session(
     server: FakeServer, fake: ConvaiFake
 ) -> None:
     targets = session_targets(fake, fake.character_ids()[0], 4)
-
-    async def in_batches() -> list[str]:
-        async with make(server) as provider:
-            statuses = []
-            for target in targets + targets[:1]:  # the last one again: already gone
-                statuses += [o.status for o in await provider.erase([target])]
-            return statuses
-
-    assert run(in_batches()) == ["erased"] * 4 + ["already_gone"]
+    batches = [[t] for t in targets + targets[:1]]  # the last one again: already gone
+    statuses = run(erase_in_one_session(make(server), batches))
+    assert statuses == ["erased"] * 4 + ["already_gone"]
     assert fake.count("POST", SESSIONS) == 1
     assert fake.count("POST", DELETE) == 4
 
@@ -192,13 +196,7 @@ def test_the_listing_is_read_again_once_it_is_older_than_its_ttl(
 
     monkeypatch.setattr(providers.convai, "LISTING_TTL", 0.0)
     targets = session_targets(fake, fake.character_ids()[0], 2)
-
-    async def twice() -> None:
-        async with make(server) as provider:
-            await provider.erase(targets[:1])
-            await provider.erase(targets[1:])
-
-    run(twice())
+    run(erase_in_one_session(make(server), [targets[:1], targets[1:]]))
     assert fake.count("POST", SESSIONS) == 2
 
 
@@ -206,15 +204,9 @@ def test_an_uncertain_delete_makes_the_next_batch_read_the_listing_again(
     server: FakeServer, fake: ConvaiFake
 ) -> None:
     targets = session_targets(fake, fake.character_ids()[0], 2)
-
-    async def go() -> list[str]:
-        async with make(server, retries=0) as provider:
-            fake.fail_next(1, 500, DELETE)
-            first = await provider.erase(targets[:1])
-            second = await provider.erase(targets[1:])
-            return [o.status for o in first + second]
-
-    assert run(go()) == ["unknown", "erased"]
+    fake.fail_next(1, 500, DELETE)  # the first delete's answer is lost
+    statuses = run(erase_in_one_session(make(server, retries=0), [targets[:1], targets[1:]]))
+    assert statuses == ["unknown", "erased"]
     assert fake.count("POST", SESSIONS) == 2
 
 

@@ -165,6 +165,29 @@ def test_an_incremental_resync_counts_what_the_mirror_holds_and_takes_a_new_titl
     assert conv.title == "Renamed since"
 
 
+def test_a_failed_incremental_resync_leaves_a_grown_chat_as_it_was(
+        cai, cai_fake, settings, small_flushes):
+    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    before = sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
+                                                "position", "text", "mirror_state"))
+    counts = sorted(Conversation.objects.values_list("provider_id", "message_count", "title"))
+    char = cai_fake.character_ids()[0]
+    grown, failing = cai_fake.chat_ids(char)[:2]
+    grow(cai_fake, grown, ["Written, then rolled back"])
+    grow(cai_fake, failing, ["Never read"])
+    settings.LETHE_SYNC_CONCURRENCY = 1
+    cai_fake.clear_faults()
+    cai_fake.fail_next(1, status=400, path=f"/turns/{failing}/")
+    run = sync.run(sync.start(cai).pk)
+    assert run.status == SyncRun.Status.FAILED and not run.full
+    # The grown chat was read (one page) and written before the other one failed.
+    assert cai_fake.count("GET", f"/turns/{grown}/") == 1
+    assert sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
+                                              "position", "text", "mirror_state")) == before
+    assert sorted(Conversation.objects.values_list("provider_id", "message_count",
+                                                   "title")) == counts
+
+
 def test_an_incremental_resync_rereads_a_chat_whose_newest_message_went_away(cai, cai_fake):
     assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
