@@ -24,7 +24,7 @@ def main() -> None:
     settings.DEBUG = False
     from django.contrib.auth import get_user_model
 
-    from dashboard import sync
+    from dashboard.mirror import sync
     from dashboard.models import Connection
 
     config = json.loads(sys.argv[1])
@@ -33,7 +33,7 @@ def main() -> None:
                       options=config["options"])
     conn.set_secrets(config["secrets"])
     conn.save()
-    run = sync.run(sync.start(conn).pk)
+    run = sync.perform_sync(sync.start(conn).pk)
     if run.status != "ok":
         sys.exit(f"sync failed: {run.error}")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -165,7 +165,7 @@ def bench_sync(owner: Any) -> dict[str, float]:
 
     from django.conf import settings
 
-    from dashboard import sync
+    from dashboard.mirror import sync
 
     settings.LETHE_PROVIDER_RATE = 100_000.0  # the floor is latency-bound, not rate-bound
     with fake("characterai", characters=20, chats=100, turns=100, latency=LATENCY) as f:
@@ -175,7 +175,7 @@ def bench_sync(owner: Any) -> dict[str, float]:
                                   f"bench sync {attempt}")
             f.ask("reset")
             started = time.perf_counter()
-            run = sync.run(sync.start(conn).pk)
+            run = sync.perform_sync(sync.start(conn).pk)
             elapsed = time.perf_counter() - started
             if run.status != "ok" or run.messages != 200_000:
                 raise RuntimeError(f"sync did not mirror 200,000 messages: {run.status} "
@@ -200,7 +200,7 @@ def bench_ingest(owner: Any) -> dict[str, float]:
     from django.db import transaction
     from django.utils import timezone
 
-    from dashboard import sync
+    from dashboard.mirror import reader, writer
     from dashboard.models import SyncRun
     from providers import records
 
@@ -219,15 +219,15 @@ def bench_ingest(owner: Any) -> dict[str, float]:
             for p in range(100)])
         for conv in convs
     ]
-    listing = sync.Listing(records.Account(id="1", name="bench"),
-                           [records.Character(provider_id="char", name="Char")], convs)
+    listing = reader.Listed(records.Account(id="1", name="bench"),
+                            [records.Character(provider_id="char", name="Char")], convs)
     with transaction.atomic():
-        writer = sync.Writer(conn, run, {})
-        writer.write_listing(listing)
+        into = writer.Writer(conn, run, {})
+        into.write_listing(listing)
         started = time.perf_counter()
         for pid, msgs in batches:
-            writer.add_messages(pid, msgs)
-        writer.flush()
+            into.add_whole(pid, msgs)
+        into.flush()
         elapsed = time.perf_counter() - started
     rows = sum(len(m) for _, m in batches)
     log(f"ingest: {rows} rows in {elapsed:.2f} s at {timezone.now():%H:%M:%S}")
@@ -241,7 +241,7 @@ def bench_erase(owner: Any) -> dict[str, float]:
     from django.conf import settings
     from django.db import connections
 
-    from dashboard import erasure, runner
+    from dashboard.erasure import lifecycle, worker
     from dashboard.models import Character, Conversation, ErasureItem, ErasureJob
 
     rate, batch, sessions = 10, 100, 12_000
@@ -257,15 +257,15 @@ def bench_erase(owner: Any) -> dict[str, float]:
             Conversation(connection=conn, provider_id=s, character=chars[c],
                          last_message_at=datetime(2025, 1, 1, tzinfo=UTC))
             for c, s in pairs], batch_size=5000)
-        request = erasure.freeze(owner, conn.conversations.all(), {})
+        request = lifecycle.freeze(owner, conn.conversations.all(), {})
         jobs = list(ErasureJob.objects.filter(request=request))
-        [job] = erasure.confirm(jobs, dry_run=False, enqueue=False)
+        [job] = lifecycle.confirm(jobs, dry_run=False, enqueue=False)
         time.sleep(1.1)  # let the fake's rate window forget the set-up
         f.ask("reset")
 
         def work() -> None:
             try:
-                runner.run(job.pk)
+                worker.work_job(job.pk)
             finally:
                 connections.close_all()
 

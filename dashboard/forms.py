@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 
 import providers
 
-from .models import Connection
+from .models import Character, Connection, RetentionPolicy
 
 
 class ConnectionForm(forms.Form):
@@ -105,3 +105,43 @@ class ShareForm(forms.Form):
         super().__init__(*args, **kwargs)
         field: Any = self.fields["groups"]
         field.queryset = user.groups.order_by("name")
+
+
+class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    provider = forms.ChoiceField(required=False, choices=[("", "—")] + [
+        (name, cls.label) for name, cls in providers.REGISTRY.items()])
+
+    class Meta:
+        model = RetentionPolicy
+        fields = ["name", "scope", "provider", "connection", "character", "older_than_days",
+                  "keywords", "keep_keywords", "mode", "every_hours", "enabled"]
+        labels = {"older_than_days": "Erase conversations older than (days)",
+                  "keywords": "Only those mentioning (one phrase a line, optional)",
+                  "keep_keywords": "Never those mentioning (one phrase a line, optional)",
+                  "every_hours": "Run every (hours)"}
+        widgets = {"keywords": forms.Textarea(attrs={"rows": 3}),
+                   "keep_keywords": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        visible = Connection.objects.visible_to(user)
+        self.fields["connection"].queryset = visible  # type: ignore[attr-defined]
+        self.fields["character"].queryset = Character.objects.filter(  # type: ignore[attr-defined]
+            connection__in=visible).select_related("connection")
+        self.fields["older_than_days"].min_value = 1  # type: ignore[attr-defined]
+        self.fields["every_hours"].min_value = 1  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        scope = data.get("scope")
+        needed = {"provider": "provider", "connection": "connection",
+                  "character": "character"}.get(str(scope))
+        if needed and not data.get(needed):
+            self.add_error(needed, f"Choose the {needed} this policy covers.")
+        # Only the field the scope names is kept, so the policy means one thing.
+        for name in ("provider", "connection", "character"):
+            if name != needed:
+                data[name] = "" if name == "provider" else None
+        if (data.get("older_than_days") or 0) < 1:
+            self.add_error("older_than_days", "At least one day.")
+        return data

@@ -88,12 +88,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "dashboard.sso.ProxyHeaderMiddleware",
+    "dashboard.team.sso.ProxyHeaderMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "dashboard.middleware.LoginRequiredMiddleware",
+    "dashboard.team.middleware.LoginRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -109,7 +109,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "dashboard.context.role",
+                "dashboard.team.context.role",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -285,7 +285,7 @@ LETHE_LOCAL_LOGIN = env_bool(
 )
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 if LETHE_SSO_HEADER_USER:
-    AUTHENTICATION_BACKENDS.insert(0, "dashboard.sso.ProxyHeaderBackend")
+    AUTHENTICATION_BACKENDS.insert(0, "dashboard.team.sso.ProxyHeaderBackend")
 # OpenID Connect (mozilla-django-oidc), on when a client id is given.
 LETHE_OIDC_ENABLED = bool(os.environ.get("LETHE_OIDC_CLIENT_ID"))
 OIDC_RP_CLIENT_ID = os.environ.get("LETHE_OIDC_CLIENT_ID", "")
@@ -301,7 +301,7 @@ OIDC_TIMEOUT = float(os.environ.get("LETHE_OIDC_TIMEOUT", "10"))
 LETHE_OIDC_GROUPS_CLAIM = os.environ.get("LETHE_OIDC_GROUPS_CLAIM", "groups")
 LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
 if LETHE_OIDC_ENABLED:
-    AUTHENTICATION_BACKENDS.insert(0, "dashboard.oidc.SubjectOIDCBackend")
+    AUTHENTICATION_BACKENDS.insert(0, "dashboard.team.oidc.SubjectOIDCBackend")
 
 # Retention policies: how often beat looks for due ones (seconds).
 LETHE_POLICY_INTERVAL = float(os.environ.get("LETHE_POLICY_INTERVAL", "60"))

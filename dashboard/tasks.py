@@ -1,27 +1,23 @@
-"""Celery tasks. Arguments are ids only; everything else is read from the database."""
+"""Celery tasks: thin entry points into the services. Arguments are ids only; everything
+else is read from the database. Nothing imports this module: work is queued by task name
+through `lib.queue`, whose names must match the ones here."""
 
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
 
-from . import notify, policies, runner, sweeper, sync
+from .erasure import notify, retention, sweeper, worker
+from .mirror import sync
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def sync_connection(run_id: int) -> None:
-    sync.run(run_id)
+    sync.perform_sync(run_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_erasure(job_id: int) -> None:
-    runner.run(job_id)
-
-
-def start_erasure(job_id: int) -> None:
-    """Queue the job for LETHE_ERASE_WORKERS workers; they share its items by row locks."""
-    for _ in range(settings.LETHE_ERASE_WORKERS):
-        run_erasure.delay(job_id)
+    worker.work_job(job_id)
 
 
 @shared_task
@@ -32,17 +28,13 @@ def sweep() -> int:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_policy(run_id: int) -> None:
-    policies.run(run_id)
+    retention.perform_run(run_id)
 
 
 @shared_task
 def run_due_policies() -> int:
-    """Queue a run of every due retention policy (run by Celery beat); runs still queued
-    after a while lost their message and are sent again (a run is claimed only once)."""
-    ids = policies.queue_due() + policies.lost_runs()
-    for pk in ids:
-        run_policy.delay(pk)
-    return len(ids)
+    """Queue a run of every due retention policy (run by Celery beat)."""
+    return retention.queue_due_runs()
 
 
 @shared_task

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from . import accounts, oidc
+from .team import login, oidc
 from .views import audit, connections, conversations, erase, jobs, overview, policies, search
 
 
@@ -13,12 +13,12 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 # The admin signs in through the same door as everyone: SSO when configured, throttled
 # local sign-in otherwise.
-admin.site.login = accounts.LoginView.as_view()  # type: ignore[method-assign,assignment]
+admin.site.login = login.LoginView.as_view()  # type: ignore[method-assign,assignment]
 
 urlpatterns = [
     path("", overview.overview, name="home"),
     path("healthz", healthz),
-    path("accounts/login/", accounts.LoginView.as_view(), name="login"),
+    path("accounts/login/", login.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("connections/", connections.connection_list, name="connections"),
     path("connections/add/", connections.connection_add, name="connection_add"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboard import sync
+from dashboard.mirror import sync
 from dashboard.models import Connection
 from providers.fakes.base import FakeServer
 from providers.fakes.convai import DEMO_KEY, ConvaiFake
@@ -72,7 +72,7 @@ def connection(db, owner, convai_server: FakeServer) -> Connection:  # type: ign
 
 @pytest.fixture
 def synced(connection: Connection) -> Connection:
-    run = sync.run(sync.start(connection).pk)
+    run = sync.perform_sync(sync.start(connection).pk)
     assert run.status == "ok", run.error
     return connection
 

@@ -94,7 +94,7 @@ class IdentityProvider:
             "OIDC_OP_TOKEN_ENDPOINT": f"{self.url}/token",
             "OIDC_OP_USER_ENDPOINT": f"{self.url}/userinfo",
             "OIDC_OP_JWKS_ENDPOINT": f"{self.url}/jwks",
-            "AUTHENTICATION_BACKENDS": ["dashboard.oidc.SubjectOIDCBackend",
+            "AUTHENTICATION_BACKENDS": ["dashboard.team.oidc.SubjectOIDCBackend",
                                         "django.contrib.auth.backends.ModelBackend"],
         }
 

@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.views.debug import ExceptionReporter
 
 import providers
-from dashboard import erasure, runner, sync
-from dashboard.aio import ProviderSession
+from dashboard.erasure import lifecycle, worker
+from dashboard.lib.aio import ProviderSession
+from dashboard.mirror import sync
 from dashboard.models import AuditEvent, Connection, ErasureJob
 from providers.fakes.convai import ConvaiFake
 
@@ -55,7 +56,7 @@ def test_the_canary_key_never_leaks_whatever_fails(client, owner, convai_server,
     # A sync that works, through the queue (task message) and in-process.
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("connection_sync", args=[connection.pk]))
-    run = sync.run(connection.sync_runs.get().pk)
+    run = sync.perform_sync(connection.sync_runs.get().pk)
     assert run.status == "ok"
     # Jobs that fail in every way the provider can fail.
     ids = list(connection.conversations.values_list("pk", flat=True))
@@ -65,15 +66,15 @@ def test_the_canary_key_never_leaks_whatever_fails(client, owner, convai_server,
         client.post(preview["Location"], {"mode": "erase"})
     job = ErasureJob.objects.get()
     convai_fake.plan_gated_delete = True
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     convai_fake.plan_gated_delete = False
     convai_fake.malformed_next(5)
-    erasure.retry_failed(job, owner)
-    runner.run(job.pk)
+    lifecycle.retry_failed(job, owner)
+    worker.work_job(job.pk)
     convai_fake.api_keys = frozenset()  # the provider now refuses the key
-    erasure.retry_failed(job, owner)
-    runner.run(job.pk)
-    failed_run = sync.run(sync.start(connection).pk)
+    lifecycle.retry_failed(job, owner)
+    worker.work_job(job.pk)
+    failed_run = sync.perform_sync(sync.start(connection).pk)
     assert failed_run.status == "failed"
     # Every page the owner and an admin can open.
     for url in [reverse("connections"), reverse("connection", args=[connection.pk]),

@@ -16,7 +16,8 @@ from django.conf import settings as django_settings
 from django.db import connection as db_connection
 from helpers import wait_for
 
-from dashboard import erasure, runner, sync
+from dashboard.erasure import lifecycle, worker
+from dashboard.mirror import sync
 from dashboard.models import ErasureItem, ErasureJob
 from providers.fakes.convai import ConvaiFake
 
@@ -31,10 +32,10 @@ def convai_fake() -> ConvaiFake:
 
 
 def confirmed_job(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
-    assert sync.run(sync.start(connection).pk).status == "ok"
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
     ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    return erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
+    return lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                            enqueue=False)[0]
 
 
@@ -45,16 +46,16 @@ def test_eight_concurrent_workers_never_send_an_item_twice(connection, convai_fa
     start = threading.Barrier(8)
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def work() -> None:
         try:
             start.wait()
-            runner.run(job.pk)
+            worker.work_job(job.pk)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
             db_connection.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:

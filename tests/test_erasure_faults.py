@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dashboard import erasure, runner, sync
+from dashboard.erasure import lifecycle, worker
+from dashboard.mirror import sync
 from dashboard.models import Connection, ErasureItem, ErasureJob
 from providers.fakes import FAKES
 from providers.fakes.base import FakeProvider, FakeServer
@@ -79,21 +80,21 @@ def _connect(fake: FakeProvider, server: FakeServer, owner) -> Connection:  # ty
     connection = Connection(owner=owner, provider=fake.name, label=fake.name, options=options)
     connection.set_secrets(secrets)
     connection.save()
-    assert sync.run(sync.start(connection).pk).status == "ok"
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
     return connection
 
 
 def _erase(connection: Connection, n: int) -> ErasureJob:
     ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    return erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
+    return lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                            include_pinned=True, enqueue=False)[0]
 
 
 def _drive(job: ErasureJob) -> ErasureJob:
     """Run the job as workers would until it is done (a few passes for backoffs)."""
     for _ in range(10):
-        job = runner.run(job.pk)
+        job = worker.work_job(job.pk)
         if job.status == ErasureJob.Status.DONE:
             break
         ErasureItem.objects.filter(job=job, state=State.PENDING).update(next_attempt_at=None)

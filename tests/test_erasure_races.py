@@ -10,7 +10,8 @@ import pytest
 from django.db import connection as db_connection
 from django.urls import reverse
 
-from dashboard import erasure, runner, sweeper, sync
+from dashboard.erasure import lifecycle, outcomes, sweeper, worker
+from dashboard.mirror import sync
 from dashboard.models import ErasureItem, ErasureJob
 from providers.records import Outcome, Target
 
@@ -19,8 +20,8 @@ State = ErasureItem.State
 
 def confirmed(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
     ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    return erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
+    return lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                            enqueue=False)[0]
 
 
@@ -28,16 +29,16 @@ def confirmed(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
 def test_a_provider_call_longer_than_the_stuck_limit_keeps_its_items(connection, convai_fake,
                                                                      settings):
     settings.LETHE_STUCK_AFTER = 1
-    assert sync.run(sync.start(connection).pk).status == "ok"
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
     job = confirmed(connection, 2)
     convai_fake.stall_next(1, seconds=3.5)  # the call outlives the stuck limit three times
-    worker = threading.Thread(target=lambda: (runner.run(job.pk), db_connection.close()))
-    worker.start()
+    thread = threading.Thread(target=lambda: (worker.work_job(job.pk), db_connection.close()))
+    thread.start()
     time.sleep(2.5)
     assert job.items.filter(state=State.IN_FLIGHT).count() == 2
     sweeper.sweep()  # the worker is alive: its items stay in flight
     assert job.items.filter(state=State.UNKNOWN).count() == 0
-    worker.join(timeout=30)
+    thread.join(timeout=30)
     assert set(job.items.values_list("state", flat=True)) == {State.VERIFIED}
     assert set(convai_fake.deletes.values()) == {1}
 
@@ -46,11 +47,11 @@ def test_a_provider_call_longer_than_the_stuck_limit_keeps_its_items(connection,
 def test_a_late_answer_does_not_overwrite_an_item_a_cancel_settled(synced):
     job = confirmed(synced, 2)
     ErasureJob.objects.filter(pk=job.pk).update(status="running")
-    batch = runner.claim(job, 2)
+    batch = worker.claim(job, 2)
     ErasureItem.objects.filter(pk=batch[0].pk).update(state=State.SKIPPED, detail="cancelled")
-    outcomes = [Outcome(Target("conversation", i.provider_id, i.provider_id,
-                               i.character_provider_id), "failed", "late") for i in batch]
-    runner.record(batch, outcomes)
+    late = [Outcome(Target("conversation", i.provider_id, i.provider_id,
+                           i.character_provider_id), "failed", "late") for i in batch]
+    outcomes.record(batch, late)
     first, second = (ErasureItem.objects.get(pk=i.pk) for i in batch)
     assert (first.state, first.detail) == (State.SKIPPED, "cancelled")
     assert second.state == State.FAILED

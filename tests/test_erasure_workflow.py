@@ -12,7 +12,8 @@ from conftest import with_role
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import erasure, runner, sweeper
+from dashboard.erasure import lifecycle, sweeper, worker
+from dashboard.lib import queue
 from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ State = ErasureItem.State
 def draft(connection, n: int = 2, **kwargs) -> list[ErasureJob]:  # type: ignore[no-untyped-def]
     present = connection.conversations.filter(mirror_state="present").order_by("id")
     ids = list(present.values_list("pk", flat=True)[:n])
-    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {},
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {},
                              **kwargs)
     return list(ErasureJob.objects.filter(request=request))
 
@@ -36,42 +37,42 @@ def approver(django_user_model):  # type: ignore[no-untyped-def]
 def test_large_jobs_wait_for_an_approver_who_is_not_the_requester(synced, approver, settings,
                                                                    convai_fake):
     settings.LETHE_APPROVAL_THRESHOLD = 1
-    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
     assert job.status == ErasureJob.Status.AWAITING_APPROVAL
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     assert not convai_fake.deletes  # nothing is sent while it waits
-    with pytest.raises(erasure.NotAllowed, match="another approver"):
-        erasure.approve(job, synced.owner)
-    job = erasure.approve(job, approver, enqueue=False)
+    with pytest.raises(lifecycle.NotAllowed, match="another approver"):
+        lifecycle.approve(job, synced.owner)
+    job = lifecycle.approve(job, approver, enqueue=False)
     assert job.status == ErasureJob.Status.QUEUED and job.approved_by == approver
-    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+    assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
 
 
 def test_someone_without_the_approver_role_cannot_approve(synced, outsider, settings):
     settings.LETHE_APPROVAL_ALL = True
-    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
-    with pytest.raises(erasure.NotAllowed, match="approver role"):
-        erasure.approve(job, outsider)
+    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    with pytest.raises(lifecycle.NotAllowed, match="approver role"):
+        lifecycle.approve(job, outsider)
 
 
 def test_the_cancel_window_holds_the_job_and_a_cancel_sends_nothing(synced, settings,
                                                                      convai_fake):
     settings.LETHE_CANCEL_WINDOW = 60
-    [job] = erasure.confirm(draft(synced, 3), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced, 3), dry_run=False, enqueue=False)
     assert job.status == ErasureJob.Status.SCHEDULED
     assert job.not_before > timezone.now() + timedelta(seconds=50)
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     assert sweeper.sweep() == []  # the window is not over
-    job = erasure.cancel(job, synced.owner)
+    job = lifecycle.cancel(job, synced.owner)
     assert job.status == ErasureJob.Status.CANCELLED
     assert set(job.items.values_list("state", flat=True)) == {State.SKIPPED}
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     assert not convai_fake.deletes
 
 
 def test_the_sweeper_releases_a_job_when_its_window_is_over(synced, settings):
     settings.LETHE_CANCEL_WINDOW = 60
-    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
     ErasureJob.objects.filter(pk=job.pk).update(not_before=timezone.now() - timedelta(seconds=1))
     assert sweeper.sweep() == [job.pk]
     job.refresh_from_db()
@@ -81,8 +82,8 @@ def test_the_sweeper_releases_a_job_when_its_window_is_over(synced, settings):
 def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake):
     first = synced.conversations.order_by("id").first()
     Conversation.objects.filter(pk=first.pk).update(protected=True)
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
-    job = runner.run(job.pk)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = worker.work_job(job.pk)
     skipped = job.items.get(conversation=first)
     assert skipped.state == State.SKIPPED and "keep-list" in skipped.detail
     assert first.provider_id not in convai_fake.deletes
@@ -92,46 +93,46 @@ def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake
 def test_pinned_messages_are_skipped_unless_included(synced, convai_fake):
     first = synced.conversations.order_by("id").first()
     Message.objects.filter(conversation=first, position=0).update(pinned=True)
-    [job] = erasure.confirm(draft(synced, 1), dry_run=False, enqueue=False)
-    assert runner.run(job.pk).items.get().state == State.SKIPPED
+    [job] = lifecycle.confirm(draft(synced, 1), dry_run=False, enqueue=False)
+    assert worker.work_job(job.pk).items.get().state == State.SKIPPED
     assert not convai_fake.deletes
-    [job] = erasure.confirm(draft(synced, 1), dry_run=False, include_pinned=True, enqueue=False)
-    assert runner.run(job.pk).items.get().state == State.VERIFIED
+    [job] = lifecycle.confirm(draft(synced, 1), dry_run=False, include_pinned=True, enqueue=False)
+    assert worker.work_job(job.pk).items.get().state == State.VERIFIED
 
 
 def test_pause_stops_before_the_next_batch_and_resume_finishes(synced, convai_fake, settings):
     settings.LETHE_ERASE_BATCH = 1
-    [job] = erasure.confirm(draft(synced, 3), dry_run=False, enqueue=False)
-    job = erasure.pause(job, synced.owner)
-    assert runner.run(job.pk).status == ErasureJob.Status.PAUSED
+    [job] = lifecycle.confirm(draft(synced, 3), dry_run=False, enqueue=False)
+    job = lifecycle.pause(job, synced.owner)
+    assert worker.work_job(job.pk).status == ErasureJob.Status.PAUSED
     assert not convai_fake.deletes
-    erasure.resume(job, synced.owner)
-    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+    lifecycle.resume(job, synced.owner)
+    assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
     assert len(convai_fake.deletes) == 3
 
 
 def test_failed_items_can_be_retried_or_skipped_in_bulk(synced, convai_fake):
     convai_fake.plan_gated_delete = True
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
-    job = runner.run(job.pk)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = worker.work_job(job.pk)
     assert job.counts()[State.FAILED] == 2 and job.status == ErasureJob.Status.DONE
     convai_fake.plan_gated_delete = False
-    assert erasure.retry_failed(job, synced.owner) == 2
-    job = runner.run(job.pk)
+    assert lifecycle.retry_failed(job, synced.owner) == 2
+    job = worker.work_job(job.pk)
     assert job.counts()[State.VERIFIED] == 2
     convai_fake.plan_gated_delete = True
-    [other] = erasure.confirm(draft(synced, 4), dry_run=False, enqueue=False)
-    other = runner.run(other.pk)
+    [other] = lifecycle.confirm(draft(synced, 4), dry_run=False, enqueue=False)
+    other = worker.work_job(other.pk)
     assert other.counts()[State.FAILED] == 4
-    assert erasure.skip_failed(other, synced.owner) == 4
+    assert lifecycle.skip_failed(other, synced.owner) == 4
     assert other.counts()[State.FAILED] == 0 and other.counts()[State.SKIPPED] == 4
 
 
 def test_a_refused_key_pauses_and_a_replaced_key_resumes(client, synced, convai_fake):
-    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
     synced.set_secrets({"api_key": "revoked-000000000000000000"})
     synced.save()
-    job = runner.run(job.pk)
+    job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.PAUSED and job.paused_for_auth
     client.force_login(synced.owner)
     client.post(reverse("connection_edit", args=[synced.pk]), {
@@ -140,27 +141,27 @@ def test_a_refused_key_pauses_and_a_replaced_key_resumes(client, synced, convai_
     })
     job.refresh_from_db()
     assert job.status == ErasureJob.Status.QUEUED
-    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+    assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
 
 
 def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced, convai_fake):
     convai_fake.retry_after = 120
     convai_fake.fail_next(1, status=429, path="/character/chatHistory/delete")
-    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
-    job = runner.run(job.pk)
+    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.RUNNING and job.throttled_until
     assert job.items.filter(state=State.PENDING, next_attempt_at__isnull=False).count() == 2
     assert sweeper.sweep() == []  # not due yet
     job.items.update(next_attempt_at=timezone.now())
     ErasureJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert sweeper.sweep() == [job.pk]
-    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+    assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
 
 
 def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fake):
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
     ErasureJob.objects.filter(pk=job.pk).update(status="running")
-    claimed = runner.claim(job, 2)  # a worker took them, sent them, then died
+    claimed = worker.claim(job, 2)  # a worker took them, sent them, then died
     with convai_fake.lock:  # the deletes reached the provider
         for item in claimed:
             for char in convai_fake.characters.values():
@@ -170,41 +171,40 @@ def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fa
     ErasureJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=old)
     assert sweeper.sweep() == [job.pk]
     assert set(job.items.values_list("state", flat=True)) == {State.UNKNOWN}
-    job = runner.run(job.pk)
+    job = worker.work_job(job.pk)
     assert set(job.items.values_list("state", flat=True)) == {State.VERIFIED}
     assert not convai_fake.deletes  # read back as gone: never sent again
 
 
 def test_a_confirmed_job_is_queued_for_several_workers_at_once(synced, settings, monkeypatch,
                                                                django_capture_on_commit_callbacks):
-    from dashboard import tasks
-
     settings.LETHE_ERASE_WORKERS = 3
     queued: list[int] = []
-    monkeypatch.setattr(tasks.run_erasure, "delay", queued.append)
+    monkeypatch.setattr(queue, "dispatch", lambda task, pk, copies=1: queued.extend(
+        [pk] * copies if task == queue.ERASE else []))
     with django_capture_on_commit_callbacks(execute=True):
-        [job] = erasure.confirm(draft(synced, 2), dry_run=False)
+        [job] = lifecycle.confirm(draft(synced, 2), dry_run=False)
     assert queued == [job.pk] * 3
 
 
 def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fake):
     # One batch went and was acknowledged; then the provider asked for a long wait, and
     # during it someone cancelled the rest.
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
-    job = runner.run(job.pk)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = worker.work_job(job.pk)
     first, second = job.items.order_by("id")
     ErasureItem.objects.filter(pk=first.pk).update(state=State.ERASED)
     ErasureItem.objects.filter(pk=second.pk).update(state=State.PENDING)
     ErasureJob.objects.filter(pk=job.pk).update(status="cancelled")
     assert sweeper.sweep() == [job.pk]
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     first.refresh_from_db()
     assert first.state == State.VERIFIED
     assert sweeper.sweep() == []  # nothing left to read back
 
 
 def test_the_sweeper_leaves_a_job_to_the_worker_still_reading_it_back(synced, convai_fake):
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
     job.items.update(state=State.ERASED)  # sent and acknowledged, the read-back under way
     ErasureJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
     sweeper.sweep()
@@ -233,8 +233,8 @@ def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, syn
 
 
 def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
-    job = runner.run(job.pk)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    job = worker.work_job(job.pk)
     client.force_login(synced.owner)
     data = json.loads(client.get(reverse("job_receipt_json", args=[job.pk])).content)
     assert [i["outcome"] for i in data["items"]] == ["verified", "verified"]
@@ -249,7 +249,7 @@ def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
 
 def test_job_page_actions_follow_the_state_machine(client, synced, settings):
     settings.LETHE_CANCEL_WINDOW = 60
-    [job] = erasure.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
     client.force_login(synced.owner)
     page = client.get(reverse("job", args=[job.pk])).content.decode()
     assert "Starts in" in page and "Cancel job" in page and "Pause" not in page
@@ -263,7 +263,7 @@ def test_job_page_actions_follow_the_state_machine(client, synced, settings):
 
 def test_an_acknowledged_item_the_provider_still_returns_is_reported_as_such(synced,
                                                                               convai_fake):
-    [job] = erasure.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
     # The provider said yes to both, but one is still there on the read-back.
     ErasureJob.objects.filter(pk=job.pk).update(status="running")
     job.items.update(state=State.ERASED)
@@ -271,12 +271,12 @@ def test_an_acknowledged_item_the_provider_still_returns_is_reported_as_such(syn
     with convai_fake.lock:
         for char in convai_fake.characters.values():
             char.sessions.pop(gone.provider_id, None)
-    job = runner.run(job.pk)
+    job = worker.work_job(job.pk)
     assert dict((i.provider_id, i.state) for i in job.items.all()) == {
         gone.provider_id: State.VERIFIED,
         job.items.exclude(pk=gone.pk).get().provider_id: State.STILL_THERE,
     }
     assert "still returns it" in job.items.get(state=State.STILL_THERE).detail
-    assert erasure.retry_failed(job, synced.owner) == 1
-    job = runner.run(job.pk)
+    assert lifecycle.retry_failed(job, synced.owner) == 1
+    job = worker.work_job(job.pk)
     assert job.counts()[State.VERIFIED] == 2

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from dashboard.jobstate import (
+from dashboard.models.jobstate import (
     FINAL,
     NOT_STARTED,
     TRANSITIONS,

@@ -14,7 +14,9 @@ from conftest import with_role
 from django.contrib.auth.models import Group
 from django.core import mail
 
-from dashboard import erasure, notify, runner, tasks
+from dashboard import tasks
+from dashboard.erasure import lifecycle, notify, worker
+from dashboard.lib import queue
 from dashboard.models import ErasureJob, JobNotification, Message
 from providers.fakes.convai import DEMO_KEY
 
@@ -65,14 +67,18 @@ def _mail_on(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def worker_sends(monkeypatch):  # type: ignore[no-untyped-def]
-    """The queued task runs at once, as a worker would run it."""
-    monkeypatch.setattr(tasks.notify_job, "delay", lambda pk: tasks.notify_job(pk))
+    """The queued notification runs at once, as a worker would run it."""
+    def run(task: str, pk: int, copies: int = 1) -> None:
+        if task == queue.NOTIFY:
+            tasks.notify_job(pk)
+
+    monkeypatch.setattr(queue, "dispatch", run)
 
 
 def confirmed_job(connection, n: int = 2, **kwargs) -> ErasureJob:  # type: ignore[no-untyped-def]
     ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    [job] = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
+    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False, **kwargs)
     return job
 
@@ -83,7 +89,7 @@ def test_a_finished_job_is_announced_once_by_mail_and_webhook(synced, hook, work
     synced.owner.save()
     job = confirmed_job(synced)
     with django_capture_on_commit_callbacks(execute=True):
-        job = runner.run(job.pk)
+        job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.DONE
     assert [m.to for m in mail.outbox] == [["owner@example.com"]]
     assert f"https://lethe.example.com/jobs/{job.pk}/" in mail.outbox[0].body
@@ -105,7 +111,7 @@ def test_notifications_hold_no_secret_and_no_message_text(synced, hook, worker_s
     job = confirmed_job(synced)
     texts = list(Message.objects.filter(conversation__erasure_items__job=job)
                  .values_list("text", flat=True))
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     notify.deliver(job.pk)
     sent = mail.outbox[0].body + mail.outbox[0].subject + hook.received[0][1].decode()
     sent += json.dumps(hook.received[0][0])
@@ -117,7 +123,7 @@ def test_a_job_with_failed_items_is_announced_as_failed(synced, convai_fake, hoo
     synced.owner.email = "owner@example.com"
     synced.owner.save()
     convai_fake.plan_gated_delete = True
-    job = runner.run(confirmed_job(synced).pk)
+    job = worker.work_job(confirmed_job(synced).pk)
     notify.deliver(job.pk)
     assert hook.payloads()[0]["event"] == "failed"
     assert hook.payloads()[0]["counts"] == {"failed": 2}
@@ -149,7 +155,7 @@ def test_a_failing_webhook_never_breaks_the_job(synced, hook, worker_sends,
                                                django_capture_on_commit_callbacks):
     hook.status = 500
     with django_capture_on_commit_callbacks(execute=True):
-        job = runner.run(confirmed_job(synced).pk)
+        job = worker.work_job(confirmed_job(synced).pk)
     assert job.status == ErasureJob.Status.DONE
     assert JobNotification.objects.get(job=job).webhook_status == "500"
 
@@ -162,17 +168,17 @@ def test_an_unreachable_webhook_is_recorded_and_the_job_still_finishes(synced, s
     settings.LETHE_WEBHOOK_URL = dead.url
     settings.LETHE_WEBHOOK_TIMEOUT = 2
     with django_capture_on_commit_callbacks(execute=True):
-        job = runner.run(confirmed_job(synced).pk)
+        job = worker.work_job(confirmed_job(synced).pk)
     assert job.status == ErasureJob.Status.DONE
     assert JobNotification.objects.get(job=job).webhook_status.startswith("error: ")
 
 
 def test_a_retried_job_that_finishes_again_is_announced_again(synced, convai_fake, hook):
     convai_fake.plan_gated_delete = True
-    job = runner.run(confirmed_job(synced).pk)
+    job = worker.work_job(confirmed_job(synced).pk)
     notify.deliver(job.pk)
     convai_fake.plan_gated_delete = False
-    erasure.retry_failed(job, synced.owner)
-    job = runner.run(job.pk)
+    lifecycle.retry_failed(job, synced.owner)
+    job = worker.work_job(job.pk)
     notify.deliver(job.pk)
     assert [p["event"] for p in hook.payloads()] == ["failed", "finished"]

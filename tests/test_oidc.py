@@ -13,7 +13,7 @@ from django.urls import reverse
 from oidc_provider import IdentityProvider, Person
 
 from dashboard.models import AuditEvent, OIDCIdentity
-from dashboard.roles import Role, role_of
+from dashboard.team.roles import Role, role_of
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import erasure
+from dashboard.erasure import lifecycle
 from dashboard.models import Connection, ErasureJob, RetentionPolicy
 from dashboard.views.overview import age_stats, chart
 
@@ -52,8 +52,8 @@ def test_failing_connections_and_waiting_jobs_are_listed(client, synced, setting
     Connection.objects.filter(pk=synced.pk).update(
         status=Connection.Status.INVALID, last_error="Convai refused the key ending …a1f9")
     first = synced.conversations.order_by("id").first()
-    request = erasure.freeze(synced.owner, synced.conversations.filter(pk=first.pk), {})
-    [job] = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk=first.pk), {})
+    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False)
     client.force_login(synced.owner)
     page = client.get(reverse("home")).content.decode()

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from dashboard import erasure
+from dashboard.erasure import lifecycle
 from dashboard.models import (
     AuditEvent,
     Connection,
@@ -21,7 +21,7 @@ from dashboard.models import (
     RetentionPolicy,
     SyncRun,
 )
-from dashboard.roles import Role
+from dashboard.team.roles import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -93,9 +93,9 @@ def world(synced, django_user_model, settings):  # type: ignore[no-untyped-def]
     people["outsider"] = with_role(
         django_user_model.objects.create_user("stranger", password=PASSWORD), "admin")
     conv = synced.conversations.order_by("id").first()
-    drafts = erasure.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
-    job_request = erasure.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
-    [job] = erasure.confirm(ErasureJob.objects.filter(request=job_request), dry_run=False,
+    drafts = lifecycle.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
+    job_request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
+    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=job_request), dry_run=False,
                             enqueue=False)
     policy = RetentionPolicy.objects.create(name="90 days", owner=synced.owner,
                                             connection=synced)
@@ -142,7 +142,7 @@ def test_every_route_answers_each_person_as_their_access_allows(world, who):
     role = Role.NONE
     if user is not None:
         client.force_login(user)
-        from dashboard.roles import role_of
+        from dashboard.team.roles import role_of
 
         role = role_of(user)
     for route in ROUTES:

@@ -12,7 +12,9 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import policies, runner, tasks
+from dashboard import tasks
+from dashboard.erasure import retention, worker
+from dashboard.lib import queue
 from dashboard.models import (
     Conversation,
     ErasureItem,
@@ -47,7 +49,7 @@ def make_policy(mirror, **fields) -> RetentionPolicy:  # type: ignore[no-untyped
 
 
 def run_now(policy: RetentionPolicy, sync_first: bool = True) -> PolicyRun:
-    return policies.run(policies.start_run(policy).pk, sync_first=sync_first)
+    return retention.perform_run(retention.start_run(policy).pk, sync_first=sync_first)
 
 
 def test_a_run_syncs_first_reports_and_holds_the_job_for_an_approver(synced, convai_fake):
@@ -63,7 +65,7 @@ def test_a_run_syncs_first_reports_and_holds_the_job_for_an_approver(synced, con
     assert job.status == ErasureJob.Status.AWAITING_APPROVAL
     assert job.requested_by == synced.owner and job.scope["policy"] == run.policy_id
     assert set(job.items.values_list("provider_id", flat=True)) == expected
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     assert not convai_fake.deletes  # nothing is sent before an approver says so
 
 
@@ -71,7 +73,7 @@ def test_an_automatic_policy_erases_what_is_too_old_and_nothing_newer(synced, co
     expected = set(old(synced).values_list("provider_id", flat=True))
     run = run_now(make_policy(synced, mode=RetentionPolicy.Mode.AUTOMATIC), sync_first=False)
     [job] = ErasureJob.objects.filter(request=run.request)
-    assert runner.run(job.pk).status == ErasureJob.Status.DONE
+    assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
     assert set(convai_fake.deletes) == expected
 
 
@@ -87,7 +89,7 @@ def test_an_automatic_policy_waits_out_the_cancel_window(synced, settings, conva
     run = run_now(make_policy(synced, mode=RetentionPolicy.Mode.AUTOMATIC), sync_first=False)
     [job] = ErasureJob.objects.filter(request=run.request)
     assert job.status == ErasureJob.Status.SCHEDULED
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     assert not convai_fake.deletes
 
 
@@ -98,7 +100,7 @@ def test_protected_and_pinned_conversations_are_skipped_with_the_reason(synced, 
     run = run_now(make_policy(synced, mode=RetentionPolicy.Mode.AUTOMATIC), sync_first=False)
     assert run.report["protected"] == 1
     [job] = ErasureJob.objects.filter(request=run.request)
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     assert job.items.get(conversation=first).state == State.SKIPPED
     assert job.items.get(conversation=second).state == State.SKIPPED
     assert first.provider_id not in convai_fake.deletes
@@ -110,7 +112,7 @@ def test_keyword_rules_narrow_the_policy_and_keep_words_protect(synced):
     Message.objects.filter(conversation=target).update(text="ticket ZEBRA-991 resolved")
     Message.objects.filter(conversation=kept).update(text="ticket ZEBRA-991 legal hold")
     policy = make_policy(synced, keywords="zebra-991", keep_keywords="legal hold")
-    assert list(policies.matching(policy)) == [target]
+    assert list(retention.matching(policy)) == [target]
 
 
 def test_a_policy_whose_owner_lost_the_operator_role_does_nothing_and_says_why(synced):
@@ -141,27 +143,29 @@ def test_provider_and_all_scopes_cover_only_connections_the_owner_sees(synced, c
     theirs = make_connection(stranger, convai_server.url)
     for scope in (RetentionPolicy.Scope.ALL, RetentionPolicy.Scope.PROVIDER):
         policy = make_policy(synced, scope=scope, provider="convai", connection=None)
-        assert list(policies.connections_in_scope(policy)) == [synced]
-        assert not policies.matching(policy).filter(connection=theirs).exists()
+        assert list(retention.connections_in_scope(policy)) == [synced]
+        assert not retention.matching(policy).filter(connection=theirs).exists()
 
 
 def test_a_character_policy_takes_only_that_characters_conversations(synced):
     character = synced.characters.order_by("id").first()
     policy = make_policy(synced, scope=RetentionPolicy.Scope.CHARACTER, connection=None,
                          character=character)
-    found = policies.matching(policy)
+    found = retention.matching(policy)
     assert found.exists()
     assert set(found.values_list("character_id", flat=True)) == {character.pk}
 
 
-def test_beat_queues_each_due_policy_once_and_moves_its_schedule(synced, monkeypatch):
+def test_beat_queues_each_due_policy_once_and_moves_its_schedule(
+        synced, monkeypatch, django_capture_on_commit_callbacks):
     sent: list[int] = []
-    monkeypatch.setattr(tasks.run_policy, "delay", sent.append)
+    monkeypatch.setattr(queue, "dispatch", lambda task, pk, copies=1: sent.append(pk))
     due = make_policy(synced)
     later = make_policy(synced, next_run_at=timezone.now() + timedelta(hours=1))
     make_policy(synced, enabled=False)
-    assert tasks.run_due_policies() == 1
-    assert tasks.run_due_policies() == 0  # not due again until its interval is over
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.run_due_policies() == 1
+        assert tasks.run_due_policies() == 0  # not due again until its interval is over
     assert [PolicyRun.objects.get(pk=pk).policy for pk in sent] == [due]
     due.refresh_from_db()
     assert due.next_run_at > timezone.now() + timedelta(hours=23)
@@ -170,9 +174,9 @@ def test_beat_queues_each_due_policy_once_and_moves_its_schedule(synced, monkeyp
 
 def test_a_run_is_carried_out_once_however_often_its_task_arrives(synced):
     policy = make_policy(synced)
-    run = policies.start_run(policy)
-    policies.run(run.pk, sync_first=False)
-    policies.run(run.pk, sync_first=False)
+    run = retention.start_run(policy)
+    retention.perform_run(run.pk, sync_first=False)
+    retention.perform_run(run.pk, sync_first=False)
     assert ErasureJob.objects.values("request").distinct().count() == 1
 
 

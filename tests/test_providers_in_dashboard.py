@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboard import erasure, runner, sync
+from dashboard.erasure import lifecycle, worker
+from dashboard.mirror import sync
 from dashboard.models import Connection, ErasureItem, ErasureJob
 from providers.fakes import FAKES
 from providers.fakes.base import FakeProvider, FakeServer
@@ -30,7 +31,7 @@ def mirrored(served, owner) -> tuple[FakeProvider, Connection]:  # type: ignore[
                             options=options)
     connection.set_secrets(secrets)
     connection.save()
-    run = sync.run(sync.start(connection).pk)
+    run = sync.perform_sync(sync.start(connection).pk)
     assert run.status == "ok", run.error
     return fake, connection
 
@@ -47,10 +48,10 @@ def test_sync_mirrors_what_the_provider_holds(mirrored) -> None:  # type: ignore
 def test_erasing_conversations_verifies_them_and_marks_the_mirror(mirrored) -> None:  # type: ignore[no-untyped-def]
     fake, connection = mirrored
     chosen = connection.conversations.order_by("id")[:2]
-    request = erasure.freeze(connection.owner, connection.conversations.filter(pk__in=chosen), {})
-    job = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=chosen), {})
+    job = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                           include_pinned=True, enqueue=False)[0]
-    job = runner.run(job.pk)
+    job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.DONE
     states = list(job.items.values_list("state", flat=True))
     details = list(job.items.values_list("detail", flat=True))

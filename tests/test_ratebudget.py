@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from dashboard import ratebudget
+from dashboard.lib import ratebudget
 from dashboard.models import Connection
 from providers import RateBudget
 

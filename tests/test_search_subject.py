@@ -10,7 +10,8 @@ import pytest
 from conftest import make_connection
 from django.urls import reverse
 
-from dashboard import erasure, runner, sync
+from dashboard.erasure import lifecycle, worker
+from dashboard.mirror import sync
 from dashboard.models import Conversation, ErasureJob, Message
 from dashboard.views.search import marked, phone_pattern
 
@@ -23,7 +24,7 @@ def two(synced, convai_server):  # type: ignore[no-untyped-def]
     second = make_connection(synced.owner, convai_server.url)
     second.label = "Sales Convai"
     second.save()
-    assert sync.run(sync.start(second).pk).status == "ok"
+    assert sync.perform_sync(sync.start(second).pk).status == "ok"
     a = synced.conversations.order_by("id").first()
     b = second.conversations.order_by("-id").first()
     Message.objects.filter(conversation=a, position=0).update(
@@ -89,8 +90,8 @@ def test_selected_results_become_one_request_with_a_job_per_connection(client, t
     assert len(jobs) == 2 and len({job.request for job in jobs}) == 1
     assert {job.connection_id for job in jobs} == {synced.pk, second.pk}
     assert "Jane" not in json.dumps(jobs[0].scope)  # the subject is not kept in the job
-    for job in erasure.confirm(jobs, dry_run=False, enqueue=False):
-        runner.run(job.pk)
+    for job in lifecycle.confirm(jobs, dry_run=False, enqueue=False):
+        worker.work_job(job.pk)
     assert set(convai_fake.deletes) == {a.provider_id, b.provider_id}
     data = json.loads(client.get(reverse("request_receipt_json", args=[jobs[0].request])
                                  ).content)
@@ -121,8 +122,8 @@ def test_ids_of_other_peoples_conversations_are_ignored(client, two, outsider):
 def test_the_combined_receipt_is_a_404_for_someone_who_cannot_see_its_jobs(client, two,
                                                                             outsider):
     synced, _, a, _ = two
-    request = erasure.freeze(synced.owner, Conversation.objects.filter(pk=a.pk), {})
-    erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=True, enqueue=False)
+    request = lifecycle.freeze(synced.owner, Conversation.objects.filter(pk=a.pk), {})
+    lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=True, enqueue=False)
     client.force_login(outsider)
     assert client.get(reverse("request_receipt", args=[request])).status_code == 404
     assert client.get(reverse("request_receipt_json", args=[request])).status_code == 404

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import sync
+from dashboard.mirror import sync
 from dashboard.models import Character, Connection, Conversation, Message, SyncRun
 
 pytestmark = pytest.mark.django_db
 
 
 def run_sync(connection: Connection) -> SyncRun:
-    return sync.run(sync.start(connection).pk)
+    return sync.perform_sync(sync.start(connection).pk)
 
 
 def snapshot(connection: Connection) -> list[tuple]:

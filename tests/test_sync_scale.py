@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from dashboard import sync
+from dashboard.mirror import reader, sync, writer
 from dashboard.models import Connection, Conversation, Message, SyncRun
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
@@ -42,11 +42,11 @@ def cai(db, owner, cai_fake, cai_server) -> Connection:  # type: ignore[no-untyp
 @pytest.fixture
 def small_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Write after every chat, so a late failure comes after real writes."""
-    monkeypatch.setattr(sync, "FLUSH_ROWS", 1)
+    monkeypatch.setattr(writer, "FLUSH_ROWS", 1)
 
 
 def test_every_page_of_every_chat_is_mirrored_in_order(cai, cai_fake, small_flushes):
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.OK, run.error
     assert run.messages == 12 * 130 == Message.objects.count()
     for conv in Conversation.objects.filter(connection=cai):
@@ -57,8 +57,7 @@ def test_every_page_of_every_chat_is_mirrored_in_order(cai, cai_fake, small_flus
 
 def test_the_configured_number_of_chats_is_read_at_once(cai, cai_fake, settings):
     settings.LETHE_SYNC_CONCURRENCY = 3
-    assert sync.concurrency() == 3
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.OK
 
 
@@ -68,13 +67,13 @@ def test_a_failure_after_some_chats_were_written_leaves_nothing_behind(
     last = cai_fake.chat_ids(cai_fake.character_ids()[-1])[-1]
     # A refusal no retry can fix, on the last chat read: the others are already written.
     cai_fake.fail_next(1, status=400, path=f"/turns/{last}/")
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.FAILED and run.error
     assert not Conversation.objects.exists() and not Message.objects.exists()
 
 
 def test_a_failed_resync_restores_the_mirror_exactly(cai, cai_fake, settings, small_flushes):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     before = sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
                                                 "text", "mirror_state"))
     convs_before = sorted(Conversation.objects.values_list("provider_id", "title",
@@ -83,7 +82,7 @@ def test_a_failed_resync_restores_the_mirror_exactly(cai, cai_fake, settings, sm
     new = cai_fake.add_chats(char, 2, turns=60)
     settings.LETHE_SYNC_CONCURRENCY = 1
     cai_fake.fail_next(1, status=400, path=f"/turns/{new[-1]}/")
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.FAILED
     assert sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
                                               "text", "mirror_state")) == before
@@ -112,7 +111,7 @@ def grow(fake: CharacterAIFake, chat_id: str, texts: list[str]) -> list[str]:
 
 
 def test_a_full_resync_marks_messages_removed_elsewhere_gone(cai, cai_fake):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
     chat = cai_fake.find_chat(chat_id)
     assert chat is not None
@@ -120,19 +119,19 @@ def test_a_full_resync_marks_messages_removed_elsewhere_gone(cai, cai_fake):
     with cai_fake.lock:
         chat.turns = [t for t in chat.turns if t.id != removed]
     cai_fake.clear_faults()
-    run = sync.run(sync.start(cai, full=True).pk)
+    run = sync.perform_sync(sync.start(cai, full=True).pk)
     assert run.status == SyncRun.Status.OK and run.full
     assert Message.objects.get(provider_id=removed).mirror_state == "gone"
     assert Conversation.objects.get(provider_id=chat_id).message_count == 129
 
 
 def test_an_incremental_resync_reads_a_grown_chat_back_to_what_the_mirror_has(cai, cai_fake):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
     new = grow(cai_fake, chat_id, ["One more thing", "And another"])
     cai_fake.add_chats(cai_fake.character_ids()[0], 1, turns=4)  # something new elsewhere
     cai_fake.clear_faults()
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.OK and not run.full
     # The grown chat (132 turns, three pages) cost one page, the new chat one; the other
     # eleven chats were not read at all.
@@ -146,7 +145,7 @@ def test_an_incremental_resync_reads_a_grown_chat_back_to_what_the_mirror_has(ca
 
 def test_an_incremental_resync_counts_what_the_mirror_holds_and_takes_a_new_title(
         cai, cai_fake):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
     chat = cai_fake.find_chat(chat_id)
     assert chat is not None
@@ -158,7 +157,7 @@ def test_an_incremental_resync_counts_what_the_mirror_holds_and_takes_a_new_titl
     Message.objects.filter(provider_id__in=erased).update(mirror_state="erased")
     grow(cai_fake, chat_id, ["Back again", "Still here"])
     cai_fake.clear_faults()
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.OK and not run.full
     conv = Conversation.objects.get(provider_id=chat_id)
     assert conv.message_count == 130 - 5 + 2 == len(cai_fake.message_ids(chat_id))
@@ -167,7 +166,7 @@ def test_an_incremental_resync_counts_what_the_mirror_holds_and_takes_a_new_titl
 
 def test_a_failed_incremental_resync_leaves_a_grown_chat_as_it_was(
         cai, cai_fake, settings, small_flushes):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     before = sorted(Message.objects.values_list("conversation__provider_id", "provider_id",
                                                 "position", "text", "mirror_state"))
     counts = sorted(Conversation.objects.values_list("provider_id", "message_count", "title"))
@@ -178,7 +177,7 @@ def test_a_failed_incremental_resync_leaves_a_grown_chat_as_it_was(
     settings.LETHE_SYNC_CONCURRENCY = 1
     cai_fake.clear_faults()
     cai_fake.fail_next(1, status=400, path=f"/turns/{failing}/")
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.FAILED and not run.full
     # The grown chat was read (one page) and written before the other one failed.
     assert cai_fake.count("GET", f"/turns/{grown}/") == 1
@@ -189,7 +188,7 @@ def test_a_failed_incremental_resync_leaves_a_grown_chat_as_it_was(
 
 
 def test_an_incremental_resync_rereads_a_chat_whose_newest_message_went_away(cai, cai_fake):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     chat_id = cai_fake.chat_ids(cai_fake.character_ids()[0])[0]
     chat = cai_fake.find_chat(chat_id)
     assert chat is not None
@@ -198,7 +197,7 @@ def test_an_incremental_resync_rereads_a_chat_whose_newest_message_went_away(cai
         chat.turns = chat.turns[:-1]
     grow(cai_fake, chat_id, ["Starting over"])
     cai_fake.clear_faults()
-    run = sync.run(sync.start(cai).pk)
+    run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.OK and not run.full
     # Paged to the end without finding it, then read whole: 3 + 3 pages.
     assert turn_pages_read(cai_fake) == 6
@@ -210,7 +209,7 @@ def test_an_incremental_resync_rereads_a_chat_whose_newest_message_went_away(cai
 
 
 def test_a_sync_is_full_again_once_the_last_full_one_is_old(cai, cai_fake, settings):
-    first = sync.run(sync.start(cai).pk)
+    first = sync.perform_sync(sync.start(cai).pk)
     assert first.full
     assert not sync.start(cai).full
     settings.LETHE_FULL_SYNC_DAYS = 0
@@ -218,16 +217,16 @@ def test_a_sync_is_full_again_once_the_last_full_one_is_old(cai, cai_fake, setti
 
 
 def test_an_erased_conversation_stays_erased_after_a_resync(cai, cai_fake):
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     conv = Conversation.objects.first()
     assert conv is not None
     Conversation.objects.filter(pk=conv.pk).update(mirror_state="erased")
-    assert sync.run(sync.start(cai).pk).status == SyncRun.Status.OK
+    assert sync.perform_sync(sync.start(cai).pk).status == SyncRun.Status.OK
     conv.refresh_from_db()
     assert conv.mirror_state == "erased"
 
 
 def test_the_reader_hands_over_through_a_bounded_queue(cai):
-    reader = sync.Reader(cai.open_provider(), {}, None, 4)
+    chats = reader.Reader(cai.open_provider(), {}, None, 4)
     # Memory is flat in the number of messages: at most this many chats wait to be written.
-    assert reader.out.maxsize == 8
+    assert chats.out.maxsize == 8

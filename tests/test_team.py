@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from dashboard import erasure, runner
+from dashboard.erasure import lifecycle, worker
 from dashboard.models import AuditEvent, Connection, ErasureJob, SyncRun
 from dashboard.models.audit import AppendOnly
 
@@ -33,7 +33,7 @@ def sso(settings):  # type: ignore[no-untyped-def]
     settings.LETHE_SSO_HEADER_GROUPS = "X-Forwarded-Groups"
     settings.LETHE_SSO_TRUSTED_PROXIES = ["10.0.0.1/32"]
     settings.LETHE_LOCAL_LOGIN = False
-    settings.AUTHENTICATION_BACKENDS = ["dashboard.sso.ProxyHeaderBackend",
+    settings.AUTHENTICATION_BACKENDS = ["dashboard.team.sso.ProxyHeaderBackend",
                                         "django.contrib.auth.backends.ModelBackend"]
     return Client()
 
@@ -139,8 +139,8 @@ def test_approvers_approve_others_jobs_not_their_own(client, synced, django_user
     approver.groups.add(team)
     synced.shared_with.add(team)
     ids = synced.conversations.order_by("id")[:1]
-    request = erasure.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
-    [job] = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
+    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False)
     client.force_login(synced.owner)
     response = client.post(reverse("job_action", args=[job.pk, "approve"]))
@@ -154,11 +154,11 @@ def test_approvers_approve_others_jobs_not_their_own(client, synced, django_user
 
 def test_the_worker_rechecks_the_requesters_access_before_decrypting(synced, convai_fake):
     ids = synced.conversations.order_by("id")[:1]
-    request = erasure.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
-    [job] = erasure.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
+    request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
+    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False)
     synced.owner.groups.clear()  # no longer an operator
-    job = runner.run(job.pk)
+    job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.PAUSED
     assert "no longer has access" in job.last_error
     assert not convai_fake.deletes

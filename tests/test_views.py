@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from dashboard import erasure, runner
+from dashboard.erasure import lifecycle, worker
 from dashboard.models import Connection, Conversation, ErasureJob, Message, SyncRun
 from providers.fakes.convai import DEMO_KEY
 
@@ -29,7 +29,7 @@ def outsider_client(client, outsider):
 @pytest.fixture
 def draft(synced):
     ids = synced.conversations.order_by("id")[:2]
-    return erasure.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
+    return lifecycle.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
 
 
 def every_url(synced, draft) -> list[tuple[str, str]]:
@@ -209,11 +209,11 @@ def test_confirm_requires_typing_the_count_then_queues_the_job(owner_client, syn
 
 
 def test_job_page_polls_until_done_then_shows_outcomes(owner_client, synced, draft):
-    job = erasure.confirm(ErasureJob.objects.filter(request=draft), dry_run=False,
+    job = lifecycle.confirm(ErasureJob.objects.filter(request=draft), dry_run=False,
                           enqueue=False)[0]
     url = reverse("job", args=[job.pk])
     assert 'hx-trigger="every 1s"' in owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
-    runner.run(job.pk)
+    worker.work_job(job.pk)
     done = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert "every 1s" not in done and "Erased and verified" in done and "2 of 2" in done
 

@@ -1,7 +1,7 @@
 from .audit import AuditEvent
 from .connections import Connection, OIDCIdentity
 from .erasure import ErasureItem, ErasureJob
-from .mirror import Character, Conversation, Message, SyncRun
+from .mirror import Character, Conversation, Message, MirrorState, ProviderState, SyncRun
 from .policies import JobNotification, PolicyRun, RetentionPolicy
 
 __all__ = [
@@ -13,8 +13,10 @@ __all__ = [
     "ErasureJob",
     "JobNotification",
     "Message",
+    "MirrorState",
     "OIDCIdentity",
     "PolicyRun",
+    "ProviderState",
     "RetentionPolicy",
     "SyncRun",
 ]

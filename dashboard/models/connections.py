@@ -10,8 +10,8 @@ from django.db.models import Q
 
 import providers
 
-from .. import crypto, ratebudget
-from ..tokens import EncryptedTokenCache
+from ..lib import crypto, ratebudget
+from ..lib.tokens import EncryptedTokenCache
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):

@@ -6,14 +6,45 @@ Job and item state live here, never in Celery: a task message only says "work on
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Count
 
-from ..jobstate import Status
 from .connections import Connection
+from .jobstate import Event, IllegalTransition, Status, advance
 from .mirror import Conversation, Message
+
+
+class ErasureJobQuerySet(models.QuerySet["ErasureJob"]):
+    def visible_to(self, user: Any) -> ErasureJobQuerySet:
+        """Confirmed jobs on connections the person can see, with the rows every page
+        names (drafts are only their requester's business)."""
+        return self.filter(connection__in=Connection.objects.visible_to(user)).exclude(
+            status=Status.DRAFT).select_related("connection", "requested_by", "approved_by",
+                                                "cancelled_by")
+
+    def transition(self, pk: int, event: Event, **fields: Any) -> ErasureJob:
+        """The one way a job changes state: lock its row, apply ``event`` through the state
+        table (IllegalTransition when it does not apply), set ``fields`` and save exactly
+        those. Runs in the caller's transaction, or in its own."""
+        with transaction.atomic():
+            job = self.select_for_update().get(pk=pk)
+            job.status = advance(job.status, event)
+            for name, value in fields.items():
+                setattr(job, name, value)
+            job.save(update_fields=["status", *fields])
+        return job
+
+    def transition_if_allowed(self, pk: int, event: Event, **fields: Any
+                              ) -> ErasureJob | None:
+        """``transition``, or None when the job has moved on to a state where ``event``
+        does not apply (another worker or a person got there first)."""
+        try:
+            return self.transition(pk, event, **fields)
+        except IllegalTransition:
+            return None
 
 
 class ErasureJob(models.Model):
@@ -65,6 +96,8 @@ class ErasureJob(models.Model):
     last_error = models.TextField(blank=True)
     exported_at = models.DateTimeField(null=True, blank=True)
     export_sha256 = models.CharField(max_length=64, blank=True)
+
+    objects = ErasureJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -40,6 +42,12 @@ class Character(models.Model):
         return self.name
 
 
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def visible_to(self, user: Any) -> ConversationQuerySet:
+        """Conversations of the connections a person can see."""
+        return self.filter(connection__in=Connection.objects.visible_to(user))
+
+
 class Conversation(models.Model):
     connection = models.ForeignKey(
         Connection, on_delete=models.CASCADE, related_name="conversations"
@@ -63,6 +71,8 @@ class Conversation(models.Model):
     protected = models.BooleanField(default=False)
     erased_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_message_at", "-id"]

@@ -9,6 +9,7 @@ go through the same keep-list, pinned, approval and cancel-window rules as hand-
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +18,18 @@ from django.db.models import Q
 from .connections import Connection
 from .erasure import ErasureJob
 from .mirror import Character
+
+
+class RetentionPolicyQuerySet(models.QuerySet["RetentionPolicy"]):
+    def visible_to(self, user: Any) -> RetentionPolicyQuerySet:
+        """A person sees the policies they own and those naming a connection they can see.
+        Policies over "all" or a provider cover the owner's connections, so only the owner
+        sees them."""
+        visible = Connection.objects.visible_to(user)
+        return self.filter(
+            Q(owner_id=getattr(user, "pk", None))
+            | Q(connection__in=visible) | Q(character__connection__in=visible)
+        ).distinct()
 
 
 class RetentionPolicy(models.Model):
@@ -51,6 +64,8 @@ class RetentionPolicy(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
+    objects = RetentionPolicyQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "id"]
         verbose_name_plural = "retention policies"
@@ -80,17 +95,6 @@ class RetentionPolicy(models.Model):
 
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()][:20]
-
-
-def policies_visible_to(user: object) -> models.QuerySet[RetentionPolicy]:
-    """A person sees the policies they own and those naming a connection they can see.
-    Policies over "all" or a provider cover the owner's connections, so only the owner
-    sees them."""
-    visible = Connection.objects.visible_to(user)
-    return RetentionPolicy.objects.filter(
-        Q(owner_id=getattr(user, "pk", None))
-        | Q(connection__in=visible) | Q(character__connection__in=visible)
-    ).distinct()
 
 
 class PolicyRun(models.Model):

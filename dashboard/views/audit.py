@@ -14,9 +14,9 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from ..lib.paging import paginate
 from ..models import AuditEvent
-from ..paging import paginate
-from ..roles import Role
+from ..team.roles import Role
 from .common import require_role
 
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from ..models import Connection
-from ..roles import Role, role_of
+from ..team.roles import Role, role_of
 
 View = Callable[..., HttpResponse | StreamingHttpResponse]
 
@@ -24,13 +24,6 @@ def is_fragment(request: HttpRequest) -> bool:
     """An HTMX request for a fragment (not a boosted full-page navigation)."""
     htmx: Any = getattr(request, "htmx", None)
     return bool(htmx) and not htmx.boosted
-
-
-def int_or_404(value: str | None) -> int:
-    try:
-        return int(value or "")
-    except ValueError as exc:
-        raise Http404("Not a valid id.") from exc
 
 
 def require_role(role: Role, lookup: Callable[..., object] | None = None

@@ -10,12 +10,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 import providers
 
-from .. import audit, erasure, sync
-from ..aio import ProviderSession
+from ..erasure import lifecycle
 from ..forms import ConnectionForm, ShareForm
-from ..models import Connection, SyncRun
-from ..models.mirror import MirrorState
-from ..roles import Role
+from ..lib.aio import ProviderSession
+from ..mirror import sync
+from ..models import Connection, MirrorState, SyncRun
+from ..team import audit
+from ..team.roles import Role
 from .common import is_fragment, require_role, user_connection
 
 
@@ -85,7 +86,7 @@ def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
         audit.record(request.user, audit.Action.CONNECTION_KEY_REPLACED if new
                      else audit.Action.CONNECTION_CHANGED, connection, request,
                      fields=sorted(form.changed_data))
-        resumed = erasure.resume_after_key_fix(connection.pk) if new else 0
+        resumed = lifecycle.resume_after_key_fix(connection.pk) if new else 0
         messages.success(request, "Saved." + (" The new key is stored encrypted." if new else "")
                          + (f" {resumed} paused job(s) resumed." if resumed else ""))
         return redirect("connection", pk=connection.pk)
@@ -140,15 +141,12 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @require_role(Role.OPERATOR, lookup=user_connection)
 def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
-    from .. import tasks
-
     connection = user_connection(request, pk)
     run = sync.in_progress(connection)
     if run is None:
-        run = sync.start(connection, request.user)
+        run = sync.start(connection, request.user, send=True)
         audit.record(request.user, audit.Action.SYNC_REQUESTED, connection, request,
                      sync_run=run.pk)
-        tasks.sync_connection.delay_on_commit(run.pk)
     if is_fragment(request):
         return render(request, "connections/detail.html#sync-status",
                       {"connection": connection, "latest": run})

@@ -7,11 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import audit, selection
 from ..forms import ConversationFilter
-from ..models import Connection, Conversation
-from ..paging import paginate
-from ..roles import Role
+from ..lib.paging import paginate
+from ..mirror import selection
+from ..models import Connection, Conversation, MirrorState
+from ..team import audit
+from ..team.roles import Role
 from .common import is_fragment, require_role
 
 
@@ -34,7 +35,8 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
         "filter_params": [(k, v) for k, v in params.items() if v],
         "has_connections": connections.exists(),
         # Counted only when asked for: "select all N matching" needs the number.
-        "total": qs.filter(mirror_state="present").count() if request.GET.get("count") else None,
+        "total": (qs.filter(mirror_state=MirrorState.PRESENT).count()
+                  if request.GET.get("count") else None),
     }
     template = "conversations/list.html"
     if is_fragment(request) and request.GET.get("count"):
@@ -46,7 +48,8 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 
 def transcript(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(
-        selection.visible_conversations(request.user).select_related("connection", "character"),
+        Conversation.objects.visible_to(request.user).select_related("connection",
+                                                                      "character"),
         pk=pk,
     )
     q = request.GET.get("q", "").strip()[:200]
@@ -58,14 +61,12 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
         "q": q,
         "capabilities": capabilities,
         "can_erase_messages": "message" in capabilities.erase_kinds
-        and conversation.mirror_state == "present",
+        and conversation.mirror_state == MirrorState.PRESENT,
     })
 
 
-
-
 def visible_conversation(request: HttpRequest, pk: int) -> Conversation:
-    return get_object_or_404(selection.visible_conversations(request.user), pk=pk)
+    return get_object_or_404(Conversation.objects.visible_to(request.user), pk=pk)
 
 
 @require_POST

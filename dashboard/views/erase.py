@@ -14,10 +14,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import audit, erasure, exports, selection
+from ..erasure import lifecycle
 from ..forms import ConversationFilter
-from ..models import Connection, ErasureItem, ErasureJob, Message
-from ..roles import Role
+from ..mirror import exports, selection
+from ..models import Connection, Conversation, ErasureItem, ErasureJob, Message
+from ..team import audit
+from ..team.roles import Role
 from .common import parse_ids, require_role
 
 
@@ -41,11 +43,11 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
             messages.error(request, "The selection held an id that is not a number.")
             return redirect("conversations")
         # Only ids this person can see count; others are silently not theirs to erase.
-        chosen = selection.visible_conversations(request.user).filter(pk__in=ids)
+        chosen = Conversation.objects.visible_to(request.user).filter(pk__in=ids)
         scope = {"select_all": False, "selected": len(ids)}
     try:
-        request_id = erasure.freeze(request.user, chosen, scope)
-    except erasure.SelectionError as exc:
+        request_id = lifecycle.freeze(request.user, chosen, scope)
+    except lifecycle.SelectionError as exc:
         messages.error(request, str(exc))
         return redirect("conversations")
     return redirect("erase_preview", request_id=request_id)
@@ -58,12 +60,12 @@ def _erase_messages(request: HttpRequest) -> HttpResponse:
         messages.error(request, "The selection held an id that is not a number.")
         return redirect("conversations")
     chosen = Message.objects.filter(
-        conversation__in=selection.visible_conversations(request.user), pk__in=ids
+        conversation__in=Conversation.objects.visible_to(request.user), pk__in=ids
     )
     try:
-        request_id = erasure.freeze_messages(request.user, chosen,
+        request_id = lifecycle.freeze_messages(request.user, chosen,
                                              {"messages": True, "selected": len(ids)})
-    except erasure.SelectionError as exc:
+    except lifecycle.SelectionError as exc:
         messages.error(request, str(exc))
         back = request.POST.get("back", "")
         return redirect("transcript", pk=int(back)) if back.isdigit() else redirect("conversations")
@@ -88,14 +90,14 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     jobs = _draft_jobs(request, request_id)
     if any(job.status != ErasureJob.Status.DRAFT for job in jobs):
         return redirect(_landing(jobs))
-    total = sum(erasure.sendable(job) for job in jobs)
+    total = sum(lifecycle.sendable(job) for job in jobs)
     if request.method == "POST":
         dry_run = request.POST.get("mode") != "erase"
         if (not dry_run and total > settings.LETHE_TYPED_CONFIRM_THRESHOLD
                 and request.POST.get("typed_count", "").strip() != str(total)):
             messages.error(request, f"Type {total} to confirm erasing {total} items.")
             return redirect("erase_preview", request_id=request_id)
-        confirmed = erasure.confirm(jobs, dry_run=dry_run,
+        confirmed = lifecycle.confirm(jobs, dry_run=dry_run,
                                     include_pinned=request.POST.get("include_pinned") == "1")
         for job in confirmed:
             audit.record(request.user, audit.Action.ERASURE_REQUESTED, job, request,
@@ -110,7 +112,7 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     return render(request, "erase/preview.html", {
         "previews": previews, "total": total, "request_id": request_id,
         "exported": all(job.exported_at for job in jobs),
-        "needs_approval": erasure.needs_approval(jobs, total),
+        "needs_approval": lifecycle.needs_approval(jobs, total),
         "typed": total > settings.LETHE_TYPED_CONFIRM_THRESHOLD,
         "pinned_skipped": sum(p["pinned"] for p in previews),
         "cancel_window": settings.LETHE_CANCEL_WINDOW,
@@ -131,8 +133,8 @@ def _preview(job: ErasureJob) -> dict[str, Any]:
         .annotate(n=Count("id")).order_by("-n", "conversation__character__name"),
         "sample": sent.order_by("id")[:10],
         "in_memory": sent.filter(conversation__flags__in_memory=True).count(),
-        "protected": skipped.filter(detail=erasure.PROTECTED).count(),
-        "pinned": skipped.filter(detail__in=[erasure.PINNED, erasure.PINNED_MESSAGE]).count(),
+        "protected": skipped.filter(detail=lifecycle.PROTECTED).count(),
+        "pinned": skipped.filter(detail__in=[lifecycle.PINNED, lifecycle.PINNED_MESSAGE]).count(),
         "capabilities": job.connection.provider_class.capabilities,
     }
 

@@ -10,30 +10,23 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import audit, erasure
-from ..audit import Action
-from ..jobstate import IllegalTransition, allowed
-from ..models import Connection, ErasureItem, ErasureJob
-from ..receipts import receipt
-from ..roles import Role, role_of
+from ..erasure import lifecycle
+from ..erasure.receipts import receipt
+from ..models import ErasureItem, ErasureJob
+from ..models.jobstate import IllegalTransition, allowed
+from ..team import audit
+from ..team.audit import Action
+from ..team.roles import Role, role_of
 from .common import is_fragment
 
 
-def visible_jobs(request: HttpRequest) -> QuerySet[ErasureJob]:
-    return ErasureJob.objects.filter(
-        connection__in=Connection.objects.visible_to(request.user)
-    ).exclude(status=ErasureJob.Status.DRAFT).select_related(
-        "connection", "requested_by", "approved_by", "cancelled_by")
-
-
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = visible_jobs(request)
+    jobs = ErasureJob.objects.visible_to(request.user)
     request_id = None
     if request.GET.get("request"):
         try:
@@ -53,7 +46,7 @@ def _eta(job: ErasureJob, settled: int, total: int) -> Any:
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request), pk=pk)
+    job = get_object_or_404(ErasureJob.objects.visible_to(request.user), pk=pk)
     counts = job.counts()
     total = sum(counts.values())
     settled = total - sum(counts[s] for s in ErasureItem.OPEN)
@@ -76,7 +69,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "states": ErasureItem.State.choices,
         "failed": sum(counts[s] for s in ErasureItem.FAILING),
         "can": can,
-        "can_approve": "approve" in can and erasure.can_approve(request.user, job),
+        "can_approve": "approve" in can and lifecycle.can_approve(request.user, job),
         "polling": job.status not in (ErasureJob.Status.DONE, ErasureJob.Status.CANCELLED)
         or counts[ErasureItem.State.UNKNOWN] or counts[ErasureItem.State.IN_FLIGHT],
     }
@@ -86,12 +79,12 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 ACTIONS: dict[str, Callable[[ErasureJob, Any], object]] = {
-    "approve": erasure.approve,
-    "cancel": erasure.cancel,
-    "pause": erasure.pause,
-    "resume": erasure.resume,
-    "retry": erasure.retry_failed,
-    "skip": erasure.skip_failed,
+    "approve": lifecycle.approve,
+    "cancel": lifecycle.cancel,
+    "pause": lifecycle.pause,
+    "resume": lifecycle.resume,
+    "retry": lifecycle.retry_failed,
+    "skip": lifecycle.skip_failed,
 }
 
 
@@ -103,7 +96,7 @@ ACTION_AUDIT = {"approve": Action.ERASURE_APPROVED, "cancel": Action.ERASURE_CAN
 
 @require_POST
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request), pk=pk)
+    job = get_object_or_404(ErasureJob.objects.visible_to(request.user), pk=pk)
     act = ACTIONS.get(action)
     if act is None:
         raise Http404("No such action.")
@@ -113,7 +106,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             "reason": f"To {action} a job you need the {needed.label} role."}, status=403)
     try:
         act(job, request.user)
-    except (IllegalTransition, erasure.NotAllowed) as exc:
+    except (IllegalTransition, lifecycle.NotAllowed) as exc:
         messages.error(request, str(exc))
     else:
         audit.record(request.user, ACTION_AUDIT.get(action, Action.ERASURE_CHANGED), job,
@@ -127,7 +120,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 def job_receipt(request: HttpRequest, pk: int, fmt: str = "html") -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request), pk=pk)
+    job = get_object_or_404(ErasureJob.objects.visible_to(request.user), pk=pk)
     data = receipt(job)
     if fmt == "json":
         response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")

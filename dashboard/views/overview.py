@@ -13,11 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from ..models import Connection, Conversation, ErasureJob, SyncRun
-from ..models.mirror import MirrorState
-from ..models.policies import policies_visible_to
-from .jobs import visible_jobs
-from .policies import would_erase
+from ..erasure import retention
+from ..models import Connection, Conversation, ErasureJob, MirrorState, RetentionPolicy, SyncRun
 
 BUCKETS = [("< 30 d", "age-new"), ("30–90 d", "age-recent"), ("90–365 d", "age-old"),
            ("older", "age-oldest")]
@@ -86,13 +83,16 @@ def overview(request: HttpRequest) -> HttpResponse:
     for group in providers.values():
         group["chart"] = chart(group["counts"])
     policies = []
-    for policy in policies_visible_to(request.user).filter(enabled=True).select_related(
-            "owner", "connection", "character").order_by("next_run_at", "id")[:10]:
-        policies.append({"policy": policy, "would": would_erase(request, policy).count()})
+    for policy in RetentionPolicy.objects.visible_to(request.user).filter(
+            enabled=True).select_related("owner", "connection", "character").order_by(
+            "next_run_at", "id")[:10]:
+        policies.append({"policy": policy,
+                         "would": retention.would_erase(policy, request.user).count()})
     return render(request, "overview/index.html", {
         "providers": list(providers.values()),
         "failing": failing,
-        "jobs": visible_jobs(request).filter(status__in=WAITING).order_by("-created_at")[:20],
+        "jobs": ErasureJob.objects.visible_to(request.user).filter(
+            status__in=WAITING).order_by("-created_at")[:20],
         "policies": policies,
         "has_connections": bool(connections),
     })

@@ -4,65 +4,21 @@ owner changes, runs or removes a policy, since it acts with the owner's access."
 
 from __future__ import annotations
 
-from typing import Any
-
-from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-import providers
-
-from .. import audit, policies, selection
-from ..models import Character, Connection, RetentionPolicy
-from ..models.policies import policies_visible_to
-from ..roles import Role, at_least
+from ..erasure import retention
+from ..forms import PolicyForm
+from ..models import RetentionPolicy
+from ..team import audit
+from ..team.roles import Role, at_least
 from .common import require_role
 
 
-class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
-    provider = forms.ChoiceField(required=False, choices=[("", "—")] + [
-        (name, cls.label) for name, cls in providers.REGISTRY.items()])
-
-    class Meta:
-        model = RetentionPolicy
-        fields = ["name", "scope", "provider", "connection", "character", "older_than_days",
-                  "keywords", "keep_keywords", "mode", "every_hours", "enabled"]
-        labels = {"older_than_days": "Erase conversations older than (days)",
-                  "keywords": "Only those mentioning (one phrase a line, optional)",
-                  "keep_keywords": "Never those mentioning (one phrase a line, optional)",
-                  "every_hours": "Run every (hours)"}
-        widgets = {"keywords": forms.Textarea(attrs={"rows": 3}),
-                   "keep_keywords": forms.Textarea(attrs={"rows": 3})}
-
-    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        visible = Connection.objects.visible_to(user)
-        self.fields["connection"].queryset = visible  # type: ignore[attr-defined]
-        self.fields["character"].queryset = Character.objects.filter(  # type: ignore[attr-defined]
-            connection__in=visible).select_related("connection")
-        self.fields["older_than_days"].min_value = 1  # type: ignore[attr-defined]
-        self.fields["every_hours"].min_value = 1  # type: ignore[attr-defined]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        scope = data.get("scope")
-        needed = {"provider": "provider", "connection": "connection",
-                  "character": "character"}.get(str(scope))
-        if needed and not data.get(needed):
-            self.add_error(needed, f"Choose the {needed} this policy covers.")
-        # Only the field the scope names is kept, so the policy means one thing.
-        for name in ("provider", "connection", "character"):
-            if name != needed:
-                data[name] = "" if name == "provider" else None
-        if (data.get("older_than_days") or 0) < 1:
-            self.add_error("older_than_days", "At least one day.")
-        return data
-
-
 def visible_policy(request: HttpRequest, pk: int) -> RetentionPolicy:
-    return get_object_or_404(policies_visible_to(request.user), pk=pk)
+    return get_object_or_404(RetentionPolicy.objects.visible_to(request.user), pk=pk)
 
 
 def owned_policy(request: HttpRequest, pk: int) -> RetentionPolicy:
@@ -75,30 +31,23 @@ def owned_policy(request: HttpRequest, pk: int) -> RetentionPolicy:
 
 def policy_list(request: HttpRequest) -> HttpResponse:
     rows = []
-    for policy in policies_visible_to(request.user).select_related(
+    for policy in RetentionPolicy.objects.visible_to(request.user).select_related(
             "owner", "connection", "character"):
         rows.append({"policy": policy, "last": policy.runs.first(),
-                     "would": would_erase(request, policy).count()})
+                     "would": retention.would_erase(policy, request.user).count()})
     return render(request, "policies/list.html", {
         "rows": rows, "can_add": at_least(request.user, Role.OPERATOR)})
 
 
-def would_erase(request: HttpRequest, policy: RetentionPolicy) -> Any:
-    # Seen through both pairs of eyes: the owner's scope, but never more than this person
-    # may see (invariant 5).
-    return policies.matching(policy).filter(
-        protected=False, pk__in=selection.visible_conversations(request.user).values("pk"))
-
-
 def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
     policy = visible_policy(request, pk)
-    would = would_erase(request, policy).select_related("connection", "character")
+    would = retention.would_erase(policy, request.user).select_related("connection", "character")
     return render(request, "policies/detail.html", {
         "policy": policy,
         "runs": policy.runs.all()[:20],
         "would_count": would.count(),
         "sample": would.order_by("last_message_at", "id")[:10],
-        "refusal": policies.refusal(policy),
+        "refusal": retention.refusal(policy),
         "is_owner": policy.owner_id == request.user.pk,
     })
 
@@ -136,12 +85,9 @@ def policy_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @require_role(Role.OPERATOR, lookup=owned_policy)
 def policy_run(request: HttpRequest, pk: int) -> HttpResponse:
-    from .. import tasks
-
     policy = owned_policy(request, pk)
-    run = policies.start_run(policy)
+    run = retention.start_run(policy)
     audit.record(request.user, audit.Action.POLICY_RUN, policy, request, run=run.pk)
-    tasks.run_policy.delay_on_commit(run.pk)
     messages.info(request, "Run queued: it syncs first, then reports, then makes the job.")
     return redirect("policy", pk=policy.pk)
 

@@ -25,13 +25,12 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from .. import erasure, selection
-from ..models import Conversation, ErasureJob, Message
-from ..models.mirror import MirrorState
-from ..receipts import receipt
-from ..roles import Role
+from ..erasure import lifecycle
+from ..erasure.receipts import combined_receipt
+from ..mirror import selection
+from ..models import Conversation, ErasureJob, Message, MirrorState
+from ..team.roles import Role
 from .common import parse_ids, require_role
-from .jobs import visible_jobs
 
 SHOWN = 100  # conversations on the page; "select all" still takes every match
 LINES = 5  # matching lines shown per conversation
@@ -64,7 +63,7 @@ def matching(user: Any, q: str) -> QuerySet[Conversation]:
     if pattern:
         condition |= Q(Exists(Message.objects.filter(conversation=OuterRef("pk"),
                                                      text__iregex=pattern)))
-    return selection.visible_conversations(user).filter(
+    return Conversation.objects.visible_to(user).filter(
         condition, mirror_state=MirrorState.PRESENT)
 
 
@@ -155,11 +154,11 @@ def search_erase(request: HttpRequest) -> HttpResponse:
         except ValueError:
             messages.error(request, "The selection held an id that is not a number.")
             return back
-        chosen = selection.visible_conversations(request.user).filter(pk__in=ids)
+        chosen = Conversation.objects.visible_to(request.user).filter(pk__in=ids)
         scope = {"search": True, "select_all": False, "selected": len(ids)}
     try:
-        request_id = erasure.freeze(request.user, chosen, scope)
-    except erasure.SelectionError as exc:
+        request_id = lifecycle.freeze(request.user, chosen, scope)
+    except lifecycle.SelectionError as exc:
         messages.error(request, str(exc))
         return back
     return redirect("erase_preview", request_id=request_id)
@@ -167,23 +166,11 @@ def search_erase(request: HttpRequest) -> HttpResponse:
 
 def request_jobs(request: HttpRequest, request_id: uuid.UUID) -> list[ErasureJob]:
     """The confirmed jobs of one request that this person can see; none is a 404."""
-    jobs = list(visible_jobs(request).filter(request=request_id).order_by(
-        "connection__label", "id"))
+    jobs = list(ErasureJob.objects.visible_to(request.user).filter(
+        request=request_id).order_by("connection__label", "id"))
     if not jobs:
         raise Http404("No such erasure request.")
     return jobs
-
-
-def combined_receipt(jobs: list[ErasureJob]) -> dict[str, Any]:
-    parts = [receipt(job) for job in jobs]
-    counts: dict[str, int] = {}
-    for part in parts:
-        for state, n in part["counts"].items():
-            counts[state] = counts.get(state, 0) + n
-    return {"receipt_version": 1, "request": str(jobs[0].request),
-            "dry_run": all(p["dry_run"] for p in parts),
-            "finished": all(job.finished for job in jobs),
-            "connections": len(parts), "counts": counts, "jobs": parts}
 
 
 def request_receipt(request: HttpRequest, request_id: uuid.UUID, fmt: str = "html"

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import providers
 
-from ...aio import ProviderSession
+from ...lib.aio import ProviderSession
 from ...models import Connection
 
 

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from ... import erasure, runner
+from ...erasure import lifecycle, worker
 from ...models import ErasureJob, Message
 from .. import base
 
@@ -58,12 +58,12 @@ class Command(BaseCommand):
                 raise CommandError(f"No user named {opts['as_user']!r}.")
         scope = {"select_all": False, "selected": len(wanted), "via": "manage.py erase"}
         try:
-            request = (erasure.freeze_messages if by_messages else erasure.freeze)(
+            request = (lifecycle.freeze_messages if by_messages else lifecycle.freeze)(
                 user, chosen, scope)
-        except erasure.SelectionError as exc:
+        except lifecycle.SelectionError as exc:
             raise CommandError(str(exc)) from None
         jobs = list(ErasureJob.objects.filter(request=request))
-        job = erasure.confirm(jobs, dry_run=opts["dry_run"], enqueue=opts["queue"])[0]
+        job = lifecycle.confirm(jobs, dry_run=opts["dry_run"], enqueue=opts["queue"])[0]
         if job.status == ErasureJob.Status.AWAITING_APPROVAL:
             self.stdout.write(f"job {job.pk} awaiting approval: an approver must approve it "
                               "on the job page before anything is sent")
@@ -76,7 +76,7 @@ class Command(BaseCommand):
         job = wait_out_window(job, self.stdout.write)
         if job.status == ErasureJob.Status.CANCELLED:
             raise CommandError(f"Job {job.pk} was cancelled during the cancel window.")
-        job = runner.run(job.pk)
+        job = worker.work_job(job.pk)
         self.stdout.write(f"job {job.pk} {job.status}: {base.outcome_line(job)}")
         if job.last_error:
             self.stdout.write(job.last_error)
@@ -94,5 +94,5 @@ def wait_out_window(job: ErasureJob, say: Any) -> ErasureJob:
             if job.status != ErasureJob.Status.SCHEDULED:
                 return job
         with transaction.atomic():
-            job = erasure.release_if_due(job)
+            job = lifecycle.release_if_due(job)
     return job

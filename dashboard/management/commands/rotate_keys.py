@@ -12,7 +12,7 @@ from cryptography.fernet import InvalidToken
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ... import crypto
+from ...lib import crypto
 from ...models import Connection
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import sync, tasks
+from ...mirror import sync
 from ...models import SyncRun
 from .. import base
 
@@ -22,12 +22,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         connection = base.connection(opts["connection_id"])
-        run = sync.start(connection, full=opts["full"])
+        run = sync.start(connection, full=opts["full"], send=opts["queue"])
         if opts["queue"]:
-            tasks.sync_connection.delay(run.pk)
             self.stdout.write(f"sync run {run.pk} queued")
             return
-        run = sync.run(run.pk)
+        run = sync.perform_sync(run.pk)
         if run.status != SyncRun.Status.OK:
             raise CommandError(f"Sync failed: {run.error}")
         self.stdout.write(

@@ -1,5 +1,5 @@
 """Erasure requests from selection to schedule: freeze, confirm, approve, cancel, pause,
-resume, retry and skip. The work itself is in `runner`, the clock in `sweeper`.
+resume, retry and skip. The work itself is in `worker`, the clock in `sweeper`.
 
 The selection is frozen into items when the preview is made: what people review is exactly
 what a confirmed job sends. Protected conversations, and conversations holding pinned
@@ -11,21 +11,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db
 from django.db import models, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import (
+    Case,
+    CharField,
+    DateTimeField,
+    Exists,
+    F,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 
 import providers
 
-from . import notify
-from .jobstate import Event, advance
-from .models import Conversation, ErasureItem, ErasureJob, Message
-from .models.mirror import MirrorState
-from .roles import Role, at_least
+from ..models import Conversation, ErasureItem, ErasureJob, Message, MirrorState
+from ..models.jobstate import Event
+from ..team.roles import Role, at_least
+from . import notify, worker
 
 State = ErasureItem.State
 PROTECTED = "Protected (on the keep-list); not sent."
@@ -41,20 +53,11 @@ class NotAllowed(Exception):
     """The person may not do that to this job (e.g. approve their own)."""
 
 
-# (connection, kind, conversation pk, message pk, provider id, conversation provider id,
-#  character provider id, reason to skip or "")
-Row = tuple[int, str, int, int | None, str, str, str, str]
-
-
 def freeze(user: Any, conversations: QuerySet[Conversation], scope: dict[str, Any],
            dry_run: bool = False) -> uuid.UUID:
     """Draft one job per connection holding exactly these conversations, as of now."""
-    from django.db.models import Case, F, Value, When
-    from django.db.models.functions import Cast, Coalesce
-
     pinned = Message.objects.filter(conversation=OuterRef("pk"), pinned=True,
                                     mirror_state=MirrorState.PRESENT)
-    # The items are computed in the database and copied with one INSERT ... SELECT.
     rows = conversations.filter(mirror_state=MirrorState.PRESENT).annotate(
         has_pinned=Exists(pinned)
     ).annotate(
@@ -74,9 +77,6 @@ def freeze(user: Any, conversations: QuerySet[Conversation], scope: dict[str, An
 def freeze_messages(user: Any, messages: QuerySet[Message], scope: dict[str, Any],
                     dry_run: bool = False) -> uuid.UUID:
     """Draft jobs for single messages, where the provider can erase single messages."""
-    from django.db.models import Case, F, Value, When
-    from django.db.models.functions import Coalesce
-
     erasable = [name for name, cls in providers.REGISTRY.items()
                 if "message" in cls.capabilities.erase_kinds]
     rows = messages.filter(
@@ -96,46 +96,24 @@ def freeze_messages(user: Any, messages: QuerySet[Message], scope: dict[str, Any
     return _draft(user, scope, dry_run, rows)
 
 
-def _draft(user: Any, scope: dict[str, Any], dry_run: bool,
-           rows: Iterable[Row] | QuerySet[Any]) -> uuid.UUID:
-    """One draft job per connection. ``rows`` is either Row tuples or a queryset annotated
-    with the item columns (``i_connection`` ... ``i_skip``, as ``freeze`` makes it), which
-    is copied in the database without passing through Python."""
-    from django.db import connection as db
-    from django.db.models import Case, CharField, DateTimeField, JSONField, Q, Value, When
-    from django.db.models.functions import Cast, Concat
+# The item columns, and the annotations of a freeze query that fill them, in one order.
+_ITEM_COLUMNS = {
+    "job_id": "i_job", "kind": "i_kind", "conversation_id": "i_conv",
+    "message_id": "i_msg", "provider_id": "i_pid",
+    "conversation_provider_id": "i_conv_pid", "character_provider_id": "i_char",
+    "idempotency_key": "i_key", "state": "i_state", "detail": "i_skip",
+    "settled_at": "i_settled", "attempts": "i_attempts", "response": "i_response",
+    "updated_at": "i_updated",
+}
 
+
+def _draft(user: Any, scope: dict[str, Any], dry_run: bool, rows: QuerySet[Any]
+           ) -> uuid.UUID:
+    """One draft job per connection. ``rows`` is a queryset annotated with the item
+    columns (``i_connection`` ... ``i_skip``, as the freezes make it), copied with one
+    INSERT ... SELECT, without passing through Python."""
     request = uuid.uuid4()
     now = timezone.now()
-    if not isinstance(rows, QuerySet):
-        by_connection: dict[int, list[Row]] = {}
-        for row in rows:
-            by_connection.setdefault(row[0], []).append(row)
-        if not by_connection:
-            raise SelectionError("Nothing to erase: the selection holds nothing still present "
-                                 "that the provider can erase.")
-        with transaction.atomic():
-            for connection_id, items in by_connection.items():
-                job = ErasureJob.objects.create(
-                    request=request, connection_id=connection_id, requested_by=user,
-                    dry_run=dry_run, scope=scope,
-                )
-                ErasureItem.objects.bulk_create(
-                    [
-                        ErasureItem(
-                            job=job, kind=kind, conversation_id=conv_id, message_id=msg_id,
-                            provider_id=provider_id, conversation_provider_id=conv_pid,
-                            character_provider_id=character_id,
-                            idempotency_key=f"{job.pk}:{kind}:{conv_pid}:{provider_id}",
-                            state=State.SKIPPED if skip else State.PENDING, detail=skip,
-                            settled_at=now if skip else None,
-                        )
-                        for _, kind, conv_id, msg_id, provider_id, conv_pid, character_id, skip
-                        in items
-                    ],
-                    batch_size=2000,
-                )
-        return request
     with transaction.atomic():
         connection_ids = sorted(set(
             rows.order_by().values_list("i_connection", flat=True).distinct()))
@@ -161,16 +139,10 @@ def _draft(user: Any, scope: dict[str, Any], dry_run: bool,
             i_response=Value({}, output_field=JSONField()),
             i_updated=Value(now, output_field=DateTimeField()),
         ).order_by("i_conv", "i_msg")
-        names = ["i_job", "i_kind", "i_conv", "i_msg", "i_pid", "i_conv_pid", "i_char",
-                 "i_key", "i_state", "i_skip", "i_settled", "i_attempts", "i_response",
-                 "i_updated"]
-        columns = ["job_id", "kind", "conversation_id", "message_id", "provider_id",
-                   "conversation_provider_id", "character_provider_id", "idempotency_key",
-                   "state", "detail", "settled_at", "attempts", "response", "updated_at"]
-        sql, params = select.values_list(*names).query.sql_with_params()
+        sql, params = select.values_list(*_ITEM_COLUMNS.values()).query.sql_with_params()
         with db.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {ErasureItem._meta.db_table} "  # noqa: S608
-                           f"({', '.join(columns)}) {sql}", params)
+            cursor.execute(f"INSERT INTO {ErasureItem._meta.db_table} "  # noqa: S608  # nosec B608
+                           f"({', '.join(_ITEM_COLUMNS)}) {sql}", params)
     return request
 
 
@@ -186,22 +158,6 @@ def needs_approval(jobs: Iterable[ErasureJob], total: int | None = None) -> bool
     if total is None:
         total = sum(sendable(job) for job in jobs)
     return total > settings.LETHE_APPROVAL_THRESHOLD
-
-
-def _enqueue(job: ErasureJob) -> None:
-    from . import tasks
-
-    transaction.on_commit(partial(tasks.start_erasure, job.pk))
-
-
-def _move(job: ErasureJob, event: Event, **fields: Any) -> ErasureJob:
-    """Apply a state-machine event to a row-locked copy of the job and save it."""
-    locked = ErasureJob.objects.select_for_update().get(pk=job.pk)
-    locked.status = advance(locked.status, event)
-    for name, value in fields.items():
-        setattr(locked, name, value)
-    locked.save()
-    return locked
 
 
 def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = False,
@@ -222,20 +178,21 @@ def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = Fa
             fields: dict[str, Any] = {"dry_run": dry_run, "include_pinned": include_pinned,
                                       "confirmed_at": now}
             if approval:
-                confirmed.append(_move(job, Event.CONFIRM, **fields))
+                confirmed.append(ErasureJob.objects.transition(job.pk, Event.CONFIRM, **fields))
                 notify.announce(confirmed[-1])  # approvers hear of it once it is committed
                 continue
             window = timedelta(seconds=0 if dry_run else settings.LETHE_CANCEL_WINDOW)
-            job = _move(job, Event.CONFIRM_DIRECT, not_before=now + window, **fields)
+            job = ErasureJob.objects.transition(job.pk, Event.CONFIRM_DIRECT,
+                                                not_before=now + window, **fields)
             confirmed.append(release_if_due(job, enqueue))
     return confirmed
 
 
 def release_if_due(job: ErasureJob, enqueue: bool = False) -> ErasureJob:
     if job.not_before and job.not_before <= timezone.now():
-        job = _move(job, Event.WINDOW_OVER)
+        job = ErasureJob.objects.transition(job.pk, Event.WINDOW_OVER)
         if enqueue:
-            _enqueue(job)
+            worker.enqueue(job.pk)
     return job
 
 
@@ -250,8 +207,9 @@ def approve(job: ErasureJob, user: Any, enqueue: bool = True) -> ErasureJob:
         raise NotAllowed("Only people with the approver role can approve erasures.")
     now = timezone.now()
     with transaction.atomic():
-        job = _move(job, Event.APPROVE, approved_by=user, approved_at=now,
-                    not_before=now + timedelta(seconds=settings.LETHE_CANCEL_WINDOW))
+        job = ErasureJob.objects.transition(
+            job.pk, Event.APPROVE, approved_by=user, approved_at=now,
+            not_before=now + timedelta(seconds=settings.LETHE_CANCEL_WINDOW))
         return release_if_due(job, enqueue)
 
 
@@ -259,26 +217,27 @@ def cancel(job: ErasureJob, user: Any) -> ErasureJob:
     """Stop a job: nothing pending is sent. Items already sent keep their outcome, and an
     uncertain one is still read back so the receipt says what really happened."""
     with transaction.atomic():
-        job = _move(job, Event.CANCEL, cancelled_by=user, finished_at=timezone.now())
+        job = ErasureJob.objects.transition(job.pk, Event.CANCEL, cancelled_by=user,
+                                            finished_at=timezone.now())
         job.items.filter(state=State.PENDING).update(
             state=State.SKIPPED, detail=f"Cancelled by {user.get_username()} before sending.",
             settled_at=timezone.now())
         if job.items.filter(state__in=[State.IN_FLIGHT, State.UNKNOWN]).exists():
-            _enqueue(job)
+            worker.enqueue(job.pk)
     return job
 
 
 def pause(job: ErasureJob, user: Any) -> ErasureJob:
     with transaction.atomic():
-        return _move(job, Event.PAUSE, paused_for_auth=False,
-                     last_error=f"Paused by {user.get_username()}.")
+        return ErasureJob.objects.transition(job.pk, Event.PAUSE, paused_for_auth=False,
+                                             last_error=f"Paused by {user.get_username()}.")
 
 
 def resume(job: ErasureJob, user: Any | None = None) -> ErasureJob:
     with transaction.atomic():
-        job = _move(job, Event.RESUME, paused_for_auth=False, last_error="",
-                    throttled_until=None)
-        _enqueue(job)
+        job = ErasureJob.objects.transition(job.pk, Event.RESUME, paused_for_auth=False,
+                                            last_error="", throttled_until=None)
+        worker.enqueue(job.pk)
     return job
 
 
@@ -294,12 +253,12 @@ def resume_after_key_fix(connection_id: int) -> int:
 
 def retry_failed(job: ErasureJob, user: Any) -> int:
     with transaction.atomic():
-        job = _move(job, Event.RETRY, finished_at=None)
+        job = ErasureJob.objects.transition(job.pk, Event.RETRY, finished_at=None)
         count = job.items.filter(state__in=ErasureItem.FAILING).update(
             state=State.PENDING, attempts=0, next_attempt_at=None, settled_at=None,
             detail=f"Retry requested by {user.get_username()}.")
         if job.status != ErasureJob.Status.PAUSED:
-            _enqueue(job)
+            worker.enqueue(job.pk)
     return count
 
 

@@ -91,5 +91,5 @@ class ProxyHeaderMiddleware(RemoteUserMiddleware):
     def _remove_invalid_user(self, request: HttpRequest) -> None:
         # Only sessions the header started end with it; a local admin session is left alone.
         backend = request.session.get(auth.BACKEND_SESSION_KEY, "")
-        if backend == "dashboard.sso.ProxyHeaderBackend":
+        if backend == f"{ProxyHeaderBackend.__module__}.{ProxyHeaderBackend.__qualname__}":
             auth.logout(request)

@@ -7,7 +7,7 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from .models.audit import AuditEvent
+from ..models import AuditEvent
 
 Action = AuditEvent.Action
 

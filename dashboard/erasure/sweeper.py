@@ -11,31 +11,26 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from . import runner
-from .jobstate import Event, advance
-from .models import ErasureItem, ErasureJob
+from ..models import ErasureItem, ErasureJob
+from ..models.jobstate import Event
+from . import worker
 
 State = ErasureItem.State
 
 
 def sweep() -> list[int]:
     """Returns the ids of the jobs it queued."""
-    from . import tasks
-
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LETHE_STUCK_AFTER)
     queued: list[int] = []
-    with transaction.atomic():
-        for job in ErasureJob.objects.select_for_update(skip_locked=True).filter(
-            status=ErasureJob.Status.SCHEDULED, not_before__lte=now
-        ):
-            job.status = advance(job.status, Event.WINDOW_OVER)
-            job.save(update_fields=["status"])
-            queued.append(job.pk)
+    for pk in ErasureJob.objects.filter(status=ErasureJob.Status.SCHEDULED,
+                                        not_before__lte=now).values_list("pk", flat=True):
+        # Another sweep (or a person cancelling) may have moved it on meanwhile.
+        if ErasureJob.objects.transition_if_allowed(pk, Event.WINDOW_OVER):
+            queued.append(pk)
 
     # Nobody is on a job whose heartbeat is stale: its in-flight items lost their worker.
     unattended = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
@@ -56,7 +51,7 @@ def sweep() -> list[int]:
         queued.append(job.pk)
     # A cancelled job still reads back what it sent but never settled (not at every sweep
     # while the provider is away: a failed read-back sets throttled_until).
-    unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=runner.TO_READ_BACK)
+    unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=worker.TO_READ_BACK)
     for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED).filter(
         Exists(unsettled), Q(throttled_until__isnull=True) | Q(throttled_until__lte=now),
     ):
@@ -67,8 +62,8 @@ def sweep() -> list[int]:
         unattended).exclude(
         Exists(ErasureItem.objects.filter(job=OuterRef("pk"), state__in=ErasureItem.OPEN))
     ):
-        runner.finish_if_settled(job)
+        worker.finish_if_settled(job)
     queued = sorted(set(queued))
     for pk in queued:
-        tasks.start_erasure(pk)
+        worker.enqueue(pk)
     return queued

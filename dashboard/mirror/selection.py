@@ -11,20 +11,16 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from .models import Connection, Conversation, Message
+from ..models import Conversation, Message
 
 # 'simple': lower-cased words, no stemming or stop words, so names, codes and secrets in
 # any language are found as typed. Changing it means a new index (see the migration).
 SEARCH_CONFIG = "simple"
 
 
-def visible_conversations(user: Any) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(connection__in=Connection.objects.visible_to(user))
-
-
 def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
     """Conversations visible to `user` that match the cleaned ConversationFilter data."""
-    qs = visible_conversations(user)
+    qs = Conversation.objects.visible_to(user)
     if data.get("connection"):
         qs = qs.filter(connection_id=data["connection"])
     if data.get("character"):

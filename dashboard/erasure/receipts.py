@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .models import ErasureJob
+from ..models import ErasureJob
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -55,3 +55,15 @@ def receipt(job: ErasureJob) -> dict[str, Any]:
             for item in job.items.order_by("id").iterator(chunk_size=2000)
         ],
     }
+
+
+def combined_receipt(jobs: list[ErasureJob]) -> dict[str, Any]:
+    parts = [receipt(job) for job in jobs]
+    counts: dict[str, int] = {}
+    for part in parts:
+        for state, n in part["counts"].items():
+            counts[state] = counts.get(state, 0) + n
+    return {"receipt_version": 1, "request": str(jobs[0].request),
+            "dry_run": all(p["dry_run"] for p in parts),
+            "finished": all(job.finished for job in jobs),
+            "connections": len(parts), "counts": counts, "jobs": parts}

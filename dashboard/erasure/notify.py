@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-from functools import partial
 from typing import Any
 
 import httpx
@@ -25,9 +24,10 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from .jobstate import Status
-from .models import Connection, ErasureItem, ErasureJob, JobNotification
-from .roles import Role, at_least
+from ..lib import queue
+from ..models import Connection, ErasureItem, ErasureJob, JobNotification
+from ..models.jobstate import Status
+from ..team.roles import Role, at_least
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ SUBJECTS = {
 
 def announce(job: ErasureJob) -> None:
     """Queue the notification for the job's current event, once the change is committed."""
-    from . import tasks
-
-    transaction.on_commit(partial(tasks.notify_job.delay, job.pk))
+    queue.send(queue.NOTIFY, job.pk)
 
 
 def event_of(job: ErasureJob, counts: dict[str, int]) -> tuple[str, str] | None:

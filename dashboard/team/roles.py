@@ -2,7 +2,8 @@
 
 viewer < operator < approver < admin. A person's role is the highest one among their
 groups (group names from LETHE_ROLE_GROUPS); superusers are admins. Seeing a connection is
-separate: its owner and the members of the groups it is shared with (DESIGN.md invariant 5).
+separate: its owner and the members of the groups it is shared with (invariant 5 in
+docs/architecture.md).
 """
 
 from __future__ import annotations

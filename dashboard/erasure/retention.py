@@ -3,7 +3,7 @@
 A run syncs the connections in scope first (so the age of each conversation is current),
 writes a dry-run report of what would go, then freezes and confirms one job per connection
 under one request, as the policy's owner. Held-for-approval policies always wait for an
-approver; automatic ones go through `erasure.confirm`, so the approval threshold and the
+approver; automatic ones go through `lifecycle.confirm`, so the approval threshold and the
 cancel window apply exactly as to a hand-made job. If the owner lost the operator role or
 access to what the policy names, the run does nothing and records why.
 """
@@ -20,18 +20,21 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import audit, erasure, notify, selection, sync
-from .jobstate import Event, advance
-from .models import (
+from ..lib import queue
+from ..mirror import selection, sync
+from ..models import (
     Connection,
     Conversation,
     ErasureItem,
     ErasureJob,
+    MirrorState,
     PolicyRun,
     RetentionPolicy,
 )
-from .models.mirror import MirrorState
-from .roles import Role, at_least
+from ..models.jobstate import Event
+from ..team import audit
+from ..team.roles import Role, at_least
+from . import lifecycle, notify
 
 log = logging.getLogger(__name__)
 Scope = RetentionPolicy.Scope
@@ -80,7 +83,7 @@ def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
     freeze turns those into skipped items, with the reason, like any hand-made job).
     `leave_out`: connections whose sync failed in this run."""
     cutoff = timezone.now() - timedelta(days=policy.older_than_days)
-    qs = selection.visible_conversations(policy.owner).filter(
+    qs = Conversation.objects.visible_to(policy.owner).filter(
         connection__in=connections_in_scope(policy), mirror_state=MirrorState.PRESENT,
     ).exclude(connection_id__in=list(leave_out)).annotate(
         age_at=Coalesce("last_message_at", "started_at", "synced_at")
@@ -103,6 +106,13 @@ def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
     return qs
 
 
+def would_erase(policy: RetentionPolicy, viewer: Any) -> QuerySet[Conversation]:
+    """What the policy would send now, seen through both pairs of eyes: the owner's scope,
+    but never more than ``viewer`` may see (invariant 5 in docs/architecture.md)."""
+    return matching(policy).filter(
+        protected=False, pk__in=Conversation.objects.visible_to(viewer).values("pk"))
+
+
 def report(policy: RetentionPolicy, leave_out: Collection[int] = ()) -> dict[str, Any]:
     """The dry-run report: per connection, what would be sent and what would be skipped."""
     rows = []
@@ -120,9 +130,18 @@ def report(policy: RetentionPolicy, leave_out: Collection[int] = ()) -> dict[str
             "protected": sum(r["protected"] for r in rows), "connections": rows}
 
 
-def queue_due(now: Any = None) -> list[int]:
-    """Claim every enabled policy that is due and create its queued run; the beat task
-    hands the run ids to workers. Row locks keep two beats from claiming one policy."""
+def queue_due_runs(now: Any = None) -> int:
+    """Queue a run of every due policy, and send again the runs still queued after a while
+    (their message was lost; a run is claimed only once). Returns how many were sent."""
+    ids = _claim_due(now) + _lost_runs()
+    for pk in ids:
+        queue.send(queue.POLICY, pk)
+    return len(ids)
+
+
+def _claim_due(now: Any = None) -> list[int]:
+    """Claim every enabled policy that is due and create its queued run. Row locks keep two
+    beats from claiming one policy."""
     now = now or timezone.now()
     runs: list[int] = []
     with transaction.atomic():
@@ -136,13 +155,16 @@ def queue_due(now: Any = None) -> list[int]:
 
 
 def start_run(policy: RetentionPolicy) -> PolicyRun:
-    """A run asked for by a person ("Run now"); the schedule moves on from now."""
+    """A run asked for by a person ("Run now"), queued for a worker; the schedule moves on
+    from now."""
     now = timezone.now()
     RetentionPolicy.objects.filter(pk=policy.pk).update(next_run_at=now + policy.interval)
-    return PolicyRun.objects.create(policy=policy)
+    run = PolicyRun.objects.create(policy=policy)
+    queue.send(queue.POLICY, run.pk)
+    return run
 
 
-def run(run_id: int, sync_first: bool = True) -> PolicyRun:
+def perform_run(run_id: int, sync_first: bool = True) -> PolicyRun:
     """Carry out one queued run. A redelivered task finds it no longer queued and stops."""
     claimed = PolicyRun.objects.filter(pk=run_id, status=PolicyRun.Status.QUEUED).update(
         status=PolicyRun.Status.RUNNING, started_at=timezone.now())
@@ -190,8 +212,8 @@ def _carry_out(policy_run: PolicyRun, policy: RetentionPolicy, sync_first: bool)
     scope = {"policy": policy.pk, "policy_name": policy.name, "policy_run": policy_run.pk,
              "older_than_days": policy.older_than_days}
     try:
-        request = erasure.freeze(policy.owner, matching(policy, failed), scope)
-    except erasure.SelectionError as exc:
+        request = lifecycle.freeze(policy.owner, matching(policy, failed), scope)
+    except lifecycle.SelectionError as exc:
         _end(policy_run, PolicyRun.Status.NOTHING, str(exc))
         return
     jobs = _confirm(policy, list(ErasureJob.objects.filter(request=request)))
@@ -215,7 +237,7 @@ def _sync(policy: RetentionPolicy) -> tuple[list[str], set[int]]:
         if sync.in_progress(connection) is not None:
             notes.append(f"{connection.label}: a sync was already under way; used the mirror.")
             continue
-        result = sync.run(sync.start(connection, policy.owner).pk)
+        result = sync.perform_sync(sync.start(connection, policy.owner).pk)
         if result.status != result.Status.OK:
             notes.append(f"{connection.label}: sync failed ({result.error}); left out.")
             failed.add(connection.pk)
@@ -224,22 +246,18 @@ def _sync(policy: RetentionPolicy) -> tuple[list[str], set[int]]:
 
 def _confirm(policy: RetentionPolicy, jobs: list[ErasureJob]) -> list[ErasureJob]:
     if policy.mode == RetentionPolicy.Mode.AUTOMATIC:
-        return erasure.confirm(jobs, dry_run=False)
+        return lifecycle.confirm(jobs, dry_run=False)
     # Held for approval whatever the threshold: the policy's owner cannot approve it.
     now = timezone.now()
     held = []
     with transaction.atomic():
         for job in jobs:
-            locked = ErasureJob.objects.select_for_update().get(pk=job.pk)
-            locked.status = advance(locked.status, Event.CONFIRM)
-            locked.confirmed_at = now
-            locked.save(update_fields=["status", "confirmed_at"])
-            notify.announce(locked)
-            held.append(locked)
+            held.append(ErasureJob.objects.transition(job.pk, Event.CONFIRM, confirmed_at=now))
+            notify.announce(held[-1])
     return held
 
 
-def lost_runs(older_than: timedelta = timedelta(minutes=10)) -> list[int]:
+def _lost_runs(older_than: timedelta = timedelta(minutes=10)) -> list[int]:
     """Runs queued long ago that no worker claimed (a lost task message)."""
     return list(PolicyRun.objects.filter(
         status=PolicyRun.Status.QUEUED, created_at__lt=timezone.now() - older_than

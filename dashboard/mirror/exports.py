@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import ErasureJob, Message
+from ..models import ErasureJob, Message
 
 FIELDS = ["provider", "connection", "character", "conversation_id", "conversation_title",
           "message_id", "position", "author", "is_human", "created_at", "text"]

@@ -15,7 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from mozilla_django_oidc import views as oidc_views
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from .models import OIDCIdentity
+from ..models import OIDCIdentity
 
 
 class SubjectOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]

@@ -1,0 +1,169 @@
+"""Mirror a connection's histories: start a run, then perform it.
+
+A reader thread (`reader`) drives the provider with several requests in flight
+(``LETHE_SYNC_CONCURRENCY``, default 8) and hands what it read to the writer (`writer`) in
+this thread, which writes it in bulk (`bulk`) inside ONE transaction: a failed sync rolls
+back, leaves the existing mirror exactly as it was, and records why.
+
+Full on the first run, when asked, and once LETHE_FULL_SYNC_DAYS have passed since the last
+full one; otherwise incremental: messages are re-read only for conversations that are new,
+whose last-message time the provider reports as changed, or (where the provider reports no
+such time) that started shortly before the previous sync, because only those can have
+grown. A grown conversation is read from its newest page back to the page holding the
+newest message the mirror already has, and no further. What changed further back (a message
+deleted or edited elsewhere) is found by the next full sync.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+import providers
+
+from ..lib import queue
+from ..models import Connection, Message, MirrorState, SyncRun
+from .reader import Known, Reader
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+# A run still queued or running after this long lost its worker; it no longer blocks a new one.
+STALE = timedelta(minutes=30)
+
+
+def in_progress(connection: Connection) -> SyncRun | None:
+    """The run under way for this connection, after settling runs whose worker was lost."""
+    unfinished = connection.sync_runs.filter(
+        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING]
+    )
+    unfinished.filter(created_at__lt=timezone.now() - STALE).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(),
+        error="Interrupted: no worker finished it. Nothing was changed; sync again.",
+    )
+    return unfinished.first()
+
+
+def start(connection: Connection, user: Any = None, *, full: bool = False,
+          send: bool = False) -> SyncRun:
+    """A new run, full when asked or when no full run succeeded recently; with ``send`` it
+    is handed to a worker (else the caller performs it)."""
+    recent_full = timezone.now() - timedelta(days=settings.LETHE_FULL_SYNC_DAYS)
+    full = full or not connection.sync_runs.filter(
+        status=SyncRun.Status.OK, full=True, started_at__gte=recent_full).exists()
+    run = SyncRun.objects.create(
+        connection=connection,
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+        full=full,
+    )
+    if send:
+        queue.send(queue.SYNC, run.pk)
+    return run
+
+
+def perform_sync(run_id: int) -> SyncRun:
+    """Carry out a queued run; a finished one is returned as it is."""
+    sync_run = SyncRun.objects.select_related("connection").get(pk=run_id)
+    if sync_run.finished:
+        return sync_run
+    connection = sync_run.connection
+    sync_run.status = SyncRun.Status.RUNNING
+    sync_run.started_at = timezone.now()
+    sync_run.save(update_fields=["status", "started_at"])
+    since = None if sync_run.full else connection.last_synced_at
+    known = _known(connection, incremental=since is not None)
+    reader: Reader | None = None
+    try:
+        in_flight = max(1, settings.LETHE_SYNC_CONCURRENCY)
+        reader = Reader(connection.open_provider(), known, since, in_flight)
+        with _responsive_reader():
+            reader.start()
+            with transaction.atomic():
+                Writer(connection, sync_run, known).consume(reader.items())
+    except providers.ProviderError as exc:
+        _fail(sync_run, connection, exc)
+    except Exception as exc:  # keep the run row honest whatever went wrong
+        log.exception("sync %s failed", sync_run.pk)
+        _fail(sync_run, connection, exc, unexpected=True)
+    finally:
+        if reader is not None:
+            reader.halt()
+    return sync_run
+
+
+def _known(connection: Connection, incremental: bool) -> dict[str, Known]:
+    convs = connection.conversations.all()
+    fields = ["provider_id", "pk", "last_message_at", "mirror_state"]
+    if incremental:
+        newest = Message.objects.filter(
+            conversation=OuterRef("pk"), mirror_state=MirrorState.PRESENT
+        ).order_by("-position")
+        convs = convs.annotate(newest_id=Subquery(newest.values("provider_id")[:1]),
+                               newest_position=Subquery(newest.values("position")[:1]))
+        fields += ["newest_id", "newest_position", "title"]
+    return {row[0]: Known(*row[1:]) for row in convs.values_list(*fields).iterator(
+        chunk_size=5000)}
+
+
+def _fail(sync_run: SyncRun, connection: Connection, exc: Exception,
+          unexpected: bool = False) -> None:
+    provider_label = connection.provider_label
+    if isinstance(exc, providers.AuthError):
+        reason = f"{provider_label} refused the key ending {connection.secret_hint}: {exc}. " \
+            "Replace the key on the connection."
+        connection.status = Connection.Status.INVALID
+    elif unexpected:
+        reason = f"Internal error while syncing ({type(exc).__name__}); nothing was changed."
+    else:
+        reason = f"{provider_label}: {exc}"
+    connection.last_error = reason
+    connection.save(update_fields=["status", "last_error"])
+    sync_run.status = SyncRun.Status.FAILED
+    sync_run.error = reason
+    sync_run.finished_at = timezone.now()
+    sync_run.save()
+
+
+class _Tuning:
+    """Process-wide settings held while any sync runs: the first sync of the process to
+    start sets them, the last to end restores them."""
+
+    lock = threading.Lock()
+    syncs = 0
+    switch = 0.005
+
+
+@contextmanager
+def _responsive_reader() -> Iterator[None]:
+    """Keep the reader's answers from waiting on this thread's bulk work.
+
+    Both threads share the GIL: with Python's default 5 ms switch interval an answer that
+    arrives while the writer formats rows waits up to 5 ms, several times per request, and
+    a full collection of the process's old objects stops both threads for tens of ms.
+    Measured on 2,000 chats at 20 ms latency, the two together cut the 90th percentile of
+    request time from 29 to 25 ms."""
+    with _Tuning.lock:
+        _Tuning.syncs += 1
+        if _Tuning.syncs == 1:
+            _Tuning.switch = sys.getswitchinterval()
+            sys.setswitchinterval(0.0005)
+            gc.freeze()  # what existed before the sync is not rescanned by every collection
+    try:
+        yield
+    finally:
+        with _Tuning.lock:
+            _Tuning.syncs -= 1
+            if _Tuning.syncs == 0:
+                gc.unfreeze()
+                sys.setswitchinterval(_Tuning.switch)
