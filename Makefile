@@ -17,10 +17,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/run.py
 
-test: $(STAMP)
-	$(PY) -m ruff check .
-	LETHE_DEBUG=1 $(PY) -m mypy
-	$(PY) -m bandit -q -c pyproject.toml -r dashboard providers
+test: lint
 	$(PY) scripts/audit_deps.py
 	$(PY) scripts/test.py $(PYTEST_ARGS)
 
@@ -28,10 +25,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
+# Style, types, security smells, and the layers of docs/architecture.md.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	LETHE_DEBUG=1 $(PY) -m mypy
 	$(PY) -m bandit -q -c pyproject.toml -r dashboard providers
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
