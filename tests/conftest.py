@@ -10,9 +10,8 @@ import pytest
 from dashboard.mirror import sync
 from dashboard.models import Connection
 from providers.fakes.base import FakeServer
-from providers.fakes.convai import DEMO_KEY, ConvaiFake
-
-PASSWORD = "correct-horse-battery"  # noqa: S105 - test users only
+from providers.fakes.convai import ConvaiFake
+from tests.helpers import PASSWORD, make_connection, with_role
 
 
 @pytest.fixture(autouse=True)
@@ -35,16 +34,6 @@ def convai_server(convai_fake: ConvaiFake) -> Iterator[FakeServer]:
         yield server
 
 
-def with_role(user, role: str):  # type: ignore[no-untyped-def]
-    """Put a user in the group that carries `role` (viewer, operator, approver, admin)."""
-    from django.conf import settings
-    from django.contrib.auth.models import Group
-
-    group, _ = Group.objects.get_or_create(name=settings.LETHE_ROLE_GROUPS[role])
-    user.groups.add(group)
-    return type(user).objects.get(pk=user.pk)  # a fresh instance: roles are cached per object
-
-
 @pytest.fixture
 def owner(django_user_model):  # type: ignore[no-untyped-def]
     """The owner of the test connection; an operator, who may sync and request erasures."""
@@ -55,14 +44,6 @@ def owner(django_user_model):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def outsider(django_user_model):  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user("outsider", password=PASSWORD)
-
-
-def make_connection(owner, url: str, key: str = DEMO_KEY) -> Connection:  # type: ignore[no-untyped-def]
-    connection = Connection(owner=owner, provider="convai", label="Team Convai",
-                            options={"base_url": url})
-    connection.set_secrets({"api_key": key})
-    connection.save()
-    return connection
 
 
 @pytest.fixture

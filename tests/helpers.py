@@ -1,17 +1,27 @@
-"""Small helpers for tests that wait on another thread or process."""
+"""Helpers the tests of every domain share: users with a role, a connection to the Convai
+fake, erasure jobs drafted or confirmed from a mirror, and waiting on another thread or
+process. Fixtures built on them live in tests/conftest.py."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dashboard.erasure import lifecycle
+from dashboard.models import Connection, ErasureJob, MirrorState
+from providers.fakes.base import FakeProvider
+from providers.fakes.convai import DEMO_KEY
 
 T = TypeVar("T")
+# The checkout: where manage.py is, for tests that start the project's own programs.
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery"  # noqa: S105 - test users only
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
     """Poll until `predicate()` is truthy; fail with `what` when it never becomes so."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -19,3 +29,48 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "con
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def with_role(user, role: str):  # type: ignore[no-untyped-def]
+    """Put a user in the group that carries `role` (viewer, operator, approver, admin)."""
+    from django.conf import settings
+    from django.contrib.auth.models import Group
+
+    group, _ = Group.objects.get_or_create(name=settings.LETHE_ROLE_GROUPS[role])
+    user.groups.add(group)
+    return type(user).objects.get(pk=user.pk)  # a fresh instance: roles are cached per object
+
+
+def make_connection(owner, url: str, key: str = DEMO_KEY) -> Connection:  # type: ignore[no-untyped-def]
+    connection = Connection(owner=owner, provider="convai", label="Team Convai",
+                            options={"base_url": url})
+    connection.set_secrets({"api_key": key})
+    connection.save()
+    return connection
+
+
+def connect(owner: Any, fake: FakeProvider, url: str, label: str = "") -> Connection:
+    """A connection of ``owner`` to ``fake`` served at ``url``, with the fake's own key."""
+    secrets, options = fake.client_config(url)
+    connection = Connection(owner=owner, provider=fake.name, label=label or f"{fake.name} test",
+                            options=options)
+    connection.set_secrets(secrets)
+    connection.save()
+    return connection
+
+
+def draft_jobs(connection: Connection, n: int = 2, **kwargs: Any) -> list[ErasureJob]:
+    """The draft jobs of a selection of the first ``n`` present conversations."""
+    present = connection.conversations.filter(mirror_state=MirrorState.PRESENT).order_by("id")
+    ids = list(present.values_list("pk", flat=True)[:n])
+    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids),
+                               {}, **kwargs)
+    return list(ErasureJob.objects.filter(request=request))
+
+
+def confirmed_job(connection: Connection, n: int = 2, *, dry_run: bool = False,
+                  **kwargs: Any) -> ErasureJob:
+    """That selection confirmed, for the caller to run (nothing is queued)."""
+    [job] = lifecycle.confirm(draft_jobs(connection, n), dry_run=dry_run, enqueue=False,
+                              **kwargs)
+    return job

@@ -3,37 +3,14 @@ made from its fake's credentials syncs, and its conversations erase and verify."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from dashboard.erasure import lifecycle, worker
-from dashboard.mirror import sync
-from dashboard.models import Connection, ErasureItem, ErasureJob
+from dashboard.models import ErasureItem, ErasureJob
 from providers.fakes import FAKES
-from providers.fakes.base import FakeProvider, FakeServer
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=sorted(FAKES))
-def served(request: pytest.FixtureRequest) -> Iterator[tuple[FakeProvider, FakeServer]]:
-    fake = FAKES[request.param].sized(conversations=5, messages=4, seed=11)
-    with fake.serve() as server:
-        yield fake, server
-
-
-@pytest.fixture
-def mirrored(served, owner) -> tuple[FakeProvider, Connection]:  # type: ignore[no-untyped-def]
-    fake, server = served
-    secrets, options = fake.client_config(server.url)
-    connection = Connection(owner=owner, provider=fake.name, label=f"{fake.name} test",
-                            options=options)
-    connection.set_secrets(secrets)
-    connection.save()
-    run = sync.perform_sync(sync.start(connection).pk)
-    assert run.status == "ok", run.error
-    return fake, connection
+pytestmark = [pytest.mark.django_db,
+              pytest.mark.parametrize("mirrored", sorted(FAKES), indirect=True)]
 
 
 def test_sync_mirrors_what_the_provider_holds(mirrored) -> None:  # type: ignore[no-untyped-def]

@@ -1,13 +1,12 @@
 """The permission matrix: every page and fragment, for the owner, a member of a group the
 connection is shared with in each role, an outsider and an anonymous visitor. Whatever is
-refused changes nothing; an id someone cannot see is a 404 (DESIGN.md invariant 5)."""
+refused changes nothing; an id someone cannot see is a 404 (invariant 5 in docs/architecture.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
-from conftest import PASSWORD, with_role
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
@@ -22,6 +21,7 @@ from dashboard.models import (
     SyncRun,
 )
 from dashboard.team.roles import Role
+from tests.helpers import PASSWORD, with_role
 
 pytestmark = pytest.mark.django_db
 

@@ -10,19 +10,13 @@ import pytest
 from django.db import connection as db_connection
 from django.urls import reverse
 
-from dashboard.erasure import lifecycle, outcomes, sweeper, worker
+from dashboard.erasure import outcomes, sweeper, worker
 from dashboard.mirror import sync
 from dashboard.models import ErasureItem, ErasureJob
 from providers.records import Outcome, Target
+from tests.helpers import confirmed_job
 
 State = ErasureItem.State
-
-
-def confirmed(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
-    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    return lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                           enqueue=False)[0]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -30,7 +24,7 @@ def test_a_provider_call_longer_than_the_stuck_limit_keeps_its_items(connection,
                                                                      settings):
     settings.LETHE_STUCK_AFTER = 1
     assert sync.perform_sync(sync.start(connection).pk).status == "ok"
-    job = confirmed(connection, 2)
+    job = confirmed_job(connection, 2)
     convai_fake.stall_next(1, seconds=3.5)  # the call outlives the stuck limit three times
     thread = threading.Thread(target=lambda: (worker.work_job(job.pk), db_connection.close()))
     thread.start()
@@ -45,7 +39,7 @@ def test_a_provider_call_longer_than_the_stuck_limit_keeps_its_items(connection,
 
 @pytest.mark.django_db
 def test_a_late_answer_does_not_overwrite_an_item_a_cancel_settled(synced):
-    job = confirmed(synced, 2)
+    job = confirmed_job(synced, 2)
     ErasureJob.objects.filter(pk=job.pk).update(status="running")
     batch = worker.claim(job, 2)
     ErasureItem.objects.filter(pk=batch[0].pk).update(state=State.SKIPPED, detail="cancelled")

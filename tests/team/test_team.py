@@ -8,10 +8,8 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, with_role
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import Group
 from django.core.management import call_command
@@ -21,9 +19,9 @@ from django.urls import reverse
 from dashboard.erasure import lifecycle, worker
 from dashboard.models import AuditEvent, Connection, ErasureJob, SyncRun
 from dashboard.models.audit import AppendOnly
+from tests.helpers import PASSWORD, ROOT, with_role
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

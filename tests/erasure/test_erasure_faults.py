@@ -3,15 +3,14 @@ ends with the right outcome for every item, nothing lost and nothing deleted twi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from dashboard.erasure import lifecycle, worker
-from dashboard.mirror import sync
 from dashboard.models import Connection, ErasureItem, ErasureJob
 from providers.fakes import FAKES
-from providers.fakes.base import FakeProvider, FakeServer
+from providers.fakes.base import FakeProvider
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -66,22 +65,6 @@ CASES = [(name, label) for name in sorted(FAKES) for label in GENERIC] + [
     (name, label) for name in sorted(FAKES) for label, (knob, _) in SPECIFIC.items()
     if hasattr(FAKES[name], knob)
 ]
-
-
-@pytest.fixture
-def mirrored(request: pytest.FixtureRequest, owner) -> Iterator[tuple[FakeProvider, Connection]]:  # type: ignore[no-untyped-def]
-    fake = FAKES[request.param].sized(conversations=6, messages=3, seed=17)
-    with fake.serve() as server:
-        yield fake, _connect(fake, server, owner)
-
-
-def _connect(fake: FakeProvider, server: FakeServer, owner) -> Connection:  # type: ignore[no-untyped-def]
-    secrets, options = fake.client_config(server.url)
-    connection = Connection(owner=owner, provider=fake.name, label=fake.name, options=options)
-    connection.set_secrets(secrets)
-    connection.save()
-    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
-    return connection
 
 
 def _erase(connection: Connection, n: int) -> ErasureJob:

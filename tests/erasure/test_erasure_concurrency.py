@@ -9,20 +9,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection as db_connection
-from helpers import wait_for
 
-from dashboard.erasure import lifecycle, worker
+from dashboard.erasure import worker
 from dashboard.mirror import sync
 from dashboard.models import ErasureItem, ErasureJob
 from providers.fakes.convai import ConvaiFake
+from tests.helpers import ROOT, confirmed_job, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -31,18 +29,15 @@ def convai_fake() -> ConvaiFake:
     return ConvaiFake(seed=21, characters=12, sessions=4, turns=(1, 1))
 
 
-def confirmed_job(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
+def synced_job(connection, n: int) -> ErasureJob:  # type: ignore[no-untyped-def]
     assert sync.perform_sync(sync.start(connection).pk).status == "ok"
-    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    return lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                           enqueue=False)[0]
+    return confirmed_job(connection, n)
 
 
 def test_eight_concurrent_workers_never_send_an_item_twice(connection, convai_fake, settings):
     settings.LETHE_ERASE_BATCH = 3
     convai_fake.latency = 0.01
-    job = confirmed_job(connection, 40)
+    job = synced_job(connection, 40)
     start = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -106,7 +101,7 @@ def pool_child(worker: subprocess.Popen[bytes]) -> int:
 def test_a_killed_worker_leaves_no_item_unsettled_and_none_deleted_twice(
         connection, convai_fake, victim):
     convai_fake.latency = 0.15
-    job = confirmed_job(connection, 10)
+    job = synced_job(connection, 10)
     with tempfile.TemporaryDirectory() as broker_dir:
         worker = start_worker(broker_dir)
         try:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import with_role
 from django.contrib.auth.models import Group
 from django.core import mail
 
@@ -19,6 +18,7 @@ from dashboard.erasure import lifecycle, notify, worker
 from dashboard.lib import queue
 from dashboard.models import ErasureJob, JobNotification, Message
 from providers.fakes.convai import DEMO_KEY
+from tests.helpers import confirmed_job, with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -73,14 +73,6 @@ def worker_sends(monkeypatch):  # type: ignore[no-untyped-def]
             tasks.notify_job(pk)
 
     monkeypatch.setattr(queue, "dispatch", run)
-
-
-def confirmed_job(connection, n: int = 2, **kwargs) -> ErasureJob:  # type: ignore[no-untyped-def]
-    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                            enqueue=False, **kwargs)
-    return job
 
 
 def test_a_finished_job_is_announced_once_by_mail_and_webhook(synced, hook, worker_sends,

@@ -13,6 +13,7 @@ from dashboard.models import Connection, Conversation, Message, SyncRun
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
 from providers.fakes.characterai_data import Candidate, Turn
+from tests.helpers import connect
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +32,7 @@ def cai_server(cai_fake: CharacterAIFake) -> Iterator[FakeServer]:
 
 @pytest.fixture
 def cai(db, owner, cai_fake, cai_server) -> Connection:  # type: ignore[no-untyped-def]
-    secrets, options = cai_fake.client_config(cai_server.url)
-    connection = Connection(owner=owner, provider="characterai", label="Team C.AI",
-                            options=options)
-    connection.set_secrets(secrets)
-    connection.save()
-    return connection
+    return connect(owner, cai_fake, cai_server.url, "Team C.AI")
 
 
 @pytest.fixture

@@ -8,24 +8,16 @@ import json
 from datetime import timedelta
 
 import pytest
-from conftest import with_role
 from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.erasure import lifecycle, sweeper, worker
 from dashboard.lib import queue
 from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
+from tests.helpers import draft_jobs, with_role
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
-
-
-def draft(connection, n: int = 2, **kwargs) -> list[ErasureJob]:  # type: ignore[no-untyped-def]
-    present = connection.conversations.filter(mirror_state="present").order_by("id")
-    ids = list(present.values_list("pk", flat=True)[:n])
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {},
-                             **kwargs)
-    return list(ErasureJob.objects.filter(request=request))
 
 
 @pytest.fixture
@@ -37,7 +29,7 @@ def approver(django_user_model):  # type: ignore[no-untyped-def]
 def test_large_jobs_wait_for_an_approver_who_is_not_the_requester(synced, approver, settings,
                                                                    convai_fake):
     settings.LETHE_APPROVAL_THRESHOLD = 1
-    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
     assert job.status == ErasureJob.Status.AWAITING_APPROVAL
     worker.work_job(job.pk)
     assert not convai_fake.deletes  # nothing is sent while it waits
@@ -50,7 +42,7 @@ def test_large_jobs_wait_for_an_approver_who_is_not_the_requester(synced, approv
 
 def test_someone_without_the_approver_role_cannot_approve(synced, outsider, settings):
     settings.LETHE_APPROVAL_ALL = True
-    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
     with pytest.raises(lifecycle.NotAllowed, match="approver role"):
         lifecycle.approve(job, outsider)
 
@@ -58,7 +50,7 @@ def test_someone_without_the_approver_role_cannot_approve(synced, outsider, sett
 def test_the_cancel_window_holds_the_job_and_a_cancel_sends_nothing(synced, settings,
                                                                      convai_fake):
     settings.LETHE_CANCEL_WINDOW = 60
-    [job] = lifecycle.confirm(draft(synced, 3), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 3), dry_run=False, enqueue=False)
     assert job.status == ErasureJob.Status.SCHEDULED
     assert job.not_before > timezone.now() + timedelta(seconds=50)
     worker.work_job(job.pk)
@@ -72,7 +64,7 @@ def test_the_cancel_window_holds_the_job_and_a_cancel_sends_nothing(synced, sett
 
 def test_the_sweeper_releases_a_job_when_its_window_is_over(synced, settings):
     settings.LETHE_CANCEL_WINDOW = 60
-    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
     ErasureJob.objects.filter(pk=job.pk).update(not_before=timezone.now() - timedelta(seconds=1))
     assert sweeper.sweep() == [job.pk]
     job.refresh_from_db()
@@ -82,7 +74,7 @@ def test_the_sweeper_releases_a_job_when_its_window_is_over(synced, settings):
 def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake):
     first = synced.conversations.order_by("id").first()
     Conversation.objects.filter(pk=first.pk).update(protected=True)
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job = worker.work_job(job.pk)
     skipped = job.items.get(conversation=first)
     assert skipped.state == State.SKIPPED and "keep-list" in skipped.detail
@@ -93,16 +85,17 @@ def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake
 def test_pinned_messages_are_skipped_unless_included(synced, convai_fake):
     first = synced.conversations.order_by("id").first()
     Message.objects.filter(conversation=first, position=0).update(pinned=True)
-    [job] = lifecycle.confirm(draft(synced, 1), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 1), dry_run=False, enqueue=False)
     assert worker.work_job(job.pk).items.get().state == State.SKIPPED
     assert not convai_fake.deletes
-    [job] = lifecycle.confirm(draft(synced, 1), dry_run=False, include_pinned=True, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 1), dry_run=False, include_pinned=True,
+                              enqueue=False)
     assert worker.work_job(job.pk).items.get().state == State.VERIFIED
 
 
 def test_pause_stops_before_the_next_batch_and_resume_finishes(synced, convai_fake, settings):
     settings.LETHE_ERASE_BATCH = 1
-    [job] = lifecycle.confirm(draft(synced, 3), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 3), dry_run=False, enqueue=False)
     job = lifecycle.pause(job, synced.owner)
     assert worker.work_job(job.pk).status == ErasureJob.Status.PAUSED
     assert not convai_fake.deletes
@@ -113,7 +106,7 @@ def test_pause_stops_before_the_next_batch_and_resume_finishes(synced, convai_fa
 
 def test_failed_items_can_be_retried_or_skipped_in_bulk(synced, convai_fake):
     convai_fake.plan_gated_delete = True
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job = worker.work_job(job.pk)
     assert job.counts()[State.FAILED] == 2 and job.status == ErasureJob.Status.DONE
     convai_fake.plan_gated_delete = False
@@ -121,7 +114,7 @@ def test_failed_items_can_be_retried_or_skipped_in_bulk(synced, convai_fake):
     job = worker.work_job(job.pk)
     assert job.counts()[State.VERIFIED] == 2
     convai_fake.plan_gated_delete = True
-    [other] = lifecycle.confirm(draft(synced, 4), dry_run=False, enqueue=False)
+    [other] = lifecycle.confirm(draft_jobs(synced, 4), dry_run=False, enqueue=False)
     other = worker.work_job(other.pk)
     assert other.counts()[State.FAILED] == 4
     assert lifecycle.skip_failed(other, synced.owner) == 4
@@ -129,7 +122,7 @@ def test_failed_items_can_be_retried_or_skipped_in_bulk(synced, convai_fake):
 
 
 def test_a_refused_key_pauses_and_a_replaced_key_resumes(client, synced, convai_fake):
-    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
     synced.set_secrets({"api_key": "revoked-000000000000000000"})
     synced.save()
     job = worker.work_job(job.pk)
@@ -147,7 +140,7 @@ def test_a_refused_key_pauses_and_a_replaced_key_resumes(client, synced, convai_
 def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced, convai_fake):
     convai_fake.retry_after = 120
     convai_fake.fail_next(1, status=429, path="/character/chatHistory/delete")
-    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
     job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.RUNNING and job.throttled_until
     assert job.items.filter(state=State.PENDING, next_attempt_at__isnull=False).count() == 2
@@ -159,7 +152,7 @@ def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced,
 
 
 def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fake):
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     ErasureJob.objects.filter(pk=job.pk).update(status="running")
     claimed = worker.claim(job, 2)  # a worker took them, sent them, then died
     with convai_fake.lock:  # the deletes reached the provider
@@ -183,14 +176,14 @@ def test_a_confirmed_job_is_queued_for_several_workers_at_once(synced, settings,
     monkeypatch.setattr(queue, "dispatch", lambda task, pk, copies=1: queued.extend(
         [pk] * copies if task == queue.ERASE else []))
     with django_capture_on_commit_callbacks(execute=True):
-        [job] = lifecycle.confirm(draft(synced, 2), dry_run=False)
+        [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False)
     assert queued == [job.pk] * 3
 
 
 def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fake):
     # One batch went and was acknowledged; then the provider asked for a long wait, and
     # during it someone cancelled the rest.
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job = worker.work_job(job.pk)
     first, second = job.items.order_by("id")
     ErasureItem.objects.filter(pk=first.pk).update(state=State.ERASED)
@@ -204,7 +197,7 @@ def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fak
 
 
 def test_the_sweeper_leaves_a_job_to_the_worker_still_reading_it_back(synced, convai_fake):
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job.items.update(state=State.ERASED)  # sent and acknowledged, the read-back under way
     ErasureJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
     sweeper.sweep()
@@ -216,7 +209,7 @@ def test_the_sweeper_leaves_a_job_to_the_worker_still_reading_it_back(synced, co
 
 
 def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, synced):
-    jobs = draft(synced, 2)
+    jobs = draft_jobs(synced, 2)
     client.force_login(synced.owner)
     response = client.get(reverse("erase_export", args=[jobs[0].request, "jsonl"]))
     body = b"".join(response.streaming_content)
@@ -233,7 +226,7 @@ def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, syn
 
 
 def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job = worker.work_job(job.pk)
     client.force_login(synced.owner)
     data = json.loads(client.get(reverse("job_receipt_json", args=[job.pk])).content)
@@ -249,7 +242,7 @@ def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
 
 def test_job_page_actions_follow_the_state_machine(client, synced, settings):
     settings.LETHE_CANCEL_WINDOW = 60
-    [job] = lifecycle.confirm(draft(synced), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
     client.force_login(synced.owner)
     page = client.get(reverse("job", args=[job.pk])).content.decode()
     assert "Starts in" in page and "Cancel job" in page and "Pause" not in page
@@ -263,7 +256,7 @@ def test_job_page_actions_follow_the_state_machine(client, synced, settings):
 
 def test_an_acknowledged_item_the_provider_still_returns_is_reported_as_such(synced,
                                                                               convai_fake):
-    [job] = lifecycle.confirm(draft(synced, 2), dry_run=False, enqueue=False)
+    [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     # The provider said yes to both, but one is still there on the read-back.
     ErasureJob.objects.filter(pk=job.pk).update(status="running")
     job.items.update(state=State.ERASED)

@@ -1,6 +1,6 @@
 """A planted secret never leaves encrypted storage except inside the provider call: not in
 logs, task messages, pages, the admin, audit events, receipts or error reports, even when
-syncs and jobs fail (DESIGN.md invariant 6)."""
+syncs and jobs fail (invariant 6 in docs/architecture.md)."""
 
 from __future__ import annotations
 
