@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from .base import Provider
-from .characterai import CharacterAIProvider
-from .characterai_legacy import CharacterAILegacyProvider
+from .characterai import CharacterAILegacyProvider, CharacterAIProvider
 from .convai import ConvaiProvider
 from .errors import (
     AuthError,

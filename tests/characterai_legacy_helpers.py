@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from providers import Conversation, Message, Outcome, RateBudget, Target
-from providers.characterai_legacy import CharacterAILegacyProvider
+from providers.characterai.legacy import CharacterAILegacyProvider
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import DEMO_TOKEN as NEO_DEMO_TOKEN
 from providers.fakes.characterai_legacy import (

@@ -26,8 +26,8 @@ from providers import (
     Target,
     TemporaryError,
 )
-from providers.characterai import CharacterAIProvider
-from providers.characterai_errors import classify_response
+from providers.characterai.chat import CharacterAIProvider
+from providers.characterai.errors import classify_response
 from providers.fakes import FakeResponse, FakeServer
 from providers.fakes.characterai import DEMO_TOKEN, CharacterAIFake
 from providers.fakes.characterai_data import Chat, turn_json, user_json

@@ -38,7 +38,7 @@ from providers import (
     RateBudget,
     TemporaryError,
 )
-from providers.characterai_legacy import (
+from providers.characterai.legacy import (
     DELETE,
     HISTORIES,
     MESSAGES,

@@ -23,7 +23,7 @@ from characterai_legacy_helpers import (  # noqa: F401 - fake, server, fresh are
 )
 
 from providers import AuthError, RateLimited, Target
-from providers.characterai_legacy import DELETE
+from providers.characterai.legacy import DELETE
 from providers.fakes.base import FakeResponse, FakeServer
 from providers.fakes.characterai_legacy import CharacterAILegacyFake
 

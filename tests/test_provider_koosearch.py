@@ -26,7 +26,7 @@ from providers import (
 )
 from providers.fakes.base import FakeResponse, FakeServer
 from providers.fakes.koosearch import DEMO_DOMAIN, DEMO_PASSWORD, DEMO_USER, KooSearchFake
-from providers.koosearch import INVALID_ID, NOT_DELETED, SOFT_DELETED, KooSearchProvider
+from providers.koosearch.client import INVALID_ID, NOT_DELETED, SOFT_DELETED, KooSearchProvider
 from providers.records import Outcome
 from providers.tokens import MemoryTokenCache
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from .errors import (
+from ..errors import (
     AuthError,
     NotFound,
     PermanentError,
@@ -43,7 +43,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import HttpClient, body_json, parse_retry_after
+from ..http import HttpClient, body_json, parse_retry_after
 
 log = logging.getLogger("providers.http")
 

@@ -1,6 +1,6 @@
 """Helpers of the legacy Character.AI provider: reading its JSON and sending deletes.
 
-Kept apart from ``characterai_legacy`` only to keep each module short; the choices they
+Kept apart from ``legacy`` only to keep each module short; the choices they
 implement are written down in that module's docstring.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import batched
-from .errors import (
+from ..base import batched
+from ..errors import (
     AuthError,
     NotFound,
     PermanentError,
@@ -18,8 +18,8 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import HttpClient
-from .records import Outcome, OutcomeStatus, Target
+from ..http import HttpClient
+from ..records import Outcome, OutcomeStatus, Target
 
 # uuid -> (status, detail) of the delete that carried it.
 Results = dict[str, tuple[OutcomeStatus, str]]

@@ -2,7 +2,7 @@
 
 The ``plus`` host with ``Authorization: Token <token>`` (a pasted leading "Token " is
 stripped). Character.AI's error answers (``{"detail"}``, ``{"status": "Error…"}``,
-``{"force_login": true}``, Cloudflare pages) are mapped by ``characterai_errors``, shared
+``{"force_login": true}``, Cloudflare pages) are mapped by ``errors``, shared
 with the chat v2 provider. The unit of erasure is the message, by its ``uuid``; a history
 itself cannot be deleted, so erasing a conversation deletes every message in it and leaves
 the empty history behind.
@@ -53,25 +53,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from .base import Provider
-from .characterai_errors import (
-    AUTH_HINT,
-    AUTH_STATUSES,
-    ERROR_KEYS,
-    auth_headers,
-    install,
-    normalize_token,
-)
-from .characterai_legacy_support import (
-    as_object,
-    as_objects,
-    ident,
-    message_number,
-    send_deletes,
-    settle,
-)
-from .errors import AuthError, NotFound, PermanentError, ProtocolError, ProviderError
-from .records import (
+from ..base import Provider
+from ..errors import AuthError, NotFound, PermanentError, ProtocolError, ProviderError
+from ..records import (
     Account,
     Capabilities,
     Character,
@@ -82,7 +66,23 @@ from .records import (
     Presence,
     Target,
 )
-from .times import utc
+from ..times import utc
+from .errors import (
+    AUTH_HINT,
+    AUTH_STATUSES,
+    ERROR_KEYS,
+    auth_headers,
+    install,
+    normalize_token,
+)
+from .legacy_support import (
+    as_object,
+    as_objects,
+    ident,
+    message_number,
+    send_deletes,
+    settle,
+)
 
 DEFAULT_PLUS_URL = "https://plus.character.ai"
 USER = "/chat/user/"

@@ -3,7 +3,7 @@
 Every path sits under ``P = /v1/{project_id}/applications/{application_id}/uni-search``:
 ``GET P/chat-history`` lists chats page by page, ``GET P/chat-history/{id}`` reads one
 chat's questions and answers, ``DELETE P/chat-history/batch`` erases whole chats. The IAM
-token every request carries is issued, cached and renewed by ``koosearch_iam``.
+token every request carries is issued, cached and renewed by ``iam``.
 
 The "character" of this provider is the knowledge repository a chat was asked against
 (``knowledge_repo_id``). The unit of erasure is the whole chat: message ids are synthetic
@@ -17,7 +17,7 @@ Choices made where the reference says UNCONFIRMED (or where it looks wrong):
   The token is scoped by project id (``scope.project.id``).
 - Ids: the docs say project and application ids "must start with a letter", but project ids
   are 32 hex digits and application ids UUIDs, which begin with a digit 10 times in 16, so
-  only "1 to 64 letters, digits, ``_`` or ``-``" is enforced (``koosearch_iam.ID_PATTERN``).
+  only "1 to 64 letters, digits, ``_`` or ``-``" is enforced (``iam.ID_PATTERN``).
 - Errors: ``{"error_code", "error_msg"}``, or an array of them; codes starting with
   ``APIGW`` are said to come from API Gateway. 401 and 403 are retried once with a new
   token, then an AuthError (403: the user lacks KooSearch permissions); 404 NotFound, 429
@@ -54,8 +54,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from .base import batched
-from .errors import (
+from ..base import batched
+from ..errors import (
     AuthError,
     NotFound,
     PermanentError,
@@ -64,8 +64,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .koosearch_iam import HuaweiTokenProvider, valid_id
-from .records import (
+from ..records import (
     Account,
     Capabilities,
     Character,
@@ -77,6 +76,7 @@ from .records import (
     Presence,
     Target,
 )
+from .iam import HuaweiTokenProvider, valid_id
 
 DEFAULT_BASE_URL = "https://css.{region}.myhuaweicloud.com"
 PAGE_SIZE = 100

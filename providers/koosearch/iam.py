@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .base import Provider
-from .errors import (
+from ..base import Provider
+from ..errors import (
     AuthError,
     PermanentError,
     ProtocolError,
@@ -51,8 +51,8 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import error_text, parse_retry_after
-from .tokens import TokenCache
+from ..http import error_text, parse_retry_after
+from ..tokens import TokenCache
 
 log = logging.getLogger("providers.koosearch")
 

@@ -3,7 +3,7 @@
 Two hosts, both options so that a gateway or one local fake can stand in: ``neo_url``
 (chats and turns) and ``plus_url`` (the account). Every request carries
 ``Authorization: Token <token>``. Character.AI's error answers (neo_error bodies, Cloudflare
-pages, CSRF pages) are mapped in ``characterai_errors``, shared with the legacy provider.
+pages, CSRF pages) are mapped in ``errors``, shared with the legacy provider.
 
 There is no call that lists characters or deletes a chat, so:
 
@@ -20,7 +20,7 @@ There is no call that lists characters or deletes a chat, so:
   ones included: whether a chat holding pinned messages may be erased is the dashboard's
   decision, taken when the job is frozen.
 - Cloudflare pages (error 1015, challenges), CSRF pages and neo_error bodies are told apart
-  in ``characterai_errors``: a Cloudflare block is RateLimited or TemporaryError, never a
+  in ``errors``: a Cloudflare block is RateLimited or TemporaryError, never a
   bad token. The rate budget is 2 requests/s, burst 4 (Character.AI's limit is unknown).
 
 Choices made where the reference says UNCONFIRMED:
@@ -58,18 +58,10 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
-from .base import Provider
-from .characterai_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
-from .characterai_errors import (
-    AUTH_STATUSES,
-    ERROR_KEYS,
-    auth_headers,
-    install,
-    normalize_token,
-)
-from .errors import AuthError, NotFound, PermanentError, ProtocolError
-from .http import HttpClient, RateBudget
-from .records import (
+from ..base import Provider
+from ..errors import AuthError, NotFound, PermanentError, ProtocolError
+from ..http import HttpClient, RateBudget
+from ..records import (
     Account,
     Capabilities,
     Character,
@@ -80,8 +72,16 @@ from .records import (
     Presence,
     Target,
 )
-from .times import utc
-from .tokens import TokenCache
+from ..times import utc
+from ..tokens import TokenCache
+from .chat_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
+from .errors import (
+    AUTH_STATUSES,
+    ERROR_KEYS,
+    auth_headers,
+    install,
+    normalize_token,
+)
 
 NEO_URL = "https://neo.character.ai"
 PLUS_URL = "https://plus.character.ai"
@@ -388,7 +388,7 @@ class CharacterAIProvider(Provider):
         except NotFound:
             return None
 
-    # -- erasing (characterai_erase) -----------------------------------------------------
+    # -- erasing (chat_erase) ------------------------------------------------------------
 
     async def remove_turns(self, chat_id: str, ids: Sequence[str]) -> Any:
         return await self.http.write("POST", f"/turns/{chat_id}/remove",
