@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import pytest
@@ -34,28 +34,8 @@ T = TypeVar("T")
 TOKENS = "/v3/auth/tokens"
 
 
-@pytest.fixture(scope="module")
-def fake() -> KooSearchFake:
+def make_fake() -> KooSearchFake:
     return KooSearchFake(seed=5, repos=2, chats=6, latency=0.001)
-
-
-@pytest.fixture(scope="module")
-def server(fake: KooSearchFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: KooSearchFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.password = DEMO_PASSWORD
-    fake.soft_delete = False
-    fake.count_spelling = "camel"
-    fake.error_array = False
-    fake.iam_error_style = "keystone"
-    fake.token_ttl = 86400.0
-    fake.retry_after = 1.0
 
 
 def make(server: FakeServer, fake: KooSearchFake, password: str = DEMO_PASSWORD,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,23 +33,8 @@ DELETE = "/character/chatHistory/delete"
 SESSIONS = "/character/chatHistory/list"
 
 
-@pytest.fixture(scope="module")
-def fake() -> ConvaiFake:
+def make_fake() -> ConvaiFake:
     return ConvaiFake(seed=5, characters=2, sessions=5, latency=0.001)
-
-
-@pytest.fixture(scope="module")
-def server(fake: ConvaiFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: ConvaiFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.plan_gated_delete = False
-    fake.retry_after = 1.0
 
 
 def make(server: FakeServer, key: str = DEMO_KEY, **kwargs: Any) -> ConvaiProvider:

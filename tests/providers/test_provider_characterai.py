@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -35,26 +35,9 @@ from providers.fakes.characterai_data import Chat, turn_json, user_json
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def fake() -> CharacterAIFake:
+def make_fake() -> CharacterAIFake:
     return CharacterAIFake(seed=5, characters=2, chats=3, turns=(8, 30), archived=1,
                            latency=0.001)
-
-
-@pytest.fixture(scope="module")
-def server(fake: CharacterAIFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAIFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.tokens = frozenset({DEMO_TOKEN})
-    fake.retry_after = 1.0
-    fake.max_turn_ids = None
-    fake.last_token_style = "null"
 
 
 def make(server: FakeServer, token: str = DEMO_TOKEN, **kwargs: Any) -> CharacterAIProvider:

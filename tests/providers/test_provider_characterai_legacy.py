@@ -10,20 +10,17 @@ import logging
 from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (  # noqa: F401 - fake, server, fresh are fixtures
+from characterai_legacy_helpers import (
     GONE_NOTE,
     erase,
-    fake,
-    fresh,
     history_target,
     listing,
     make,
+    make_fake,  # noqa: F401 - the conftest builds this module's fake with it
     message_targets,
     new_history,
     read,
-    restore,
     run,
-    server,
     verify,
 )
 
