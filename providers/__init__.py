@@ -14,7 +14,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import RateBudget
+from .http import HttpPolicy, RateBudget
 from .koosearch import KooSearchProvider
 from .records import (
     Account,
@@ -52,6 +52,7 @@ __all__ = [
     "ConvaiProvider",
     "Conversation",
     "FieldSpec",
+    "HttpPolicy",
     "KooSearchProvider",
     "Message",
     "NotFound",

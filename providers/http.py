@@ -21,6 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -50,6 +51,26 @@ _NOT_SENT = (
     httpx.UnsupportedProtocol,
     httpx.LocalProtocolError,
 )
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """How patient one connection's HTTP client is, in seconds: one value travels from the
+    settings through the provider to each of its clients.
+
+    ``retries`` is how many times a failed request may be sent again; the wait before retry
+    n (counting from 0) is drawn between 0 and ``backoff * 2**n``, at most ``max_backoff``,
+    so that workers sharing a key do not retry in lockstep. A 429
+    whose Retry-After asks for longer than ``max_retry_wait`` is raised as RateLimited at
+    once, so the job pauses rather than a worker sleeping through it.
+    """
+
+    timeout: float = 15.0
+    connect_timeout: float = 10.0  # at most ``timeout``
+    retries: int = 2
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_wait: float = 5.0
 
 
 class RateBudget:
@@ -185,30 +206,24 @@ class HttpClient:
         base_url: str,
         *,
         label: str,
-        headers: Mapping[str, str],
+        policy: HttpPolicy = HttpPolicy(),
+        headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 15.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        max_retry_wait: float = 5.0,
         budget: RateBudget | None = None,
         error_keys: Collection[str] = DEFAULT_ERROR_KEYS,
         auth_statuses: Collection[int] = (401, 403),
     ) -> None:
         self.label = label
-        self.retries = max(0, retries)
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_retry_wait = max_retry_wait
+        self.policy = policy
         self.budget = budget
         self.error_keys = error_keys
         self.auth_statuses = auth_statuses
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers=dict(headers),
+            headers=dict(headers or {}),
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=httpx.Timeout(policy.timeout,
+                                  connect=min(policy.timeout, policy.connect_timeout)),
             follow_redirects=False,
         )
 
@@ -238,7 +253,8 @@ class HttpClient:
 
     def _delay(self, attempt: int) -> float:
         # Full jitter keeps many workers sharing one key from retrying in lockstep.
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+        policy = self.policy
+        return random.uniform(0, min(policy.max_backoff, policy.backoff * 2**attempt))
 
     async def _request(self, method: str, path: str, json_body: Any,
                        params: Mapping[str, str] | None, *, write: bool) -> Any:
@@ -255,7 +271,7 @@ class HttpClient:
                 sent = not isinstance(exc, _NOT_SENT)
                 self._log(method, path, None, started, type(exc).__name__)
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-                if (write and sent) or attempt >= self.retries:
+                if (write and sent) or attempt >= self.policy.retries:
                     raise TemporaryError(
                         f"{self.label}: the connection {kind} ({type(exc).__name__})", sent=sent
                     ) from None
@@ -285,12 +301,12 @@ class HttpClient:
     def _retry_wait(self, response: httpx.Response, error: ProviderError, attempt: int,
                     *, write: bool) -> float | None:
         """How long to wait before trying again, or None to raise ``error`` now."""
-        if response.status_code not in RETRY_STATUSES or attempt >= self.retries:
+        if response.status_code not in RETRY_STATUSES or attempt >= self.policy.retries:
             return None
         if isinstance(error, RateLimited):
             # A 429 means the provider refused the request, so even a write may be re-sent.
             wait = error.retry_after if error.retry_after is not None else self._delay(attempt)
-            return wait if wait <= self.max_retry_wait else None
+            return wait if wait <= self.policy.max_retry_wait else None
         if write:
             return None
         return self._delay(attempt)

@@ -56,11 +56,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-import httpx
-
 from ..base import Provider
 from ..errors import AuthError, NotFound, PermanentError, ProtocolError
-from ..http import HttpClient, RateBudget
+from ..http import HttpClient
 from ..records import (
     Account,
     Capabilities,
@@ -73,7 +71,6 @@ from ..records import (
     Target,
 )
 from ..times import utc
-from ..tokens import TokenCache
 from .chat_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
 from .errors import (
     AUTH_STATUSES,
@@ -200,15 +197,9 @@ class CharacterAIProvider(Provider):
     error_keys: ClassVar[tuple[str, ...]] = ERROR_KEYS
     auth_statuses: ClassVar[tuple[int, ...]] = AUTH_STATUSES
 
-    def __init__(self, secrets: Mapping[str, str], options: Mapping[str, str], *,
-                 transport: httpx.AsyncBaseTransport | None = None, timeout: float = 15.0,
-                 retries: int = 2, budget: RateBudget | None = None, backoff: float = 0.5,
-                 max_retry_wait: float = 5.0, token_cache: TokenCache | None = None,
-                 cache_key: str = "") -> None:
-        super().__init__(secrets, options, transport=transport, timeout=timeout,
-                         retries=retries, budget=budget, backoff=backoff,
-                         max_retry_wait=max_retry_wait, token_cache=token_cache,
-                         cache_key=cache_key)
+    def __init__(self, secrets: Mapping[str, str], options: Mapping[str, str],
+                 **kwargs: Any) -> None:
+        super().__init__(secrets, options, **kwargs)
         token = normalize_token(self._secrets["token"])
         if not token:
             raise PermanentError("Character.AI: the secret 'Token' is missing")
@@ -236,12 +227,7 @@ class CharacterAIProvider(Provider):
         if self.options["plus_url"] == self.options["neo_url"]:
             self._plus = self.http  # one gateway or fake serving both: one connection pool
         else:
-            self._plus = install(HttpClient(
-                self.options["plus_url"], label=self.label, headers=self._headers(),
-                transport=self._transport, timeout=self._timeout, retries=self._retries,
-                backoff=self._backoff, max_retry_wait=self._max_retry_wait, budget=self.budget,
-                error_keys=self.error_keys, auth_statuses=self.auth_statuses,
-            ))
+            self._plus = install(self._open(self.options["plus_url"]))
         self._recent = None
         return self
 

@@ -330,7 +330,8 @@ class HuaweiTokenProvider(Provider):
         self._iam = httpx.AsyncClient(
             base_url=self.options["iam_url"],
             transport=self._given_transport or default_transport(self.options["iam_url"]),
-            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
+            timeout=httpx.Timeout(self.policy.timeout,
+                                  connect=min(self.policy.timeout, self.policy.connect_timeout)),
             follow_redirects=False,
         )
         return await super().__aenter__()
@@ -347,8 +348,9 @@ class HuaweiTokenProvider(Provider):
     async def _issue(self) -> tuple[str, datetime]:
         if self._iam is None:
             raise RuntimeError("use the provider inside `async with provider:`")
-        return await issue_token(self._iam, self.login, retries=self._retries,
-                                 backoff=self._backoff, max_retry_wait=self._max_retry_wait)
+        return await issue_token(self._iam, self.login, retries=self.policy.retries,
+                                 backoff=self.policy.backoff,
+                                 max_retry_wait=self.policy.max_retry_wait)
 
     async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                    body: Any = None, write: bool = False) -> Any:

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from providers import Conversation, Message, Outcome, RateBudget, Target
+from providers import Conversation, HttpPolicy, Message, Outcome, RateBudget, Target
 from providers.characterai.legacy import CharacterAILegacyProvider
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai_legacy import (
@@ -25,9 +25,9 @@ def make_fake() -> CharacterAILegacyFake:
     return CharacterAILegacyFake(seed=5, characters=2, histories=3, latency=0.001)
 
 
-def make(server: FakeServer, token: str = DEMO_TOKEN, **kwargs: Any
+def make(server: FakeServer, token: str = DEMO_TOKEN, *, retries: int = 2, **kwargs: Any
          ) -> CharacterAILegacyProvider:
-    kwargs.setdefault("backoff", 0.001)
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     return CharacterAILegacyProvider({"token": token}, {"plus_url": server.url}, **kwargs)
 

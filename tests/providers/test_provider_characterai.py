@@ -16,6 +16,7 @@ from providers import (
     AuthError,
     Character,
     Conversation,
+    HttpPolicy,
     Message,
     NotFound,
     Outcome,
@@ -40,8 +41,9 @@ def make_fake() -> CharacterAIFake:
                            latency=0.001)
 
 
-def make(server: FakeServer, token: str = DEMO_TOKEN, **kwargs: Any) -> CharacterAIProvider:
-    kwargs.setdefault("backoff", 0.001)
+def make(server: FakeServer, token: str = DEMO_TOKEN, *, retries: int = 2, **kwargs: Any
+         ) -> CharacterAIProvider:
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     options = {"neo_url": server.url, "plus_url": server.url}
     return CharacterAIProvider({"token": token}, options, **kwargs)

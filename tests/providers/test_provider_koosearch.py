@@ -15,6 +15,7 @@ from providers import (
     AuthError,
     Character,
     Conversation,
+    HttpPolicy,
     Message,
     NotFound,
     PermanentError,
@@ -39,8 +40,9 @@ def make_fake() -> KooSearchFake:
 
 
 def make(server: FakeServer, fake: KooSearchFake, password: str = DEMO_PASSWORD,
-         options: Mapping[str, str] | None = None, **kwargs: Any) -> KooSearchProvider:
-    kwargs.setdefault("backoff", 0.001)
+         options: Mapping[str, str] | None = None, *, retries: int = 2, **kwargs: Any
+         ) -> KooSearchProvider:
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     _, base = fake.client_config(server.url)
     return KooSearchProvider({"password": password}, {**base, **(options or {})}, **kwargs)
