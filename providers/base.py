@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .errors import PermanentError
-from .http import DEFAULT_ERROR_KEYS, HttpClient, HttpPolicy, RateBudget
+from .http import DEFAULT_ERROR_KEYS, Classifier, HttpClient, HttpPolicy, RateBudget
 from .records import (
     Account,
     Capabilities,
@@ -110,6 +110,11 @@ class Provider(abc.ABC):
     def _headers(self) -> dict[str, str]:
         """Headers sent with every request, including the credentials."""
 
+    def _classifier(self) -> Classifier | None:
+        """The provider's own reading of its answers, given to each of its clients as
+        HttpClient's ``classify``; None when status codes say it all."""
+        return None
+
     def _open(self, base_url: str) -> HttpClient:
         """A client to ``base_url`` that speaks for this provider: its credentials, policy,
         transport, rate budget and way of reading errors."""
@@ -122,6 +127,7 @@ class Provider(abc.ABC):
             budget=self.budget,
             error_keys=self.error_keys,
             auth_statuses=self.auth_statuses,
+            classify=self._classifier(),
         )
 
     async def __aenter__(self) -> Self:

@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -42,6 +42,9 @@ log = logging.getLogger("providers.http")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_ERROR_KEYS = ("ERROR", "API_ERROR", "INTERNAL_ERROR", "error", "message", "detail")
+
+# A provider's own reading of an answer; see HttpClient.
+Classifier = Callable[[httpx.Response], ProviderError | None]
 
 # Failures that happen before a single byte of the request left this process.
 _NOT_SENT = (
@@ -141,8 +144,9 @@ _NOT_JSON = object()
 
 
 def body_json(response: httpx.Response) -> Any:
-    """The response body as JSON, parsed once however many layers look at it (a response
-    hook classifies the answer, then the client returns it); ValueError if it is not JSON."""
+    """The response body as JSON, parsed once however many layers look at it (a provider's
+    ``classify`` hook reads the answer, then the client returns it); ValueError if it is not
+    JSON."""
     parsed = vars(response).get(_PARSED, _PARSED)
     if parsed is _PARSED:
         try:
@@ -199,7 +203,22 @@ def classify(
 
 
 class HttpClient:
-    """One httpx.AsyncClient plus the retry, budget and logging policy of a connection."""
+    """One httpx.AsyncClient plus the retry, budget and logging policy of a connection.
+
+    ``classify`` is the provider's own reading of its answers, for providers whose status
+    codes do not tell the whole story. It is called with every response, successes
+    included (a 200 may carry a refusal), before the generic reading by status, and:
+
+    - returns None to leave the answer to the generic reading;
+    - returns the ProviderError the answer means, which then meets the same rules as the
+      generic one: 408/5xx retried on reads, a 429 waited out when Retry-After allows, a
+      5xx to a write marked as possibly acted on. So a provider can word an answer
+      (its own error codes, say) without losing the retries;
+    - or raises a ProviderError, which ends the request as it is, with no retry: for
+      answers the provider knows are not worth repeating soon.
+
+    Every response is logged before the hook sees it, so its errors are logged like others.
+    """
 
     def __init__(
         self,
@@ -212,12 +231,14 @@ class HttpClient:
         budget: RateBudget | None = None,
         error_keys: Collection[str] = DEFAULT_ERROR_KEYS,
         auth_statuses: Collection[int] = (401, 403),
+        classify: Classifier | None = None,
     ) -> None:
         self.label = label
         self.policy = policy
         self.budget = budget
         self.error_keys = error_keys
         self.auth_statuses = auth_statuses
+        self._classify = classify
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=dict(headers or {}),
@@ -285,10 +306,9 @@ class HttpClient:
                     f"{self.label} sent a response that could not be read ({type(exc).__name__})"
                 ) from None
             self._log(method, path, response.status_code, started)
-            if response.is_success:
+            refusal = self._refusal(response)
+            if refusal is None:
                 return self._parse(response)
-            refusal = classify(response, label=self.label, keys=self.error_keys,
-                               auth_statuses=self.auth_statuses)
             wait = self._retry_wait(response, refusal, attempt, write=write)
             if wait is None:
                 if isinstance(refusal, TemporaryError) and write:
@@ -297,6 +317,16 @@ class HttpClient:
                 raise refusal
             await asyncio.sleep(wait)
             attempt += 1
+
+    def _refusal(self, response: httpx.Response) -> ProviderError | None:
+        """The error an answer means, or None for a success; the provider's hook reads it
+        first (and may raise)."""
+        if self._classify is not None and (error := self._classify(response)) is not None:
+            return error
+        if response.is_success:
+            return None
+        return classify(response, label=self.label, keys=self.error_keys,
+                        auth_statuses=self.auth_statuses)
 
     def _retry_wait(self, response: httpx.Response, error: ProviderError, attempt: int,
                     *, write: bool) -> float | None:

@@ -58,7 +58,7 @@ from typing import Any, ClassVar, Self
 
 from ..base import Provider
 from ..errors import AuthError, NotFound, PermanentError, ProtocolError
-from ..http import HttpClient
+from ..http import Classifier, HttpClient
 from ..records import (
     Account,
     Capabilities,
@@ -76,7 +76,7 @@ from .errors import (
     AUTH_STATUSES,
     ERROR_KEYS,
     auth_headers,
-    install,
+    classifier,
     normalize_token,
 )
 
@@ -221,13 +221,15 @@ class CharacterAIProvider(Provider):
     def _headers(self) -> dict[str, str]:
         return auth_headers(self.secret("token"))
 
+    def _classifier(self) -> Classifier:
+        return classifier(self.label)
+
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        install(self.http)
         if self.options["plus_url"] == self.options["neo_url"]:
             self._plus = self.http  # one gateway or fake serving both: one connection pool
         else:
-            self._plus = install(self._open(self.options["plus_url"]))
+            self._plus = self._open(self.options["plus_url"])
         self._recent = None
         return self
 

@@ -20,17 +20,16 @@ The generic ``http.classify`` reads a status code; Character.AI needs the body a
 - 5xx and 408 are left to the shared client, which retries reads and shows the reason
   phrase, never the HTML.
 
-``install(client)`` adds a response hook to an ``HttpClient`` so these answers raise the
-right error before the generic classifier sees them; the hook raises only where the
-generic result would be wrong, so 5xx/408 and JSON 429 keep the client's retries.
+``classifier(label)`` is the ``classify`` hook of every Character.AI ``HttpClient``: it
+raises the right error before the generic reading sees the answer, and only where the
+generic result would be wrong, so 5xx/408 and JSON 429 keep the client's retries. What it
+raises is final: a Cloudflare block lasts minutes, so retrying it at once only prolongs it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -43,9 +42,7 @@ from ..errors import (
     RateLimited,
     TemporaryError,
 )
-from ..http import HttpClient, body_json, parse_retry_after
-
-log = logging.getLogger("providers.http")
+from ..http import Classifier, body_json, parse_retry_after
 
 LABEL = "Character.AI"
 # Where Character.AI puts its text: neo uses `comment`, plus `detail`/`error`/`status`.
@@ -188,29 +185,18 @@ def classify_response(response: httpx.Response, *, label: str = LABEL) -> Provid
     return kind(f"{label} answered {status}: {text}{extra}", status=status)
 
 
-def response_hook(label: str = LABEL) -> Callable[[httpx.Response], Awaitable[None]]:
-    """An httpx response hook raising the Character.AI error an answer means."""
+def classifier(label: str = LABEL) -> Classifier:
+    """HttpClient's ``classify`` hook for Character.AI: raises the error an answer means,
+    with ``label`` naming the provider in its message."""
 
-    async def hook(response: httpx.Response) -> None:
-        await response.aread()
+    def classify(response: httpx.Response) -> None:
         status = response.status_code
         if status in _CLIENT_RETRIES:
             return  # the shared client retries these (reads) and keeps a short reason
         if status == 429 and _json(response) is not None:
             return  # a JSON 429: the shared client honours Retry-After and retries
         error = classify_response(response, label=label)
-        if error is None:
-            return
-        # The shared client never sees this answer, so it is logged here the same way.
-        log.info("%s %s -> %s (%s)", response.request.method, response.request.url.path,
-                 status, type(error).__name__)
-        raise error
+        if error is not None:
+            raise error
 
-    return hook
-
-
-def install(client: HttpClient) -> HttpClient:
-    """Make ``client`` raise Character.AI's errors (labelled as the client); returns it."""
-    hooks = client._client.event_hooks
-    hooks["response"] = [*hooks.get("response", []), response_hook(client.label)]
-    return client
+    return classify

@@ -51,10 +51,11 @@ Choices made where the reference says UNCONFIRMED:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from ..base import Provider
 from ..errors import AuthError, NotFound, PermanentError, ProtocolError, ProviderError
+from ..http import Classifier
 from ..records import (
     Account,
     Capabilities,
@@ -72,7 +73,7 @@ from .errors import (
     AUTH_STATUSES,
     ERROR_KEYS,
     auth_headers,
-    install,
+    classifier,
     normalize_token,
 )
 from .legacy_support import (
@@ -152,10 +153,8 @@ class CharacterAILegacyProvider(Provider):
     def _headers(self) -> dict[str, str]:
         return auth_headers(self.secret("token"))
 
-    async def __aenter__(self) -> Self:
-        await super().__aenter__()
-        install(self.http)
-        return self
+    def _classifier(self) -> Classifier:
+        return classifier(self.label)
 
     # -- reading -------------------------------------------------------------------------
 
