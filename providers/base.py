@@ -115,6 +115,11 @@ class Provider(abc.ABC):
         HttpClient's ``classify``; None when status codes say it all."""
         return None
 
+    def _auth(self) -> httpx.Auth | None:
+        """Credentials added to each request as it leaves (HttpClient's ``auth``), for those
+        that change while the provider works; None when ``_headers`` carries them."""
+        return None
+
     def _open(self, base_url: str) -> HttpClient:
         """A client to ``base_url`` that speaks for this provider: its credentials, policy,
         transport, rate budget and way of reading errors."""
@@ -128,6 +133,7 @@ class Provider(abc.ABC):
             error_keys=self.error_keys,
             auth_statuses=self.auth_statuses,
             classify=self._classifier(),
+            auth=self._auth(),
         )
 
     async def __aenter__(self) -> Self:

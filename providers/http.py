@@ -159,12 +159,17 @@ def body_json(response: httpx.Response) -> Any:
     return parsed
 
 
+def json_or_none(response: httpx.Response) -> Any:
+    """``body_json``, or None when the body is not JSON (a gateway's HTML page, say)."""
+    try:
+        return body_json(response)
+    except ValueError:
+        return None
+
+
 def error_text(response: httpx.Response, keys: Collection[str] = DEFAULT_ERROR_KEYS) -> str:
     """The provider's own explanation from an error body, trimmed; never the request."""
-    try:
-        body = body_json(response)
-    except ValueError:
-        body = None
+    body = json_or_none(response)
     if isinstance(body, dict):
         for key in keys:
             value = body.get(key)
@@ -185,11 +190,13 @@ def classify(
     label: str,
     keys: Collection[str] = DEFAULT_ERROR_KEYS,
     auth_statuses: Collection[int] = (401, 403),
+    message: str = "",
 ) -> ProviderError:
-    """Map an error response onto the provider error hierarchy."""
+    """Map an error response onto the provider error hierarchy by its status. ``message``
+    is the sentence to raise with when the provider words it itself; by default it quotes
+    the provider's explanation found under ``keys``."""
     status = response.status_code
-    text = error_text(response, keys)
-    message = f"{label} answered {status}: {text}"
+    message = message or f"{label} answered {status}: {error_text(response, keys)}"
     if status in auth_statuses:
         return AuthError(message, status=status)
     if status == 404:
@@ -218,6 +225,11 @@ class HttpClient:
       answers the provider knows are not worth repeating soon.
 
     Every response is logged before the hook sees it, so its errors are logged like others.
+
+    ``auth`` (an httpx.Auth) is for credentials that change while the client lives, such as
+    a token that must be fetched and renewed. httpx runs it inside each send, after the
+    rate budget granted the request, so a token is never taken and then left to age in the
+    queue; only the answer its flow ends with reaches the retry rules and ``classify``.
     """
 
     def __init__(
@@ -232,6 +244,7 @@ class HttpClient:
         error_keys: Collection[str] = DEFAULT_ERROR_KEYS,
         auth_statuses: Collection[int] = (401, 403),
         classify: Classifier | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.label = label
         self.policy = policy
@@ -243,6 +256,7 @@ class HttpClient:
             base_url=base_url,
             headers=dict(headers or {}),
             transport=transport,
+            auth=auth,
             timeout=httpx.Timeout(policy.timeout,
                                   connect=min(policy.timeout, policy.connect_timeout)),
             follow_redirects=False,
@@ -265,12 +279,21 @@ class HttpClient:
     async def read(self, method: str, path: str, *, json_body: Any = None,
                    params: Mapping[str, str] | None = None) -> Any:
         """A request with no side effect at the provider: retried, returns parsed JSON."""
-        return await self._request(method, path, json_body, params, write=False)
+        return self._parse(await self.request(method, path, json_body=json_body,
+                                              params=params))
 
     async def write(self, method: str, path: str, *, json_body: Any = None,
                     params: Mapping[str, str] | None = None) -> Any:
         """A request that changes state: never re-sent once it may have arrived."""
-        return await self._request(method, path, json_body, params, write=True)
+        return self._parse(await self.request(method, path, json_body=json_body,
+                                              params=params, write=True))
+
+    async def request(self, method: str, path: str, *, json_body: Any = None,
+                      params: Mapping[str, str] | None = None,
+                      write: bool = False) -> httpx.Response:
+        """The successful response itself, for a caller that needs more than its JSON (a
+        header, say); sent, retried and refused exactly as by ``read`` or ``write``."""
+        return await self._request(method, path, json_body, params, write=write)
 
     def _delay(self, attempt: int) -> float:
         # Full jitter keeps many workers sharing one key from retrying in lockstep.
@@ -278,7 +301,7 @@ class HttpClient:
         return random.uniform(0, min(policy.max_backoff, policy.backoff * 2**attempt))
 
     async def _request(self, method: str, path: str, json_body: Any,
-                       params: Mapping[str, str] | None, *, write: bool) -> Any:
+                       params: Mapping[str, str] | None, *, write: bool) -> httpx.Response:
         attempt = 0
         while True:
             if self.budget is not None:
@@ -308,7 +331,7 @@ class HttpClient:
             self._log(method, path, response.status_code, started)
             refusal = self._refusal(response)
             if refusal is None:
-                return self._parse(response)
+                return response
             wait = self._retry_wait(response, refusal, attempt, write=write)
             if wait is None:
                 if isinstance(refusal, TemporaryError) and write:

@@ -42,7 +42,7 @@ from ..errors import (
     RateLimited,
     TemporaryError,
 )
-from ..http import Classifier, body_json, parse_retry_after
+from ..http import Classifier, json_or_none, parse_retry_after
 
 LABEL = "Character.AI"
 # Where Character.AI puts its text: neo uses `comment`, plus `detail`/`error`/`status`.
@@ -71,13 +71,6 @@ def auth_headers(token: str) -> dict[str, str]:
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return body_json(response)
-    except ValueError:
-        return None
 
 
 def is_html(response: httpx.Response) -> bool:
@@ -133,7 +126,7 @@ def _codes(body: dict[str, Any]) -> str:
 def classify_response(response: httpx.Response, *, label: str = LABEL) -> ProviderError | None:
     """The error a Character.AI answer means, or None when it is a success."""
     status = response.status_code
-    body = _json(response)
+    body = json_or_none(response)
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if isinstance(body, dict) and body.get("force_login") is True:
         return AuthError(f"{label} wants a logged-in session (force_login). {AUTH_HINT}",
@@ -193,7 +186,7 @@ def classifier(label: str = LABEL) -> Classifier:
         status = response.status_code
         if status in _CLIENT_RETRIES:
             return  # the shared client retries these (reads) and keeps a short reason
-        if status == 429 and _json(response) is not None:
+        if status == 429 and json_or_none(response) is not None:
             return  # a JSON 429: the shared client honours Retry-After and retries
         error = classify_response(response, label=label)
         if error is not None:

@@ -189,7 +189,7 @@ class KooSearchProvider(HuaweiTokenProvider):
                     filters: Mapping[str, str] | None = None) -> tuple[list[Record], int | None]:
         """One page of the list and the number of pages, when the answer tells."""
         params = {"page_num": str(number), "page_size": str(size), **(filters or {})}
-        data = await self.call("GET", self._chats, params=params)
+        data = await self.http.read("GET", self._chats, params=params)
         if data is None:
             return [], 0
         if not isinstance(data, dict):
@@ -284,8 +284,8 @@ class KooSearchProvider(HuaweiTokenProvider):
         if not valid_id(chat_id):
             raise NotFound(f"{self.label} has no chat {chat_id[:80]!r}: {INVALID_ID}")
         repo = conversation.character_id
-        data = await self.call("GET", f"{self._chats}/{chat_id}",
-                                params={"repo_id": repo} if valid_id(repo) else None)
+        data = await self.http.read("GET", f"{self._chats}/{chat_id}",
+                                    params={"repo_id": repo} if valid_id(repo) else None)
         if data is not None and not isinstance(data, dict):
             raise ProtocolError(f"{self.label} sent a chat that is not an object")
         questions = (data or {}).get("question_models") or []
@@ -344,7 +344,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         if repos:
             body["repo_ids"] = repos[:100]
         try:
-            data = await self.call("DELETE", f"{self._chats}/batch", body=body, write=True)
+            data = await self.http.write("DELETE", f"{self._chats}/batch", json_body=body)
         except TemporaryError as exc:
             if not exc.sent:
                 raise

@@ -1,44 +1,33 @@
-"""Huawei IAM tokens, and the part of the KooSearch client that sends them (§3.4).
+"""Huawei IAM tokens, and the part of the KooSearch client that sends them.
 
 A project-scoped IAM user token comes from ``POST {iam_url}/v3/auth/tokens`` with the user's
-password (HTTP 201, the token in ``X-Subject-Token``, ``token.expires_at`` in the body) and
-goes in ``X-Auth-Token``. It is never logged and never put in an exception message.
+password (HTTP 201, the token in ``X-Subject-Token``, ``token.expires_at`` in the body;
+https://support.huaweicloud.com/intl/en-us/api-iam/iam_30_0001.html) and goes in
+``X-Auth-Token``. It is never logged and never put in an exception message.
 
-- ``issue_token``: a 401 is the password refused; the message names the user and the
-  account, never the password. IAM's error body is UNCONFIRMED: Keystone's ``{"error":
-  {"code", "message", "title"}}`` and Huawei's ``{"error_code", "error_msg"}`` are read.
+- ``issue_token`` asks IAM through an ``HttpClient`` of its own, so the request has the
+  connection's policy, retries and logs. Asking twice is harmless (IAM does not revoke the
+  older token), so it is sent as a read: outages and 5xx are retried. A 401 is the password
+  refused; the message names the user and the account, never the password.
 - ``TokenKeeper`` shares one token between the provider instances of a connection through
-  its ``TokenCache``, until five minutes before ``expires_at``. The key is ``cache_key``
-  plus a digest of IAM endpoint, user, account and project, so that after the connection
-  is edited a token issued for the old ones is not reused.
-- ``TokenTransport`` puts the token on each request and notes Huawei's error code: the
-  shared ``HttpClient`` takes fixed headers and returns only parsed bodies. Both travel in
-  context variables, which each asyncio task has its own copy of, so requests running
-  side by side never see each other's token or error.
-- ``HuaweiTokenProvider`` ties them together: a 401 or 403 drops the token, one new token
-  is fetched and the request sent once more (a refused request was not acted on, so even a
-  delete may go again); a second refusal is an AuthError. 403 is included because a token
-  keeps the roles it was issued with: permissions granted since need a new token.
+  its ``TokenCache``. The key is ``cache_key`` plus a digest of IAM endpoint, user, account
+  and project, so that after the connection is edited a token issued for the old ones is
+  not reused.
+- ``IamAuth`` puts the token on each request as it leaves and renews it once on a refusal.
+- ``HuaweiTokenProvider`` ties them together for a provider.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
-import random
 import re
-import ssl
-import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Self
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,27 +40,28 @@ from ..errors import (
     RateLimited,
     TemporaryError,
 )
-from ..http import error_text, parse_retry_after
+from ..http import Classifier, HttpClient, error_text, json_or_none, parse_retry_after
 from ..tokens import TokenCache
+from .errors import answer_classifier, huawei_error
 
 log = logging.getLogger("providers.koosearch")
 
+IAM = "Huawei IAM"
 TOKEN_PATH = "/v3/auth/tokens"  # noqa: S105 - a path, not a password  # nosec B105
-# A token is renewed this long before IAM says it expires, so no request races its expiry.
+TOKEN_HEADER = "X-Auth-Token"  # noqa: S105 - a header name  # nosec B105
+# A token is renewed this long before it expires, so that no request races its expiry: at
+# most RENEW_BEFORE, and a tenth of its lifetime for a short-lived one (else a token living
+# less than RENEW_BEFORE would never be used twice).
 RENEW_BEFORE = timedelta(minutes=5)
-# IAM documents 24 h; used only when the answer does not say (UNCONFIRMED shape).
+RENEW_FRACTION = 10
+# IAM documents 24 h; used only when the answer does not say.
 DEFAULT_LIFETIME = timedelta(hours=24)
-_RETRY = frozenset({408, 500, 502, 503, 504})
+# 403 renews too: a token keeps the roles it was issued with, so permissions granted since
+# need a new one.
+REFUSED = (401, 403)
 DEFAULT_IAM_URL = "https://iam.{region}.myhuaweicloud.com"
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REGION_PATTERN = re.compile(r"[a-z]{2,}(-[a-z0-9]+){1,4}")
-
-# The token the current task sends, and the last KooSearch refusal it received:
-# (HTTP status, error_code, error_msg).
-REQUEST_TOKEN: ContextVar[str] = ContextVar("koosearch_token", default="")
-LAST_REFUSAL: ContextVar[tuple[int, str, str] | None] = ContextVar(
-    "koosearch_refusal", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -104,108 +94,66 @@ def valid_id(value: str) -> bool:
     return bool(ID_PATTERN.fullmatch(value))
 
 
-def huawei_error(body: Any) -> tuple[str, str] | None:
-    """(code, message) from a Huawei error body: one object, an array of them, or Keystone's
-    ``{"error": {...}}``; None when the body is none of these."""
-    if isinstance(body, list) and body:
-        body = body[0]
-    if not isinstance(body, dict):
-        return None
-    if isinstance(body.get("error"), dict):
-        body = {"error_code": body["error"].get("code"), "error_msg":
-                body["error"].get("message") or body["error"].get("title")}
-    code, message = body.get("error_code"), body.get("error_msg")
-    if not isinstance(message, str) or not message.strip():
-        return None
-    # Keystone's numeric code only repeats the HTTP status; Huawei's codes say more.
-    code_text = code.strip()[:40] if isinstance(code, str) else ""
-    return code_text, message.strip()[:300]
+def iam_classifier(login: IamLogin) -> Classifier:
+    """The IAM client's ``classify`` hook: IAM's refusals, naming who was refused."""
 
+    def read(response: httpx.Response) -> ProviderError | None:
+        if response.is_success:
+            return None
+        found = huawei_error(json_or_none(response))
+        reason = (f"{found[1]} ({found[0]})" if found[0] else found[1]) if found else \
+            error_text(response)
+        status = response.status_code
+        who = f"user {login.user} in account {login.domain}"
+        if status == 401:
+            return AuthError(f"{IAM} refused the password for {who}: {reason}", status=status)
+        if status == 403:
+            return AuthError(f"{IAM} refused a token to {who}: {reason}", status=status)
+        if status == 429:
+            return RateLimited(f"{IAM} asked to slow down: {reason}",
+                               retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if status >= 500 or status == 408:
+            return TemporaryError(f"{IAM} answered {status}: {reason}", status=status)
+        return PermanentError(
+            f"{IAM} refused a token for {who} and project {login.project_id}: {reason}",
+            status=status,
+        )
 
-def _parse(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return read
 
 
 def _expiry(response: httpx.Response) -> datetime:
     try:
-        moment = datetime.fromisoformat(_parse(response)["token"]["expires_at"].strip())
+        moment = datetime.fromisoformat(json_or_none(response)["token"]["expires_at"].strip())
     except (AttributeError, KeyError, TypeError, ValueError):
         return datetime.now(UTC) + DEFAULT_LIFETIME
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _refusal(response: httpx.Response, login: IamLogin) -> Exception:
-    found = huawei_error(_parse(response))
-    reason = (f"{found[1]} ({found[0]})" if found[0] else found[1]) if found else \
-        error_text(response)
-    status = response.status_code
-    who = f"user {login.user} in account {login.domain}"
-    if status == 401:
-        return AuthError(f"Huawei IAM refused the password for {who}: {reason}", status=status)
-    if status == 403:
-        return AuthError(f"Huawei IAM refused a token to {who}: {reason}", status=status)
-    if status == 429:
-        return RateLimited(f"Huawei IAM asked to slow down: {reason}",
-                           retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if status >= 500 or status == 408:
-        return TemporaryError(f"Huawei IAM answered {status}: {reason}", status=status)
-    return PermanentError(
-        f"Huawei IAM refused a token for {who} and project {login.project_id}: {reason}",
-        status=status,
-    )
+async def issue_token(iam: HttpClient, login: IamLogin) -> tuple[str, datetime]:
+    """A new token and its expiry, from ``iam`` (a client of the IAM endpoint)."""
+    # nocatalog: the service catalog is large and not needed.
+    response = await iam.request("POST", TOKEN_PATH, params={"nocatalog": "true"},
+                                 json_body=login.body())
+    token = response.headers.get("X-Subject-Token", "").strip()
+    if not token:
+        raise ProtocolError(f"{IAM} answered without an X-Subject-Token header")
+    return token, _expiry(response)
 
 
-async def issue_token(client: httpx.AsyncClient, login: IamLogin, *, retries: int,
-                      backoff: float, max_retry_wait: float) -> tuple[str, datetime]:
-    """A new token and its expiry. Asking twice is harmless (IAM does not revoke the older
-    token), so outages and 5xx are retried like reads."""
-    attempt = 0
-    while True:
-        started = time.monotonic()
-        wait: float | None = None
-        try:
-            # nocatalog: the service catalog is large and not needed.
-            response = await client.post(TOKEN_PATH, params={"nocatalog": "true"},
-                                         json=login.body())
-        except httpx.TransportError as exc:
-            _log(None, started, type(exc).__name__)
-            if attempt >= retries:
-                raise TemporaryError(
-                    f"Huawei IAM: the connection failed ({type(exc).__name__})") from None
-            wait = random.uniform(0, backoff * 2**attempt)
-        except httpx.RequestError as exc:
-            raise ProtocolError(
-                f"Huawei IAM sent a response that could not be read ({type(exc).__name__})"
-            ) from None
-        else:
-            _log(response.status_code, started)
-            if response.is_success:
-                token = response.headers.get("X-Subject-Token", "").strip()
-                if not token:
-                    raise ProtocolError("Huawei IAM answered without an X-Subject-Token header")
-                return token, _expiry(response)
-            refusal = _refusal(response, login)
-            if attempt < retries and isinstance(refusal, RateLimited):
-                wait = refusal.retry_after if refusal.retry_after is not None else backoff
-                wait = wait if wait <= max_retry_wait else None
-            elif attempt < retries and response.status_code in _RETRY:
-                wait = random.uniform(0, backoff * 2**attempt)
-            if wait is None:
-                raise refusal
-        await asyncio.sleep(wait)
-        attempt += 1
-
-
-def _log(status: int | None, started: float, failure: str = "") -> None:
-    log.info("POST %s -> %s in %.0f ms", TOKEN_PATH, status if status is not None else failure,
-             (time.monotonic() - started) * 1000)
+def renew_at(expires_at: datetime, now: datetime) -> datetime:
+    """When a token that expires at ``expires_at``, issued ``now``, should be replaced."""
+    lifetime = max(expires_at - now, timedelta(0))
+    return expires_at - min(RENEW_BEFORE, lifetime / RENEW_FRACTION)
 
 
 class TokenKeeper:
-    """The connection's token: from the shared cache while fresh, else from IAM."""
+    """The connection's token: from the shared cache while fresh, else from IAM.
+
+    The cache holds a token until its renewal time, not until IAM's expiry: the margin
+    depends on the lifetime seen when the token was issued, which a cache entry does not
+    carry, and this way every instance sharing the cache renews at the same moment.
+    """
 
     def __init__(self, cache: TokenCache, key: str,
                  issue: Callable[[], Awaitable[tuple[str, datetime]]]) -> None:
@@ -216,7 +164,7 @@ class TokenKeeper:
 
     def _fresh(self) -> str | None:
         cached = self._cache.get(self._key)
-        if cached and cached[1] - RENEW_BEFORE > datetime.now(UTC):
+        if cached and cached[1] > datetime.now(UTC):
             return cached[0]
         return None
 
@@ -228,7 +176,7 @@ class TokenKeeper:
 
     async def _new(self) -> str:
         token, expires_at = await self._issue()
-        self._cache.set(self._key, token, expires_at)
+        self._cache.set(self._key, token, renew_at(expires_at, datetime.now(UTC)))
         return token
 
     async def token(self) -> str:
@@ -248,42 +196,45 @@ class TokenKeeper:
             return await self._new()
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes tens of milliseconds; one context serves every client.
-    return httpx.create_ssl_context()
+class IamAuth(httpx.Auth):
+    """Puts the IAM token on each request as it leaves, and on a 401 or 403 renews it once
+    and sends the request again.
+
+    httpx runs this inside each send, after the rate budget granted the request, so a token
+    is taken when the request leaves, not before a wait in the queue. A refused request was
+    not acted on, so even a delete may go again; a second refusal is returned as it is, for
+    the client to raise (``errors.answer_classifier`` words it).
+    """
+
+    def __init__(self, tokens: TokenKeeper) -> None:
+        self._tokens = tokens
+
+    def sync_auth_flow(self, request: httpx.Request
+                       ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("IamAuth fetches tokens asynchronously: use an httpx.AsyncClient")
+
+    async def async_auth_flow(self, request: httpx.Request
+                              ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await _before_sending(self._tokens.token())
+        request.headers[TOKEN_HEADER] = token
+        response = yield request
+        if response.status_code not in REFUSED:
+            return
+        # The client only sees the answer to the second try, so the first is logged here.
+        log.info("%s %s -> %s; renewing the IAM token", request.method, request.url.path,
+                 response.status_code)
+        request.headers[TOKEN_HEADER] = await _before_sending(self._tokens.renew(token))
+        yield request
 
 
-def default_transport(url: str) -> httpx.AsyncBaseTransport:
-    """What httpx would build itself, proxies from the environment included: httpx reads
-    HTTP(S)_PROXY only for clients that were given no transport."""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
-        proxy = None
-    return httpx.AsyncHTTPTransport(verify=_ssl_context(), proxy=proxy)
-
-
-class TokenTransport(httpx.AsyncBaseTransport):
-    """Adds the task's token to each request and notes the code of every refusal."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        token = REQUEST_TOKEN.get()
-        if token:
-            request.headers["X-Auth-Token"] = token
-        response = await self._inner.handle_async_request(request)
-        if response.status_code >= 400:
-            await response.aread()
-            found = huawei_error(_parse(response))
-            LAST_REFUSAL.set((response.status_code, *found) if found else None)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+async def _before_sending(fetch: Awaitable[str]) -> str:
+    """The token ``fetch`` gives. Its failure stops a request that has not left (or that
+    was refused), so an outage at IAM never reads as a request that may have arrived."""
+    try:
+        return await fetch
+    except TemporaryError as exc:
+        exc.sent = False
+        raise
 
 
 class HuaweiTokenProvider(Provider):
@@ -296,7 +247,7 @@ class HuaweiTokenProvider(Provider):
     default_base_url: ClassVar[str]
     # Options that are ids in paths: 1 to 64 letters, digits, "_" or "-".
     id_options: ClassVar[tuple[tuple[str, str], ...]] = (("project_id", "project ID"),)
-    auth_statuses: ClassVar[tuple[int, ...]] = (401, 403)
+    auth_statuses: ClassVar[tuple[int, ...]] = REFUSED
 
     def __init__(self, secrets: Mapping[str, str], options: Mapping[str, str],
                  **kwargs: Any) -> None:
@@ -317,23 +268,22 @@ class HuaweiTokenProvider(Provider):
                               self.secret("password"))
         self._tokens = TokenKeeper(self.token_cache,
                                    f"{self.cache_key}:{self.login.fingerprint()}", self._issue)
-        self._given_transport = self._transport
-        self._iam: httpx.AsyncClient | None = None
+        self._iam: HttpClient | None = None
 
     def _headers(self) -> dict[str, str]:
-        # No token here: TokenTransport adds it per request, as it changes while we run.
+        # No token here: IamAuth adds it per request, as it changes while we run.
         return {"Accept": "application/json"}
 
+    def _classifier(self) -> Classifier:
+        return answer_classifier(self.label, self.login.user, self.login.domain)
+
+    def _auth(self) -> httpx.Auth:
+        return IamAuth(self._tokens)
+
     async def __aenter__(self) -> Self:
-        inner = self._given_transport or default_transport(self.options["base_url"])
-        self._transport = TokenTransport(inner)
-        self._iam = httpx.AsyncClient(
-            base_url=self.options["iam_url"],
-            transport=self._given_transport or default_transport(self.options["iam_url"]),
-            timeout=httpx.Timeout(self.policy.timeout,
-                                  connect=min(self.policy.timeout, self.policy.connect_timeout)),
-            follow_redirects=False,
-        )
+        # IAM is another service: its requests do not draw on the connection's budget.
+        self._iam = HttpClient(self.options["iam_url"], label=IAM, policy=self.policy,
+                               transport=self._transport, classify=iam_classifier(self.login))
         return await super().__aenter__()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -348,65 +298,4 @@ class HuaweiTokenProvider(Provider):
     async def _issue(self) -> tuple[str, datetime]:
         if self._iam is None:
             raise RuntimeError("use the provider inside `async with provider:`")
-        return await issue_token(self._iam, self.login, retries=self.policy.retries,
-                                 backoff=self.policy.backoff,
-                                 max_retry_wait=self.policy.max_retry_wait)
-
-    async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                   body: Any = None, write: bool = False) -> Any:
-        """Parsed JSON of one request; a refused token is renewed once."""
-        token = await self._tokens.token()
-        try:
-            return await self._send(token, method, path, params, body, write)
-        except AuthError as exc:
-            if exc.status not in (401, 403):
-                raise
-        token = await self._tokens.renew(token)
-        try:
-            return await self._send(token, method, path, params, body, write)
-        except AuthError as exc:
-            if exc.status == 401:
-                exc.message = (f"{self.label} refused a freshly issued IAM token of user "
-                               f"{self.login.user} in account {self.login.domain}: "
-                               + exc.message.split(": ", 1)[-1])
-                exc.args = (exc.message,)
-            raise
-
-    async def _send(self, token: str, method: str, path: str,
-                    params: Mapping[str, str] | None, body: Any, write: bool) -> Any:
-        # Reset afterwards so that the token does not linger in the caller's context.
-        token_mark, refusal_mark = REQUEST_TOKEN.set(token), LAST_REFUSAL.set(None)
-        send = self.http.write if write else self.http.read
-        try:
-            data = await send(method, path, json_body=body, params=params)
-        except ProviderError as exc:
-            raise self._explain(exc) from None
-        finally:
-            REQUEST_TOKEN.reset(token_mark)
-            LAST_REFUSAL.reset(refusal_mark)
-        found = huawei_error(data) if isinstance(data, dict) and "error_code" in data else None
-        if found:
-            raise PermanentError(f"{self.label} refused the request: {found[0]} {found[1]}",
-                                 status=200)
-        return data
-
-    def _explain(self, exc: ProviderError) -> ProviderError:
-        """Put Huawei's error code into the message, and say who refused."""
-        if exc.status is None:
-            return exc
-        refusal = LAST_REFUSAL.get()
-        if refusal is None or refusal[0] != exc.status:
-            detail = exc.message.split(": ", 1)[-1]
-        else:
-            code, text = refusal[1], refusal[2]
-            # APIGW codes come from the gateway in front of the service (a wrong endpoint, an
-            # unpublished API, throttling), not from the service itself.
-            source = " from Huawei API Gateway" if code.upper().startswith("APIGW") else ""
-            detail = f"{code}{source}: {text}" if code else text
-        if exc.status == 403:
-            exc.message = (f"{self.label}: forbidden: the IAM user lacks {self.label} "
-                           f"permissions ({detail})")
-        else:
-            exc.message = f"{self.label} answered {exc.status}: {detail}"
-        exc.args = (exc.message,)
-        return exc
+        return await issue_token(self._iam, self.login)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -252,14 +253,54 @@ def test_a_cached_token_serves_two_instances_sharing_one_cache(
     assert fake.count("POST", TOKENS) == 2
 
 
-def test_a_token_about_to_expire_is_replaced_before_use(
+def test_a_token_living_less_than_the_five_minute_margin_is_still_shared(
     server: FakeServer, fake: KooSearchFake
 ) -> None:
-    fake.token_ttl = 120  # inside the five-minute renewal margin
+    fake.token_ttl = 180  # renewed when a tenth of its life is left, not five minutes
     cache = MemoryTokenCache()
     run(check(make(server, fake, token_cache=cache, cache_key="c")))
     run(check(make(server, fake, token_cache=cache, cache_key="c")))
+    assert fake.count("POST", TOKENS) == 1
+
+
+def test_a_token_is_replaced_before_use_once_a_tenth_of_its_life_is_left(
+    server: FakeServer, fake: KooSearchFake
+) -> None:
+    fake.token_ttl = 1.0
+    cache = MemoryTokenCache()
+    run(check(make(server, fake, token_cache=cache, cache_key="c")))
+    time.sleep(0.95)  # past 0.9 s, the renewal time, before the fake expires it at 1 s
+    run(check(make(server, fake, token_cache=cache, cache_key="c")))
     assert fake.count("POST", TOKENS) == 2
+    # The old token was never sent, so nothing was refused and sent again.
+    assert fake.count("GET", chats_path(fake)) == 2
+
+
+class SlowFirstBudget(RateBudget):
+    """A budget whose first grant comes only after ``pause`` seconds."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__(1000, 1000)
+        self.pause = pause
+
+    async def acquire(self) -> None:
+        pause, self.pause = self.pause, 0.0
+        await asyncio.sleep(pause)
+        await super().acquire()
+
+
+def test_the_token_is_taken_after_the_wait_in_the_rate_budget(
+    server: FakeServer, fake: KooSearchFake
+) -> None:
+    fake.token_ttl = 1.0
+    cache = MemoryTokenCache()
+    run(check(make(server, fake, token_cache=cache, cache_key="c")))
+    # The cached token expires while the next request waits for its slot: it must leave
+    # with a new one rather than the token it would have taken before waiting.
+    run(check(make(server, fake, token_cache=cache, cache_key="c",
+                   budget=SlowFirstBudget(1.1))))
+    assert fake.count("POST", TOKENS) == 2
+    assert fake.count("GET", chats_path(fake)) == 2
 
 
 def test_an_expired_token_is_renewed_once_and_the_request_sent_again(
