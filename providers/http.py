@@ -116,10 +116,6 @@ class RateBudget:
         while (wait := self._take()) > 0:
             await asyncio.sleep(wait)
 
-    def acquire_blocking(self) -> None:
-        while (wait := self._take()) > 0:
-            time.sleep(wait)
-
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
