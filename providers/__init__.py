@@ -1,4 +1,9 @@
-"""Provider clients: plain Python (no Django), one module per provider. See DESIGN.md §3."""
+"""Provider clients: plain Python (no Django), one module or package per provider.
+
+Each client implements the contract of ``base.Provider`` over the shared HTTP layer in
+``http``; the dashboard reaches a provider only through ``REGISTRY`` and these names.
+``fakes`` holds a local fake server of each provider for tests, the demo and benchmarks.
+"""
 
 from __future__ import annotations
 

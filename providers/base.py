@@ -1,8 +1,14 @@
-"""The contract every provider implements; see DESIGN.md §3.
+"""The contract every provider implements.
 
 A provider is constructed with one connection's decrypted secrets and options and used as
 an async context manager, which owns one HTTP client (and so one connection pool) for its
 lifetime. Secrets live only on the instance and in the auth header; ``repr`` hides them.
+
+It declares what it can erase (``capabilities``) and the connection fields it needs
+(``fields``); ``check()`` names the account, ``characters()``, ``conversations()`` and
+``messages()`` read frozen records (paging stays inside), ``erase()`` returns one outcome
+per target and ``verify()`` says whether each is still there. Only the errors of
+``errors`` leave a provider.
 """
 
 from __future__ import annotations

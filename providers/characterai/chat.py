@@ -1,4 +1,9 @@
-"""Character.AI chat v2 ("neo"): chats, turns, turn removal and archiving (§1.1–1.5, 1.8).
+"""Character.AI chat v2 ("neo"): chats, turns, turn removal and archiving.
+
+Character.AI publishes no API documentation. This client speaks the web API as the public
+clients do: PyCharacterAI (https://github.com/Xtr4F/PyCharacterAI), whose turn removal
+over REST is followed here, kramcat/CharacterAI (https://github.com/kramcat/CharacterAI)
+and node_characterai (https://github.com/realcoloride/node_characterai).
 
 Two hosts, both options so that a gateway or one local fake can stand in: ``neo_url``
 (chats and turns) and ``plus_url`` (the account). Every request carries
@@ -23,7 +28,7 @@ There is no call that lists characters or deletes a chat, so:
   in ``errors``: a Cloudflare block is RateLimited or TemporaryError, never a
   bad token. The rate budget is 2 requests/s, burst 4 (Character.AI's limit is unknown).
 
-Choices made where the reference says UNCONFIRMED:
+Choices made where no public source settles the question:
 
 - ``meta.next_token`` on the last ``/turns/`` page: null, absent and "" all end the paging,
   as does a page without turns. A token seen twice raises ProtocolError instead of looping.
@@ -46,7 +51,7 @@ Choices made where the reference says UNCONFIRMED:
   last candidate (regenerations are appended). ``is_human`` is ``author.is_human`` when it
   is a boolean, else whether ``author_id`` is numeric (human ids are, character ids are not).
 - The token: a pasted leading "Token " is removed; one not 40 characters long is used anyway
-  and a note says so (node2 only warns).
+  and a note says so (node_characterai only warns).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Character.AI's error answers, shared by the chat v2 and legacy providers (§1.8, §1.9).
+"""Character.AI's error answers, shared by the chat v2 and legacy providers, as the public
+clients (PyCharacterAI, kramcat/CharacterAI, node_characterai) and their issue trackers
+report them.
 
 The generic ``http.classify`` reads a status code; Character.AI needs the body as well:
 
@@ -7,7 +9,7 @@ The generic ``http.classify`` reads a status code; Character.AI needs the body a
   any other is PermanentError. Under 5xx it stays a TemporaryError.
 - ``{"force_login": true}`` (guests) is an AuthError whatever the status.
 - A 2xx ``{"status": "Error…"|"NOT_OK", "error": ...}`` (old plus style) is a refusal.
-- 401 is a bad token (AuthError, "Maybe your token is invalid?", as PyCAI-X says).
+- 401 is a bad token (AuthError, "Maybe your token is invalid?", as PyCharacterAI says).
 - 403 depends on the body: JSON such as ``{"detail": "Authentication credentials were not
   provided."}`` is a bad token; an HTML page is NOT: a Cloudflare block or challenge is
   RateLimited (error 1015) or TemporaryError, and Django's "CSRF verification failed"

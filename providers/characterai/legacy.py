@@ -1,4 +1,9 @@
-"""Character.AI legacy chat v1 "histories" (providers-api.md §1.7, §1.1, §1.2, §1.8, §1.9).
+"""Character.AI legacy chat v1 "histories".
+
+Undocumented, like the rest of Character.AI's API: the endpoints and shapes are those the
+public clients used, kramcat/CharacterAI (https://github.com/kramcat/CharacterAI),
+node_characterai 1.x (https://github.com/realcoloride/node_characterai) and PyCharacterAI
+1.x (https://github.com/Xtr4F/PyCharacterAI).
 
 The ``plus`` host with ``Authorization: Token <token>`` (a pasted leading "Token " is
 stripped). Character.AI's error answers (``{"detail"}``, ``{"status": "Error…"}``,
@@ -14,13 +19,14 @@ list call is made (a 404 may be one unknown character, so the next is still aske
 404/410 on one history's messages is NotFound for that conversation. ``check()`` uses
 ``/chat/user/``, which chat v2 clients still use, so it works either way.
 
-Choices made where the reference says UNCONFIRMED:
+Choices made where no public source settles the question:
 
 - Characters: ``GET /chat/characters/recent/`` (``{"characters": [...]}``). The name is read
   from ``participant__name``, else ``name``; the description from ``title``, else
   ``description``; the last interaction from ``max_last_interaction`` when present.
-- Histories: ``POST /chat/character/histories_v2/`` (kram, and the CAI Tools exporter on
-  plus with the same ``number``; a public C# client marks ``histories/`` "not working").
+- Histories: ``POST /chat/character/histories_v2/`` (kramcat/CharacterAI, and the CAI
+  Tools exporter on plus with the same ``number``; a public C# client marks
+  ``histories/`` "not working").
   Both paths take the same body and answer the same shape. We ask for ``number: 999``, the
   largest value a library sends; when exactly 999 come back a note says older ones may be
   missing. A missing ``histories`` key or ``null`` means none; order is not relied on.

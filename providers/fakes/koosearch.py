@@ -1,7 +1,10 @@
-"""A stateful fake of Huawei Cloud KooSearch's chat history and of IAM's token endpoint
-(providers-api.md §3), both on one server and told apart by path.
+"""A stateful fake of Huawei Cloud KooSearch's chat history
+(https://support.huaweicloud.com/intl/en-us/api-koosearch/) and of IAM's token endpoint
+(https://support.huaweicloud.com/intl/en-us/api-iam/iam_30_0001.html), both on one server
+and told apart by path.
 
-- ``POST /v3/auth/tokens``: the password body of §3.4; answers 201 with the token in
+- ``POST /v3/auth/tokens``: the password body (``auth.identity.password.user`` with its
+  ``domain``, ``auth.scope.project`` by id or name); answers 201 with the token in
   ``X-Subject-Token`` and ``{"token": {"expires_at", "issued_at", ...}}``. A wrong user,
   account or password is 401; a project other than ``project_id`` (by id) or the region (by
   name) is 400. IAM errors are Keystone-shaped (``{"error": {"code", "message",
@@ -13,7 +16,7 @@
   (200, no body) and ``DELETE P/chat-history/batch`` (``{"chat_ids", "repo_ids"?}`` →
   ``{"totalCount", "deletedCount"}``, or snake case with ``count_spelling="snake"``).
 
-Where the reference is silent the fake picks one behaviour:
+Where the documentation is silent the fake picks one behaviour:
 
 - ``X-Auth-Token`` missing, unknown or expired: 401 ``APIGW.0301`` (API Gateway in front of
   the service checks it); a token of another project: 403 ``APIGW.0302``; an unknown path:

@@ -1,4 +1,8 @@
-"""Huawei Cloud KooSearch: the chat history of one application (providers-api.md §3).
+"""Huawei Cloud KooSearch: the chat history of one application.
+
+Documented at https://support.huaweicloud.com/intl/en-us/api-koosearch/ (ListChatHistorys,
+ShowChatHistory, BatchDeleteChatHistory); the older "Flexus" edition's pages fill gaps
+(https://support.huaweicloud.com/api-flexussearchservice/).
 
 Every path sits under ``P = /v1/{project_id}/applications/{application_id}/uni-search``:
 ``GET P/chat-history`` lists chats page by page, ``GET P/chat-history/{id}`` reads one
@@ -9,7 +13,8 @@ The "character" of this provider is the knowledge repository a chat was asked ag
 (``knowledge_repo_id``). The unit of erasure is the whole chat: message ids are synthetic
 (``"<question_id>:q"`` and ``":a"``) and only locate a line inside the mirror.
 
-Choices made where the reference says UNCONFIRMED (or where it looks wrong):
+Choices made where no public source settles the question, or where the documentation
+looks wrong:
 
 - Hosts: ``base_url`` defaults to ``https://css.{region}.myhuaweicloud.com`` (the China
   site's pattern; the international host is unconfirmed) and may be an API Gateway address,
