@@ -86,6 +86,7 @@ from .legacy_support import (
     as_object,
     as_objects,
     ident,
+    message,
     message_number,
     send_deletes,
     settle,
@@ -277,23 +278,7 @@ class CharacterAILegacyProvider(Provider):
         rows = await self._read(conversation.provider_id)
         kept = [r for r in rows if not r.get("is_alternative") and not r.get("deleted")]
         for position, row in enumerate(kept):
-            human = row.get("src__is_human")
-            if not isinstance(human, bool):
-                sender = str(row.get("src__user__username") or row.get("src") or "")
-                human = not sender.startswith("internal_id:")
-            src_char = row.get("src_char")
-            participant = src_char.get("participant") if isinstance(src_char, dict) else None
-            fallback = participant.get("name") if isinstance(participant, dict) else None
-            author = row.get("src__name") or ("You" if human else fallback) or "Character"
-            text = row.get("text")
-            yield Message(
-                provider_id=str(row["uuid"]),
-                conversation_id=conversation.provider_id,
-                position=position,
-                author=str(author),
-                is_human=human,
-                text="" if text is None else str(text),
-            )
+            yield message(conversation.provider_id, position, row)
 
     async def _absent(self, history_id: str, char_id: str) -> bool:
         """Whether the history lists confirm the history is gone (they must answer)."""

@@ -56,8 +56,8 @@ looks wrong:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from datetime import datetime
+from typing import Any, ClassVar
 
 from ..base import batched
 from ..errors import (
@@ -81,6 +81,15 @@ from ..records import (
     Presence,
     Target,
 )
+from .fields import (
+    Record,
+    as_int,
+    count_of,
+    from_millis,
+    repo_of,
+    state_of,
+    text_id,
+)
 from .iam import HuaweiTokenProvider, valid_id
 
 DEFAULT_BASE_URL = "https://css.{region}.myhuaweicloud.com"
@@ -91,56 +100,6 @@ MESSAGE_REFUSED = "KooSearch erases whole chats only; erase the conversation ins
 INVALID_ID = "not a valid KooSearch chat id"
 SOFT_DELETED = "soft-deleted at the provider, not erased"
 NOT_DELETED = "KooSearch did not delete it: the batch deleted fewer chats than asked"
-
-Record = dict[str, Any]
-State = Literal["present", "gone", "soft_deleted"]
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def _millis(value: object) -> datetime | None:
-    """KooSearch times are epoch milliseconds in a string; a number is accepted too."""
-    number = value if isinstance(value, float) else _int(value)
-    if number is None:
-        return None
-    try:
-        return datetime.fromtimestamp(number / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _text_id(value: object) -> str:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def _repo(record: Record | None) -> str:
-    return _text_id((record or {}).get("knowledge_repo_id"))
-
-
-def _state(record: Record | None) -> State:
-    if record is None:
-        return "gone"
-    return "soft_deleted" if _int(record.get("is_del")) == 1 else "present"
-
-
-def _count(data: Any, snake: str, camel: str) -> int | None:
-    if not isinstance(data, dict):
-        return None
-    found = _int(data.get(snake))
-    return found if found is not None else _int(data.get(camel))
-
 
 class KooSearchProvider(HuaweiTokenProvider):
     name: ClassVar[str] = "koosearch"
@@ -205,12 +164,12 @@ class KooSearchProvider(HuaweiTokenProvider):
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ProtocolError(f"{self.label} sent chat records that are not a list of objects")
         for raw in records:
-            raw["chat_id"] = _text_id(raw.get("chat_id"))
+            raw["chat_id"] = text_id(raw.get("chat_id"))
             if not raw["chat_id"]:
                 raise ProtocolError(f"{self.label} sent a chat without a usable chat_id")
-        pages, total = _int(data.get("pages")), _int(data.get("total"))
+        pages, total = as_int(data.get("pages")), as_int(data.get("total"))
         if pages is None and total is not None:
-            pages = -(-total // (_int(data.get("size")) or size))
+            pages = -(-total // (as_int(data.get("size")) or size))
         return records, pages
 
     async def _records(self, filters: Mapping[str, str] | None = None
@@ -261,7 +220,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         return Account(id=f"{domain}/{user}", name=f"IAM user {user} in account {domain}")
 
     async def characters(self) -> AsyncIterator[Character]:
-        repos = list(dict.fromkeys([_repo(raw) async for raw in self._records()]))
+        repos = list(dict.fromkeys([repo_of(raw) async for raw in self._records()]))
         for repo in repos:
             name = (f"Knowledge repository {repo[:8]}" if repo
                     else "Chats without a knowledge repository")
@@ -273,15 +232,15 @@ class KooSearchProvider(HuaweiTokenProvider):
         repo = character.provider_id if character is not None else None
         filters = {"repo_id": repo} if repo and valid_id(repo) else {}
         async for raw in self._records(filters):
-            if repo is not None and _repo(raw) != repo:
+            if repo is not None and repo_of(raw) != repo:
                 continue
             yield Conversation(
                 provider_id=raw["chat_id"],
-                character_id=_repo(raw),
+                character_id=repo_of(raw),
                 title=str(raw.get("chat_title") or ""),
-                started_at=_millis(raw.get("create_date_time")),
-                state="soft_deleted" if _state(raw) == "soft_deleted" else "active",
-                flags={"repo_id": _repo(raw)},
+                started_at=from_millis(raw.get("create_date_time")),
+                state="soft_deleted" if state_of(raw) == "soft_deleted" else "active",
+                flags={"repo_id": repo_of(raw)},
             )
 
     async def messages(self, conversation: Conversation) -> AsyncIterator[Message]:
@@ -296,12 +255,12 @@ class KooSearchProvider(HuaweiTokenProvider):
         questions = (data or {}).get("question_models") or []
         if not isinstance(questions, list) or not all(isinstance(q, dict) for q in questions):
             raise ProtocolError(f"{self.label} sent question_models that are not objects")
-        entries = [(_millis(q.get("create_date_time")), q) for q in questions]
+        entries = [(from_millis(q.get("create_date_time")), q) for q in questions]
         if all(when is not None for when, _ in entries):
             entries.sort(key=lambda pair: pair[0] or datetime.min)
         position = 0
         for n, (when, question) in enumerate(entries):
-            ident = _text_id(question.get("question_id")) or f"{chat_id}-{n}"
+            ident = text_id(question.get("question_id")) or f"{chat_id}-{n}"
             for suffix, key, author in ((":q", "question", "User"), (":a", "answer", "KooSearch")):
                 value = question.get(key)
                 if value is None:
@@ -334,7 +293,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         for chat_id, record in before.items():
             if record is None:
                 ledger.settle(chat_id, "already_gone", "KooSearch no longer lists it.")
-            elif _state(record) == "soft_deleted":
+            elif state_of(record) == "soft_deleted":
                 # Sending again would change nothing: the API has no harder delete.
                 ledger.settle(chat_id, "unknown", SOFT_DELETED)
             else:
@@ -344,7 +303,7 @@ class KooSearchProvider(HuaweiTokenProvider):
 
     async def _erase_batch(self, batch: list[str], before: dict[str, Record | None],
                            ledger: _Ledger) -> None:
-        repos = [r for r in dict.fromkeys(_repo(before[c]) for c in batch) if r]
+        repos = [r for r in dict.fromkeys(repo_of(before[c]) for c in batch) if r]
         body: dict[str, Any] = {"chat_ids": batch}
         if repos:
             body["repo_ids"] = repos[:100]
@@ -361,8 +320,8 @@ class KooSearchProvider(HuaweiTokenProvider):
         except PermanentError as exc:
             ledger.settle_all(batch, "failed", exc.message)
             return
-        deleted = _count(data, "deleted_count", "deletedCount")
-        total = _count(data, "total_count", "totalCount")
+        deleted = count_of(data, "deleted_count", "deletedCount")
+        total = count_of(data, "total_count", "totalCount")
         response = {k: v for k, v in (("total_count", total), ("deleted_count", deleted))
                     if v is not None}
         everything = deleted is not None and deleted >= len(batch)
@@ -377,7 +336,7 @@ class KooSearchProvider(HuaweiTokenProvider):
                 raise
             return
         for chat_id in batch:
-            state = _state(after[chat_id])
+            state = state_of(after[chat_id])
             if state == "soft_deleted":
                 ledger.settle(chat_id, "unknown", SOFT_DELETED, response)
             elif everything or state == "gone":
@@ -389,7 +348,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         chat_ids = [t.provider_id if t.kind == "conversation" else t.conversation_id
                     for t in targets]
         found = await self._lookup(chat_ids)
-        return [Presence(t, _state(found[c])) for t, c in zip(targets, chat_ids, strict=True)]
+        return [Presence(t, state_of(found[c])) for t, c in zip(targets, chat_ids, strict=True)]
 
 
 class _Ledger:
