@@ -58,14 +58,13 @@ _NOT_SENT = (
 
 @dataclass(frozen=True)
 class HttpPolicy:
-    """How patient one connection's HTTP client is, in seconds: one value travels from the
-    settings through the provider to each of its clients.
+    """How patient one connection's HTTP clients are; one value travels from the settings
+    through the provider to each client it opens. Times are in seconds.
 
     ``retries`` is how many times a failed request may be sent again; the wait before retry
-    n (counting from 0) is drawn between 0 and ``backoff * 2**n``, at most ``max_backoff``,
-    so that workers sharing a key do not retry in lockstep. A 429
-    whose Retry-After asks for longer than ``max_retry_wait`` is raised as RateLimited at
-    once, so the job pauses rather than a worker sleeping through it.
+    n (counting from 0) is drawn between 0 and ``backoff * 2**n``, at most ``max_backoff``.
+    A 429 whose Retry-After asks for longer than ``max_retry_wait`` is raised as RateLimited
+    at once, so the job pauses rather than a worker sleeping through it.
     """
 
     timeout: float = 15.0

@@ -25,8 +25,8 @@ There is no call that lists characters or deletes a chat, so:
   ones included: whether a chat holding pinned messages may be erased is the dashboard's
   decision, taken when the job is frozen.
 - Cloudflare pages (error 1015, challenges), CSRF pages and neo_error bodies are told apart
-  in ``errors``: a Cloudflare block is RateLimited or TemporaryError, never a
-  bad token. The rate budget is 2 requests/s, burst 4 (Character.AI's limit is unknown).
+  in ``errors``: a Cloudflare block is RateLimited or TemporaryError, never a bad token.
+  The rate budget is 2 requests/s, burst 4 (Character.AI's limit is unknown).
 
 Choices made where no public source settles the question:
 
@@ -90,8 +90,6 @@ PLUS_URL = "https://plus.character.ai"
 USER = "/chat/user/"
 RECENT = "/chats/recent/"
 CHATS = "/chats/"
-
-
 
 
 def _str(value: object) -> str:

@@ -7,10 +7,10 @@ node_characterai 1.x (https://github.com/realcoloride/node_characterai) and PyCh
 
 The ``plus`` host with ``Authorization: Token <token>`` (a pasted leading "Token " is
 stripped). Character.AI's error answers (``{"detail"}``, ``{"status": "Error…"}``,
-``{"force_login": true}``, Cloudflare pages) are mapped by ``errors``, shared
-with the chat v2 provider. The unit of erasure is the message, by its ``uuid``; a history
-itself cannot be deleted, so erasing a conversation deletes every message in it and leaves
-the empty history behind.
+``{"force_login": true}``, Cloudflare pages) are mapped by ``errors``, shared with the
+chat v2 provider. The unit of erasure is the message, by its ``uuid``; a history itself
+cannot be deleted, so erasing a conversation deletes every message in it and leaves the
+empty history behind.
 
 These endpoints were deprecated on 2024-09-10 and may be gone. A 404 or 410 from the
 character or history lists is not a failure: nothing is listed and ``notes`` says "This

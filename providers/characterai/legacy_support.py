@@ -25,8 +25,6 @@ from ..records import Message, Outcome, OutcomeStatus, Target
 Results = dict[str, tuple[OutcomeStatus, str]]
 
 
-
-
 def ident(value: object, what: str) -> str:
     if isinstance(value, str) and value:
         return value
