@@ -25,9 +25,9 @@ looks wrong:
   only "1 to 64 letters, digits, ``_`` or ``-``" is enforced (``iam.ID_PATTERN``).
 - Errors: ``{"error_code", "error_msg"}``, or an array of them; codes starting with
   ``APIGW`` are said to come from API Gateway. 401 and 403 are retried once with a new
-  token, then an AuthError (403: the user lacks KooSearch permissions); 404 NotFound, 429
-  RateLimited, 5xx TemporaryError, any other 4xx a PermanentError naming the code. A 200
-  that carries ``error_code`` is a refusal too.
+  token (``iam.IamAuth``), then an AuthError (403: the user lacks KooSearch permissions);
+  404 NotFound, 429 RateLimited, 5xx TemporaryError, any other 4xx a PermanentError naming
+  the code; a 200 that carries ``error_code`` is a refusal too (worded in ``errors``).
 - Listing: 100 a page; stops at ``pages`` (or ``total``), at an empty ``records``, and,
   when neither count is given, at a short page or one with no new chat id.
 - Soft-deleted chats are assumed to stay listed with ``is_del`` 1 (the list record has the

@@ -24,6 +24,8 @@ import httpx
 from ..errors import PermanentError, ProviderError
 from ..http import Classifier, classify, error_text, json_or_none
 
+# The answers that refuse a token. 403 counts: a token keeps the roles it was issued with,
+# so permissions granted since need a new one.
 AUTH_STATUSES = (401, 403)
 
 

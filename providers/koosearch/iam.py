@@ -42,7 +42,7 @@ from ..errors import (
 )
 from ..http import Classifier, HttpClient, error_text, json_or_none, parse_retry_after
 from ..tokens import TokenCache
-from .errors import answer_classifier, huawei_error
+from .errors import AUTH_STATUSES, answer_classifier, huawei_error
 
 log = logging.getLogger("providers.koosearch")
 
@@ -56,9 +56,6 @@ RENEW_BEFORE = timedelta(minutes=5)
 RENEW_FRACTION = 10
 # IAM documents 24 h; used only when the answer does not say.
 DEFAULT_LIFETIME = timedelta(hours=24)
-# 403 renews too: a token keeps the roles it was issued with, so permissions granted since
-# need a new one.
-REFUSED = (401, 403)
 DEFAULT_IAM_URL = "https://iam.{region}.myhuaweicloud.com"
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REGION_PATTERN = re.compile(r"[a-z]{2,}(-[a-z0-9]+){1,4}")
@@ -218,7 +215,7 @@ class IamAuth(httpx.Auth):
         token = await _before_sending(self._tokens.token())
         request.headers[TOKEN_HEADER] = token
         response = yield request
-        if response.status_code not in REFUSED:
+        if response.status_code not in AUTH_STATUSES:
             return
         # The client only sees the answer to the second try, so the first is logged here.
         log.info("%s %s -> %s; renewing the IAM token", request.method, request.url.path,
@@ -247,7 +244,7 @@ class HuaweiTokenProvider(Provider):
     default_base_url: ClassVar[str]
     # Options that are ids in paths: 1 to 64 letters, digits, "_" or "-".
     id_options: ClassVar[tuple[tuple[str, str], ...]] = (("project_id", "project ID"),)
-    auth_statuses: ClassVar[tuple[int, ...]] = REFUSED
+    auth_statuses: ClassVar[tuple[int, ...]] = AUTH_STATUSES
 
     def __init__(self, secrets: Mapping[str, str], options: Mapping[str, str],
                  **kwargs: Any) -> None:
