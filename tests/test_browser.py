@@ -8,9 +8,9 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from conftest import PASSWORD
 
 from dashboard.models import Conversation, ErasureJob
+from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

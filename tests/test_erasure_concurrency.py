@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection as db_connection
-from helpers import wait_for
 
 from dashboard import erasure, runner, sync
 from dashboard.models import ErasureItem, ErasureJob
 from providers.fakes.convai import ConvaiFake
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent

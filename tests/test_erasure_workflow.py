@@ -8,12 +8,12 @@ import json
 from datetime import timedelta
 
 import pytest
-from conftest import with_role
 from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import erasure, runner, sweeper
 from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
+from tests.conftest import with_role
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import with_role
 from django.contrib.auth.models import Group
 from django.core import mail
 
 from dashboard import erasure, notify, runner, tasks
 from dashboard.models import ErasureJob, JobNotification, Message
 from providers.fakes.convai import DEMO_KEY
+from tests.conftest import with_role
 
 pytestmark = pytest.mark.django_db
 

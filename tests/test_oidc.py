@@ -10,10 +10,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
-from oidc_provider import IdentityProvider, Person
 
 from dashboard.models import AuditEvent, OIDCIdentity
 from dashboard.roles import Role, role_of
+from tests.oidc_provider import IdentityProvider, Person
 
 pytestmark = pytest.mark.django_db
 

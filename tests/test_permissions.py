@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from conftest import PASSWORD, with_role
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
@@ -22,6 +21,7 @@ from dashboard.models import (
     SyncRun,
 )
 from dashboard.roles import Role
+from tests.conftest import PASSWORD, with_role
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import with_role
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +22,7 @@ from dashboard.models import (
     SyncRun,
 )
 from providers.fakes.convai import ConvaiFake
+from tests.conftest import with_role
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -135,7 +135,7 @@ def test_a_policy_whose_owner_lost_access_does_nothing_and_says_why(synced, djan
 
 def test_provider_and_all_scopes_cover_only_connections_the_owner_sees(synced, convai_server,
                                                                        django_user_model):
-    from conftest import make_connection
+    from tests.conftest import make_connection
 
     stranger = with_role(django_user_model.objects.create_user("stranger"), "operator")
     theirs = make_connection(stranger, convai_server.url)

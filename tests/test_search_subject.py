@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_connection
 from django.urls import reverse
 
 from dashboard import erasure, runner, sync
 from dashboard.models import Conversation, ErasureJob, Message
 from dashboard.views.search import marked, phone_pattern
+from tests.conftest import make_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +111,7 @@ def test_select_all_takes_every_match_not_just_those_shown(client, two):
 def test_ids_of_other_peoples_conversations_are_ignored(client, two, outsider):
     synced, _, a, _ = two
     outsider_role = type(outsider).objects.get(pk=outsider.pk)
-    from conftest import with_role
+    from tests.conftest import with_role
 
     client.force_login(with_role(outsider_role, "operator"))
     response = client.post(reverse("search_erase"), {"q": "Jane", "conversation": [a.pk]})

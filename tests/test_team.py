@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, with_role
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import Group
 from django.core.management import call_command
@@ -21,6 +20,7 @@ from django.urls import reverse
 from dashboard import erasure, runner
 from dashboard.models import AuditEvent, Connection, ErasureJob, SyncRun
 from dashboard.models.audit import AppendOnly
+from tests.conftest import PASSWORD, with_role
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
-from helpers import wait_for
 
 from dashboard.models import ErasureItem, ErasureJob, SyncRun
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

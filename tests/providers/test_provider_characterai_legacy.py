@@ -10,19 +10,6 @@ import logging
 from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (
-    GONE_NOTE,
-    erase,
-    history_target,
-    listing,
-    make,
-    make_fake,  # noqa: F401 - the conftest builds this module's fake with it
-    message_targets,
-    new_history,
-    read,
-    run,
-    verify,
-)
 
 from providers import (
     Account,
@@ -45,6 +32,19 @@ from providers.characterai.legacy import (
 )
 from providers.fakes.base import FakeResponse, FakeServer, json_response
 from providers.fakes.characterai_legacy import DEMO_TOKEN, CharacterAILegacyFake
+from tests.providers.characterai_legacy_helpers import (
+    GONE_NOTE,
+    erase,
+    history_target,
+    listing,
+    make,
+    make_fake,  # noqa: F401 - the conftest builds this module's fake with it
+    message_targets,
+    new_history,
+    read,
+    run,
+    verify,
+)
 
 # -- reading -----------------------------------------------------------------------------
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (
+
+from providers import AuthError, RateLimited, Target
+from providers.characterai.legacy import DELETE
+from providers.fakes.base import FakeResponse, FakeServer
+from providers.fakes.characterai_legacy import CharacterAILegacyFake
+from tests.providers.characterai_legacy_helpers import (
     erase,
     history_target,
     listing,
@@ -18,11 +23,6 @@ from characterai_legacy_helpers import (
     run,
     verify,
 )
-
-from providers import AuthError, RateLimited, Target
-from providers.characterai.legacy import DELETE
-from providers.fakes.base import FakeResponse, FakeServer
-from providers.fakes.characterai_legacy import CharacterAILegacyFake
 
 
 def test_erase_messages_in_batches_of_50_and_verify_them_gone(
