@@ -1,10 +1,14 @@
-"""Provider clients: plain Python (no Django), one module per provider. See DESIGN.md §3."""
+"""Provider clients: plain Python (no Django), one module or package per provider.
+
+Each client implements the contract of ``base.Provider`` over the shared HTTP layer in
+``http``; the dashboard reaches a provider only through ``REGISTRY`` and these names.
+``fakes`` holds a local fake server of each provider for tests, the demo and benchmarks.
+"""
 
 from __future__ import annotations
 
 from .base import Provider
-from .characterai import CharacterAIProvider
-from .characterai_legacy import CharacterAILegacyProvider
+from .characterai import CharacterAILegacyProvider, CharacterAIProvider
 from .convai import ConvaiProvider
 from .errors import (
     AuthError,
@@ -15,7 +19,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import RateBudget
+from .http import HttpPolicy, RateBudget
 from .koosearch import KooSearchProvider
 from .records import (
     Account,
@@ -53,6 +57,7 @@ __all__ = [
     "ConvaiProvider",
     "Conversation",
     "FieldSpec",
+    "HttpPolicy",
     "KooSearchProvider",
     "Message",
     "NotFound",

@@ -1,8 +1,14 @@
-"""The contract every provider implements; see DESIGN.md §3.
+"""The contract every provider implements.
 
 A provider is constructed with one connection's decrypted secrets and options and used as
 an async context manager, which owns one HTTP client (and so one connection pool) for its
 lifetime. Secrets live only on the instance and in the auth header; ``repr`` hides them.
+
+It declares what it can erase (``capabilities``) and the connection fields it needs
+(``fields``); ``check()`` names the account, ``characters()``, ``conversations()`` and
+``messages()`` read frozen records (paging stays inside), ``erase()`` returns one outcome
+per target and ``verify()`` says whether each is still there. Only the errors of
+``errors`` leave a provider.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .errors import PermanentError
-from .http import DEFAULT_ERROR_KEYS, HttpClient, RateBudget
+from .http import DEFAULT_ERROR_KEYS, Classifier, HttpClient, HttpPolicy, RateBudget
 from .records import (
     Account,
     Capabilities,
@@ -51,12 +57,9 @@ class Provider(abc.ABC):
         secrets: Mapping[str, str],
         options: Mapping[str, str],
         *,
+        policy: HttpPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 15.0,
-        retries: int = 2,
         budget: RateBudget | None = None,
-        backoff: float = 0.5,
-        max_retry_wait: float = 5.0,
         token_cache: TokenCache | None = None,
         cache_key: str = "",
     ) -> None:
@@ -72,11 +75,8 @@ class Provider(abc.ABC):
         for name, value in self.options.items():
             if name.endswith("_url") and value:
                 self.options[name] = self._check_url(value)
+        self.policy = policy or HttpPolicy()
         self._transport = transport
-        self._timeout = timeout
-        self._retries = retries
-        self._backoff = backoff
-        self._max_retry_wait = max_retry_wait
         # One budget per connection object unless the caller shares one across workers.
         self.budget = budget or RateBudget(
             self.capabilities.requests_per_second, self.capabilities.burst
@@ -116,20 +116,34 @@ class Provider(abc.ABC):
     def _headers(self) -> dict[str, str]:
         """Headers sent with every request, including the credentials."""
 
-    async def __aenter__(self) -> Self:
-        self._http = HttpClient(
-            self._base_url(),
+    def _classifier(self) -> Classifier | None:
+        """The provider's own reading of its answers, given to each of its clients as
+        HttpClient's ``classify``; None when status codes say it all."""
+        return None
+
+    def _auth(self) -> httpx.Auth | None:
+        """Credentials added to each request as it leaves (HttpClient's ``auth``), for those
+        that change while the provider works; None when ``_headers`` carries them."""
+        return None
+
+    def _open(self, base_url: str) -> HttpClient:
+        """A client to ``base_url`` that speaks for this provider: its credentials, policy,
+        transport, rate budget and way of reading errors."""
+        return HttpClient(
+            base_url,
             label=self.label,
+            policy=self.policy,
             headers=self._headers(),
             transport=self._transport,
-            timeout=self._timeout,
-            retries=self._retries,
-            backoff=self._backoff,
-            max_retry_wait=self._max_retry_wait,
             budget=self.budget,
             error_keys=self.error_keys,
             auth_statuses=self.auth_statuses,
+            classify=self._classifier(),
+            auth=self._auth(),
         )
+
+    async def __aenter__(self) -> Self:
+        self._http = self._open(self._base_url())
         return self
 
     async def __aexit__(

@@ -1,11 +1,16 @@
-"""Convai: characters, chat-history sessions and session deletes (providers-api.md §2).
+"""Convai: characters, chat-history sessions and session deletes.
+
+Documented under https://docs.convai.com/api-docs/api-reference/core-api-reference/ (in
+``character-crafting-apis/``: ``chat-history-api`` and ``character-list-api``). The delete's
+page is hidden there; its source is ``chat-history-delete-api.md`` in the same folder of
+https://github.com/Conv-AI/Convai-Documentation (under ``api-reference/``).
 
 Every call is ``POST`` with a JSON body and the ``CONVAI-API-KEY`` header. The unit of
 erasure is the whole session: Convai has no call that removes one interaction, so message
 ids here are synthetic (``"<sessionID>:<n>"``, n counting speaker lines oldest first) and
 only locate a line inside the mirror.
 
-Choices made where the reference says UNCONFIRMED:
+Choices made where no public source settles the question:
 
 - Error bodies: the provider's text is read from ``ERROR``, ``API_ERROR`` or
   ``INTERNAL_ERROR`` (then ``error``/``message``/``detail``, then a short plain body).

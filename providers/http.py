@@ -20,7 +20,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -42,6 +43,9 @@ log = logging.getLogger("providers.http")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_ERROR_KEYS = ("ERROR", "API_ERROR", "INTERNAL_ERROR", "error", "message", "detail")
 
+# A provider's own reading of an answer; see HttpClient.
+Classifier = Callable[[httpx.Response], ProviderError | None]
+
 # Failures that happen before a single byte of the request left this process.
 _NOT_SENT = (
     httpx.ConnectError,
@@ -50,6 +54,25 @@ _NOT_SENT = (
     httpx.UnsupportedProtocol,
     httpx.LocalProtocolError,
 )
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """How patient one connection's HTTP clients are; one value travels from the settings
+    through the provider to each client it opens. Times are in seconds.
+
+    ``retries`` is how many times a failed request may be sent again; the wait before retry
+    n (counting from 0) is drawn between 0 and ``backoff * 2**n``, at most ``max_backoff``.
+    A 429 whose Retry-After asks for longer than ``max_retry_wait`` is raised as RateLimited
+    at once, so the job pauses rather than a worker sleeping through it.
+    """
+
+    timeout: float = 15.0
+    connect_timeout: float = 10.0  # at most ``timeout``
+    retries: int = 2
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_wait: float = 5.0
 
 
 class RateBudget:
@@ -92,10 +115,6 @@ class RateBudget:
         while (wait := self._take()) > 0:
             await asyncio.sleep(wait)
 
-    def acquire_blocking(self) -> None:
-        while (wait := self._take()) > 0:
-            time.sleep(wait)
-
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
@@ -120,8 +139,9 @@ _NOT_JSON = object()
 
 
 def body_json(response: httpx.Response) -> Any:
-    """The response body as JSON, parsed once however many layers look at it (a response
-    hook classifies the answer, then the client returns it); ValueError if it is not JSON."""
+    """The response body as JSON, parsed once however many layers look at it (a provider's
+    ``classify`` hook reads the answer, then the client returns it); ValueError if it is not
+    JSON."""
     parsed = vars(response).get(_PARSED, _PARSED)
     if parsed is _PARSED:
         try:
@@ -134,12 +154,17 @@ def body_json(response: httpx.Response) -> Any:
     return parsed
 
 
+def json_or_none(response: httpx.Response) -> Any:
+    """``body_json``, or None when the body is not JSON (a gateway's HTML page, say)."""
+    try:
+        return body_json(response)
+    except ValueError:
+        return None
+
+
 def error_text(response: httpx.Response, keys: Collection[str] = DEFAULT_ERROR_KEYS) -> str:
     """The provider's own explanation from an error body, trimmed; never the request."""
-    try:
-        body = body_json(response)
-    except ValueError:
-        body = None
+    body = json_or_none(response)
     if isinstance(body, dict):
         for key in keys:
             value = body.get(key)
@@ -160,11 +185,13 @@ def classify(
     label: str,
     keys: Collection[str] = DEFAULT_ERROR_KEYS,
     auth_statuses: Collection[int] = (401, 403),
+    message: str = "",
 ) -> ProviderError:
-    """Map an error response onto the provider error hierarchy."""
+    """Map an error response onto the provider error hierarchy by its status. ``message``
+    is the sentence to raise with when the provider words it itself; by default it quotes
+    the provider's explanation found under ``keys``."""
     status = response.status_code
-    text = error_text(response, keys)
-    message = f"{label} answered {status}: {text}"
+    message = message or f"{label} answered {status}: {error_text(response, keys)}"
     if status in auth_statuses:
         return AuthError(message, status=status)
     if status == 404:
@@ -178,37 +205,55 @@ def classify(
 
 
 class HttpClient:
-    """One httpx.AsyncClient plus the retry, budget and logging policy of a connection."""
+    """One httpx.AsyncClient plus the retry, budget and logging policy of a connection.
+
+    ``classify`` is the provider's own reading of its answers, for providers whose status
+    codes do not tell the whole story. It is called with every response, successes
+    included (a 200 may carry a refusal), before the generic reading by status, and:
+
+    - returns None to leave the answer to the generic reading;
+    - returns the ProviderError the answer means, which then meets the same rules as the
+      generic one: 408/5xx retried on reads, a 429 waited out when Retry-After allows, a
+      5xx to a write marked as possibly acted on. So a provider can word an answer
+      (its own error codes, say) without losing the retries;
+    - or raises a ProviderError, which ends the request as it is, with no retry: for
+      answers the provider knows are not worth repeating soon.
+
+    Every response is logged before the hook sees it, so its errors are logged like others.
+
+    ``auth`` (an httpx.Auth) is for credentials that change while the client lives, such as
+    a token that must be fetched and renewed. httpx runs it inside each send, after the
+    rate budget granted the request, so a token is never taken and then left to age in the
+    queue; only the answer its flow ends with reaches the retry rules and ``classify``.
+    """
 
     def __init__(
         self,
         base_url: str,
         *,
         label: str,
-        headers: Mapping[str, str],
+        policy: HttpPolicy = HttpPolicy(),
+        headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 15.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        max_retry_wait: float = 5.0,
         budget: RateBudget | None = None,
         error_keys: Collection[str] = DEFAULT_ERROR_KEYS,
         auth_statuses: Collection[int] = (401, 403),
+        classify: Classifier | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.label = label
-        self.retries = max(0, retries)
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_retry_wait = max_retry_wait
+        self.policy = policy
         self.budget = budget
         self.error_keys = error_keys
         self.auth_statuses = auth_statuses
+        self._classify = classify
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers=dict(headers),
+            headers=dict(headers or {}),
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            auth=auth,
+            timeout=httpx.Timeout(policy.timeout,
+                                  connect=min(policy.timeout, policy.connect_timeout)),
             follow_redirects=False,
         )
 
@@ -229,19 +274,29 @@ class HttpClient:
     async def read(self, method: str, path: str, *, json_body: Any = None,
                    params: Mapping[str, str] | None = None) -> Any:
         """A request with no side effect at the provider: retried, returns parsed JSON."""
-        return await self._request(method, path, json_body, params, write=False)
+        return self._parse(await self.request(method, path, json_body=json_body,
+                                              params=params))
 
     async def write(self, method: str, path: str, *, json_body: Any = None,
                     params: Mapping[str, str] | None = None) -> Any:
         """A request that changes state: never re-sent once it may have arrived."""
-        return await self._request(method, path, json_body, params, write=True)
+        return self._parse(await self.request(method, path, json_body=json_body,
+                                              params=params, write=True))
+
+    async def request(self, method: str, path: str, *, json_body: Any = None,
+                      params: Mapping[str, str] | None = None,
+                      write: bool = False) -> httpx.Response:
+        """The successful response itself, for a caller that needs more than its JSON (a
+        header, say); sent, retried and refused exactly as by ``read`` or ``write``."""
+        return await self._request(method, path, json_body, params, write=write)
 
     def _delay(self, attempt: int) -> float:
         # Full jitter keeps many workers sharing one key from retrying in lockstep.
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+        policy = self.policy
+        return random.uniform(0, min(policy.max_backoff, policy.backoff * 2**attempt))
 
     async def _request(self, method: str, path: str, json_body: Any,
-                       params: Mapping[str, str] | None, *, write: bool) -> Any:
+                       params: Mapping[str, str] | None, *, write: bool) -> httpx.Response:
         attempt = 0
         while True:
             if self.budget is not None:
@@ -255,7 +310,7 @@ class HttpClient:
                 sent = not isinstance(exc, _NOT_SENT)
                 self._log(method, path, None, started, type(exc).__name__)
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-                if (write and sent) or attempt >= self.retries:
+                if (write and sent) or attempt >= self.policy.retries:
                     raise TemporaryError(
                         f"{self.label}: the connection {kind} ({type(exc).__name__})", sent=sent
                     ) from None
@@ -269,10 +324,9 @@ class HttpClient:
                     f"{self.label} sent a response that could not be read ({type(exc).__name__})"
                 ) from None
             self._log(method, path, response.status_code, started)
-            if response.is_success:
-                return self._parse(response)
-            refusal = classify(response, label=self.label, keys=self.error_keys,
-                               auth_statuses=self.auth_statuses)
+            refusal = self._refusal(response)
+            if refusal is None:
+                return response
             wait = self._retry_wait(response, refusal, attempt, write=write)
             if wait is None:
                 if isinstance(refusal, TemporaryError) and write:
@@ -282,15 +336,25 @@ class HttpClient:
             await asyncio.sleep(wait)
             attempt += 1
 
+    def _refusal(self, response: httpx.Response) -> ProviderError | None:
+        """The error an answer means, or None for a success; the provider's hook reads it
+        first (and may raise)."""
+        if self._classify is not None and (error := self._classify(response)) is not None:
+            return error
+        if response.is_success:
+            return None
+        return classify(response, label=self.label, keys=self.error_keys,
+                        auth_statuses=self.auth_statuses)
+
     def _retry_wait(self, response: httpx.Response, error: ProviderError, attempt: int,
                     *, write: bool) -> float | None:
         """How long to wait before trying again, or None to raise ``error`` now."""
-        if response.status_code not in RETRY_STATUSES or attempt >= self.retries:
+        if response.status_code not in RETRY_STATUSES or attempt >= self.policy.retries:
             return None
         if isinstance(error, RateLimited):
             # A 429 means the provider refused the request, so even a write may be re-sent.
             wait = error.retry_after if error.retry_after is not None else self._delay(attempt)
-            return wait if wait <= self.max_retry_wait else None
+            return wait if wait <= self.policy.max_retry_wait else None
         if write:
             return None
         return self._delay(attempt)

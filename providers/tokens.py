@@ -1,6 +1,11 @@
 """Where short-lived access tokens (e.g. a Huawei IAM token) are kept between provider
 instances. The dashboard supplies a shared, encrypted cache; alone, a provider keeps them in
-memory for its own lifetime."""
+memory for its own lifetime.
+
+``expires_at`` is when the cache should stop handing the token out. A provider may give a
+moment before the token really expires (KooSearch gives its renewal time), so that a
+token is replaced before a request can race its expiry.
+"""
 
 from __future__ import annotations
 

@@ -83,8 +83,8 @@ class Connection(models.Model):
     def open_provider(self, **kwargs: Any) -> providers.Provider:
         """The provider client for this connection; the only place secrets are decrypted."""
         options = {k: str(v) for k, v in self.options.items()}
-        kwargs.setdefault("timeout", settings.LETHE_PROVIDER_TIMEOUT)
-        kwargs.setdefault("backoff", settings.LETHE_PROVIDER_BACKOFF)
+        kwargs.setdefault("policy", providers.HttpPolicy(
+            timeout=settings.LETHE_PROVIDER_TIMEOUT, backoff=settings.LETHE_PROVIDER_BACKOFF))
         kwargs.setdefault("token_cache", EncryptedTokenCache())
         kwargs.setdefault("cache_key", str(self.uid))
         if "budget" not in kwargs:

@@ -1,8 +1,14 @@
-"""A stateful fake of Character.AI's chat v2 REST API and account check (providers-api.md §1).
+"""A stateful fake of Character.AI's chat v2 REST API and account check.
+
+Character.AI documents none of it; the fake answers as the public clients expect
+(PyCharacterAI, https://github.com/Xtr4F/PyCharacterAI; kramcat/CharacterAI,
+https://github.com/kramcat/CharacterAI; node_characterai,
+https://github.com/realcoloride/node_characterai; CAINode,
+https://github.com/KevinAdhaikal/CAINode).
 
 One server answers the paths of both hosts (neo: chats, turns; plus: ``/chat/user/``), so a
 client's ``neo_url`` and ``plus_url`` may both point at it. ``Authorization: Token <token>``
-on every request. Where the reference is silent the fake picks one behaviour:
+on every request. Where those clients are silent the fake picks one behaviour:
 
 - No Authorization header: ``/chat/user/`` answers 200 with the ``ANONYMOUS`` user (plus
   serves anonymous sessions); every other path 403 ``{"detail": "Authentication credentials

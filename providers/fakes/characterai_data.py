@@ -153,7 +153,7 @@ def load_data(raw: Iterable[Mapping[str, Any]]) -> dict[str, FakeCharacter]:
     return characters
 
 
-# -- JSON shapes (providers-api.md §1.2, §1.3) -------------------------------------------
+# -- JSON shapes: the account (/chat/user/), chats and turns, as the clients read them ----
 
 
 def iso(moment: datetime) -> str:
@@ -197,7 +197,7 @@ def chat_json(chat: Chat, creator_id: str, char: FakeCharacter | None = None,
 def turn_json(chat: Chat, turn: Turn) -> dict[str, Any]:
     author: dict[str, Any] = {"author_id": turn.author_id, "name": turn.author_name}
     if turn.is_human:
-        author["is_human"] = True  # character turns omit it, as kram's types allow
+        author["is_human"] = True  # character turns omit it, as kramcat/CharacterAI's types allow
     return {
         "turn_key": {"chat_id": chat.id, "turn_id": turn.id},
         "create_time": iso(turn.at), "last_update_time": iso(turn.at),

@@ -1,8 +1,12 @@
-"""A stateful fake of Character.AI's legacy chat v1 "histories" API (providers-api.md §1.7).
+"""A stateful fake of Character.AI's legacy chat v1 "histories" API.
+
+Undocumented by Character.AI; the fake answers as the public clients of that API expect
+(kramcat/CharacterAI, https://github.com/kramcat/CharacterAI; node_characterai 1.x,
+https://github.com/realcoloride/node_characterai).
 
 It serves the ``plus`` host paths the legacy client needs, with ``Authorization: Token <40
 chars>`` (Django REST Framework token auth, as the answers suggest) and JSON bodies. Where
-the reference is silent the fake picks one behaviour, written here so that tests and the
+those clients are silent the fake picks one behaviour, written here so that tests and the
 client agree on it:
 
 - Auth: no ``Authorization`` header gives the anonymous user (``username: "ANONYMOUS"``) on
@@ -11,7 +15,7 @@ client agree on it:
   ``WWW-Authenticate: Token``. A token in ``anonymous_tokens`` is a guest session: ANONYMOUS
   on ``/chat/user/``, HTTP 200 ``{"force_login": true}`` everywhere else.
 - ``GET /chat/characters/recent/``: the characters with legacy histories, newest interaction
-  first, with ``participant__name`` (no ``name``) as in kram's ``CharShort``.
+  first, with ``participant__name`` (no ``name``) as in kramcat/CharacterAI's ``CharShort``.
 - ``POST /chat/character/histories_v2/`` and ``.../histories/`` answer alike:
   ``{"histories": [...]}``, newest ``last_interaction`` first, at most ``number`` (default
   50) histories, each with its two newest messages as the ``msgs`` preview. An unknown

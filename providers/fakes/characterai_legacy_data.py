@@ -71,7 +71,7 @@ def user_json(account: Mapping[str, Any], *, anonymous: bool = False) -> dict[st
 
 
 def character_json(char: LegacyCharacter, last: datetime | None) -> dict[str, Any]:
-    """One entry of the recent characters, the fields of kram's ``CharShort``."""
+    """One entry of the recent characters, the fields of kramcat/CharacterAI's ``CharShort``."""
     return {
         "external_id": char.id, "title": char.title, "description": char.title,
         "greeting": char.greeting, "avatar_file_name": None, "visibility": "PUBLIC",
@@ -85,7 +85,8 @@ def character_json(char: LegacyCharacter, last: datetime | None) -> dict[str, An
 
 def message_json(account: Mapping[str, Any], char: LegacyCharacter, m: LegacyMessage
                  ) -> dict[str, Any]:
-    """A HistoryMessage as kram's ``HisMessage`` and node1's sample describe it."""
+    """A HistoryMessage as kramcat/CharacterAI's ``HisMessage`` and a node_characterai 1.x issue's
+    sample describe it."""
     me = account["username"]
     src, tgt = (me, char.username) if m.is_human else (char.username, me)
     return {

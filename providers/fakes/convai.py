@@ -1,8 +1,11 @@
-"""A stateful fake of Convai's character and chat-history API (providers-api.md §2).
+"""A stateful fake of Convai's character and chat-history API, as documented under
+https://docs.convai.com/api-docs/api-reference/core-api-reference/ (``chat-history-api``,
+``character-list-api``; the delete's hidden page is in the documentation's sources,
+https://github.com/Conv-AI/Convai-Documentation).
 
 Same paths, ``POST`` only, ``CONVAI-API-KEY`` header, JSON bodies and the documented
-answers. Where the reference is silent the fake picks one behaviour, written here so tests
-and the client agree on it:
+answers. Where the documentation is silent the fake picks one behaviour, written here so
+tests and the client agree on it:
 
 - Missing key: 400 ``{"ERROR": "API Key not found"}``; wrong key: 401
   ``{"ERROR": "Invalid API key provided."}``; another method: 405; another path: 404.

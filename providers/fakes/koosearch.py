@@ -1,7 +1,10 @@
-"""A stateful fake of Huawei Cloud KooSearch's chat history and of IAM's token endpoint
-(providers-api.md §3), both on one server and told apart by path.
+"""A stateful fake of Huawei Cloud KooSearch's chat history
+(https://support.huaweicloud.com/intl/en-us/api-koosearch/) and of IAM's token endpoint
+(https://support.huaweicloud.com/intl/en-us/api-iam/iam_30_0001.html), both on one server
+and told apart by path.
 
-- ``POST /v3/auth/tokens``: the password body of §3.4; answers 201 with the token in
+- ``POST /v3/auth/tokens``: the password body (``auth.identity.password.user`` with its
+  ``domain``, ``auth.scope.project`` by id or name); answers 201 with the token in
   ``X-Subject-Token`` and ``{"token": {"expires_at", "issued_at", ...}}``. A wrong user,
   account or password is 401; a project other than ``project_id`` (by id) or the region (by
   name) is 400. IAM errors are Keystone-shaped (``{"error": {"code", "message",
@@ -13,7 +16,7 @@
   (200, no body) and ``DELETE P/chat-history/batch`` (``{"chat_ids", "repo_ids"?}`` →
   ``{"totalCount", "deletedCount"}``, or snake case with ``count_spelling="snake"``).
 
-Where the reference is silent the fake picks one behaviour:
+Where the documentation is silent the fake picks one behaviour:
 
 - ``X-Auth-Token`` missing, unknown or expired: 401 ``APIGW.0301`` (API Gateway in front of
   the service checks it); a token of another project: 403 ``APIGW.0302``; an unknown path:
@@ -39,15 +42,21 @@ import json
 import random
 import re
 import secrets
-import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
-from . import text
 from .base import ConnectionDropped, FakeProvider, FakeResponse, json_response
+from .koosearch_data import (
+    Chat,
+    chat_from_json,
+    chat_to_json,
+    detail_json,
+    new_chat,
+    new_uuid,
+    record_json,
+)
 
 DEMO_PASSWORD = "Demo-KooSearch-Passw0rd"  # noqa: S105 - the fake's own demo credential
 DEMO_USER = "lethe-demo"
@@ -64,31 +73,6 @@ CODES = {400: "KOS.00010002", 401: "APIGW.0301", 403: "APIGW.0302", 404: "KOS.00
 STALE_AUTH = ("Incorrect IAM authentication information: the token is missing, invalid or "
               "expired")
 BAD_LOGIN = "The username or password is wrong."
-
-
-@dataclass
-class Question:
-    id: str
-    question: str
-    answer: str | None
-    at: datetime
-    feedback_status: int = 0
-
-
-@dataclass
-class Chat:
-    id: str
-    repo_id: str
-    slave_repo_id: str
-    user: str
-    title: str
-    created: datetime
-    questions: list[Question] = field(default_factory=list)
-    is_del: int = 0
-
-
-def _millis(moment: datetime) -> str:
-    return str(round(moment.timestamp() * 1000))
 
 
 class KooSearchFake(FakeProvider):
@@ -142,7 +126,7 @@ class KooSearchFake(FakeProvider):
             self._partial = 0
 
     def _uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return new_uuid(self.rng)
 
     def add_chats(self, repo_id: str, count: int) -> list[str]:
         with self.lock:
@@ -150,26 +134,11 @@ class KooSearchFake(FakeProvider):
                          "") or self._uuid()
             added = []
             for _ in range(count):
-                chat = self._chat(repo_id, slave)
+                chat = new_chat(self.rng, self.now, repo_id, slave, self.turns,
+                                self.unanswered)
                 self.chats[chat.id] = chat
                 added.append(chat.id)
             return added
-
-    def _chat(self, repo_id: str, slave: str) -> Chat:
-        rng = self.rng
-        created = self.now - timedelta(days=rng.randint(0, 180), seconds=rng.randint(0, 86399),
-                                       milliseconds=rng.randint(0, 999))
-        asker = text.person(rng)
-        chat = Chat(self._uuid(), repo_id, slave, asker.replace(" ", "_").lower(), "", created)
-        moment = created
-        for turn in range(rng.randint(*self.turns)):
-            question = text.user_line(rng, asker, turn == 0)
-            answer = None if rng.random() < self.unanswered else text.character_line(rng)
-            chat.questions.append(Question(self._uuid(), question, answer, moment,
-                                           rng.choice((0, 0, 0, 1, 2))))
-            moment += timedelta(seconds=rng.randint(5, 240), milliseconds=rng.randint(0, 999))
-        chat.title = chat.questions[0].question[:100] if chat.questions else "New chat"
-        return chat
 
     def chat_ids(self, repo_id: str | None = None) -> list[str]:
         """Newest first, as the list returns them."""
@@ -183,21 +152,10 @@ class KooSearchFake(FakeProvider):
 
     def dump(self) -> dict[str, Any]:
         with self.lock:
-            return {"chats": [
-                {**asdict(c), "created": c.created.isoformat(), "questions": [
-                    {**asdict(q), "at": q.at.isoformat()} for q in c.questions]}
-                for c in self.chats.values()]}
+            return {"chats": [chat_to_json(c) for c in self.chats.values()]}
 
     def load(self, data: Mapping[str, Any]) -> None:
-        chats = {}
-        for c in data["chats"]:
-            questions = [Question(str(q["id"]), str(q["question"]), q["answer"],
-                                  datetime.fromisoformat(q["at"]), int(q["feedback_status"]))
-                         for q in c["questions"]]
-            chats[str(c["id"])] = Chat(str(c["id"]), str(c["repo_id"]), str(c["slave_repo_id"]),
-                                       str(c["user"]), str(c["title"]),
-                                       datetime.fromisoformat(c["created"]), questions,
-                                       int(c["is_del"]))
+        chats = {str(c["id"]): chat_from_json(c) for c in data["chats"]}
         with self.lock:
             self.chats = chats
 
@@ -349,14 +307,8 @@ class KooSearchFake(FakeProvider):
         return json_response(200, {
             "total": len(chats), "size": page_size, "pages": -(-len(chats) // page_size),
             "current": page_num, "optimize_count_sql": True, "search_count": True,
-            "records": [self._record(c) for c in chats[start:start + page_size]],
+            "records": [record_json(c, self.project_id) for c in chats[start:start + page_size]],
         })
-
-    def _record(self, chat: Chat) -> dict[str, Any]:
-        return {"chat_id": chat.id, "knowledge_repo_id": chat.repo_id,
-                "slave_repo_id": chat.slave_repo_id, "chat_title": chat.title,
-                "create_date_time": _millis(chat.created), "project_id": self.project_id,
-                "is_del": chat.is_del}
 
     def _find(self, chat_id: str) -> Chat | FakeResponse:
         repo_id = self._param("repo_id")
@@ -371,14 +323,7 @@ class KooSearchFake(FakeProvider):
         chat = self._find(chat_id)
         if isinstance(chat, FakeResponse):
             return chat
-        record = self._record(chat)
-        del record["slave_repo_id"], record["project_id"]
-        record["question_models"] = [
-            {"question_id": q.id, "chat_id": chat.id, "question": q.question,
-             "answer": q.answer, "create_date_time": _millis(q.at),
-             "feedback_status": q.feedback_status, "question_reference_models": []}
-            for q in chat.questions]
-        return json_response(200, record)
+        return json_response(200, detail_json(chat))
 
     def _remove(self, chat_ids: list[str]) -> None:
         for chat_id in chat_ids:

@@ -26,28 +26,8 @@ from providers.fakes.characterai_legacy import (
 AUTH = {"Authorization": f"Token {DEMO_TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def fake() -> CharacterAILegacyFake:
+def make_fake() -> CharacterAILegacyFake:
     return CharacterAILegacyFake(seed=11, characters=2, histories=3)
-
-
-@pytest.fixture(scope="module")
-def server(fake: CharacterAILegacyFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAILegacyFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.tokens = frozenset({DEMO_TOKEN, NEO_DEMO_TOKEN})
-    fake.anonymous_tokens = frozenset()
-    fake.gone = False
-    fake.soft_delete = False
-    fake.max_delete = None
-    fake.rate_limit = None
-    fake.retry_after = 1.0
 
 
 @pytest.fixture

@@ -1,15 +1,20 @@
-"""Huawei Cloud KooSearch: the chat history of one application (providers-api.md §3).
+"""Huawei Cloud KooSearch: the chat history of one application.
+
+Documented at https://support.huaweicloud.com/intl/en-us/api-koosearch/ (ListChatHistorys,
+ShowChatHistory, BatchDeleteChatHistory); the older "Flexus" edition's pages fill gaps
+(https://support.huaweicloud.com/api-flexussearchservice/).
 
 Every path sits under ``P = /v1/{project_id}/applications/{application_id}/uni-search``:
 ``GET P/chat-history`` lists chats page by page, ``GET P/chat-history/{id}`` reads one
 chat's questions and answers, ``DELETE P/chat-history/batch`` erases whole chats. The IAM
-token every request carries is issued, cached and renewed by ``koosearch_iam``.
+token every request carries is issued, cached and renewed by ``iam``.
 
 The "character" of this provider is the knowledge repository a chat was asked against
 (``knowledge_repo_id``). The unit of erasure is the whole chat: message ids are synthetic
 (``"<question_id>:q"`` and ``":a"``) and only locate a line inside the mirror.
 
-Choices made where the reference says UNCONFIRMED (or where it looks wrong):
+Choices made where no public source settles the question, or where the documentation
+looks wrong:
 
 - Hosts: ``base_url`` defaults to ``https://css.{region}.myhuaweicloud.com`` (the China
   site's pattern; the international host is unconfirmed) and may be an API Gateway address,
@@ -17,12 +22,12 @@ Choices made where the reference says UNCONFIRMED (or where it looks wrong):
   The token is scoped by project id (``scope.project.id``).
 - Ids: the docs say project and application ids "must start with a letter", but project ids
   are 32 hex digits and application ids UUIDs, which begin with a digit 10 times in 16, so
-  only "1 to 64 letters, digits, ``_`` or ``-``" is enforced (``koosearch_iam.ID_PATTERN``).
+  only "1 to 64 letters, digits, ``_`` or ``-``" is enforced (``iam.ID_PATTERN``).
 - Errors: ``{"error_code", "error_msg"}``, or an array of them; codes starting with
   ``APIGW`` are said to come from API Gateway. 401 and 403 are retried once with a new
-  token, then an AuthError (403: the user lacks KooSearch permissions); 404 NotFound, 429
-  RateLimited, 5xx TemporaryError, any other 4xx a PermanentError naming the code. A 200
-  that carries ``error_code`` is a refusal too.
+  token (``iam.IamAuth``), then an AuthError (403: the user lacks KooSearch permissions);
+  404 NotFound, 429 RateLimited, 5xx TemporaryError, any other 4xx a PermanentError naming
+  the code; a 200 that carries ``error_code`` is a refusal too (worded in ``errors``).
 - Listing: 100 a page; stops at ``pages`` (or ``total``), at an empty ``records``, and,
   when neither count is given, at a short page or one with no new chat id.
 - Soft-deleted chats are assumed to stay listed with ``is_del`` 1 (the list record has the
@@ -51,11 +56,11 @@ Choices made where the reference says UNCONFIRMED (or where it looks wrong):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from datetime import datetime
+from typing import Any, ClassVar
 
-from .base import batched
-from .errors import (
+from ..base import batched
+from ..errors import (
     AuthError,
     NotFound,
     PermanentError,
@@ -64,8 +69,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .koosearch_iam import HuaweiTokenProvider, valid_id
-from .records import (
+from ..records import (
     Account,
     Capabilities,
     Character,
@@ -77,6 +81,16 @@ from .records import (
     Presence,
     Target,
 )
+from .fields import (
+    Record,
+    as_int,
+    count_of,
+    from_millis,
+    repo_of,
+    state_of,
+    text_id,
+)
+from .iam import HuaweiTokenProvider, valid_id
 
 DEFAULT_BASE_URL = "https://css.{region}.myhuaweicloud.com"
 PAGE_SIZE = 100
@@ -86,56 +100,6 @@ MESSAGE_REFUSED = "KooSearch erases whole chats only; erase the conversation ins
 INVALID_ID = "not a valid KooSearch chat id"
 SOFT_DELETED = "soft-deleted at the provider, not erased"
 NOT_DELETED = "KooSearch did not delete it: the batch deleted fewer chats than asked"
-
-Record = dict[str, Any]
-State = Literal["present", "gone", "soft_deleted"]
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def _millis(value: object) -> datetime | None:
-    """KooSearch times are epoch milliseconds in a string; a number is accepted too."""
-    number = value if isinstance(value, float) else _int(value)
-    if number is None:
-        return None
-    try:
-        return datetime.fromtimestamp(number / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _text_id(value: object) -> str:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def _repo(record: Record | None) -> str:
-    return _text_id((record or {}).get("knowledge_repo_id"))
-
-
-def _state(record: Record | None) -> State:
-    if record is None:
-        return "gone"
-    return "soft_deleted" if _int(record.get("is_del")) == 1 else "present"
-
-
-def _count(data: Any, snake: str, camel: str) -> int | None:
-    if not isinstance(data, dict):
-        return None
-    found = _int(data.get(snake))
-    return found if found is not None else _int(data.get(camel))
-
 
 class KooSearchProvider(HuaweiTokenProvider):
     name: ClassVar[str] = "koosearch"
@@ -189,7 +153,7 @@ class KooSearchProvider(HuaweiTokenProvider):
                     filters: Mapping[str, str] | None = None) -> tuple[list[Record], int | None]:
         """One page of the list and the number of pages, when the answer tells."""
         params = {"page_num": str(number), "page_size": str(size), **(filters or {})}
-        data = await self.call("GET", self._chats, params=params)
+        data = await self.http.read("GET", self._chats, params=params)
         if data is None:
             return [], 0
         if not isinstance(data, dict):
@@ -200,12 +164,12 @@ class KooSearchProvider(HuaweiTokenProvider):
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ProtocolError(f"{self.label} sent chat records that are not a list of objects")
         for raw in records:
-            raw["chat_id"] = _text_id(raw.get("chat_id"))
+            raw["chat_id"] = text_id(raw.get("chat_id"))
             if not raw["chat_id"]:
                 raise ProtocolError(f"{self.label} sent a chat without a usable chat_id")
-        pages, total = _int(data.get("pages")), _int(data.get("total"))
+        pages, total = as_int(data.get("pages")), as_int(data.get("total"))
         if pages is None and total is not None:
-            pages = -(-total // (_int(data.get("size")) or size))
+            pages = -(-total // (as_int(data.get("size")) or size))
         return records, pages
 
     async def _records(self, filters: Mapping[str, str] | None = None
@@ -256,7 +220,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         return Account(id=f"{domain}/{user}", name=f"IAM user {user} in account {domain}")
 
     async def characters(self) -> AsyncIterator[Character]:
-        repos = list(dict.fromkeys([_repo(raw) async for raw in self._records()]))
+        repos = list(dict.fromkeys([repo_of(raw) async for raw in self._records()]))
         for repo in repos:
             name = (f"Knowledge repository {repo[:8]}" if repo
                     else "Chats without a knowledge repository")
@@ -268,15 +232,15 @@ class KooSearchProvider(HuaweiTokenProvider):
         repo = character.provider_id if character is not None else None
         filters = {"repo_id": repo} if repo and valid_id(repo) else {}
         async for raw in self._records(filters):
-            if repo is not None and _repo(raw) != repo:
+            if repo is not None and repo_of(raw) != repo:
                 continue
             yield Conversation(
                 provider_id=raw["chat_id"],
-                character_id=_repo(raw),
+                character_id=repo_of(raw),
                 title=str(raw.get("chat_title") or ""),
-                started_at=_millis(raw.get("create_date_time")),
-                state="soft_deleted" if _state(raw) == "soft_deleted" else "active",
-                flags={"repo_id": _repo(raw)},
+                started_at=from_millis(raw.get("create_date_time")),
+                state="soft_deleted" if state_of(raw) == "soft_deleted" else "active",
+                flags={"repo_id": repo_of(raw)},
             )
 
     async def messages(self, conversation: Conversation) -> AsyncIterator[Message]:
@@ -284,19 +248,19 @@ class KooSearchProvider(HuaweiTokenProvider):
         if not valid_id(chat_id):
             raise NotFound(f"{self.label} has no chat {chat_id[:80]!r}: {INVALID_ID}")
         repo = conversation.character_id
-        data = await self.call("GET", f"{self._chats}/{chat_id}",
-                                params={"repo_id": repo} if valid_id(repo) else None)
+        data = await self.http.read("GET", f"{self._chats}/{chat_id}",
+                                    params={"repo_id": repo} if valid_id(repo) else None)
         if data is not None and not isinstance(data, dict):
             raise ProtocolError(f"{self.label} sent a chat that is not an object")
         questions = (data or {}).get("question_models") or []
         if not isinstance(questions, list) or not all(isinstance(q, dict) for q in questions):
             raise ProtocolError(f"{self.label} sent question_models that are not objects")
-        entries = [(_millis(q.get("create_date_time")), q) for q in questions]
+        entries = [(from_millis(q.get("create_date_time")), q) for q in questions]
         if all(when is not None for when, _ in entries):
             entries.sort(key=lambda pair: pair[0] or datetime.min)
         position = 0
         for n, (when, question) in enumerate(entries):
-            ident = _text_id(question.get("question_id")) or f"{chat_id}-{n}"
+            ident = text_id(question.get("question_id")) or f"{chat_id}-{n}"
             for suffix, key, author in ((":q", "question", "User"), (":a", "answer", "KooSearch")):
                 value = question.get(key)
                 if value is None:
@@ -329,7 +293,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         for chat_id, record in before.items():
             if record is None:
                 ledger.settle(chat_id, "already_gone", "KooSearch no longer lists it.")
-            elif _state(record) == "soft_deleted":
+            elif state_of(record) == "soft_deleted":
                 # Sending again would change nothing: the API has no harder delete.
                 ledger.settle(chat_id, "unknown", SOFT_DELETED)
             else:
@@ -339,12 +303,12 @@ class KooSearchProvider(HuaweiTokenProvider):
 
     async def _erase_batch(self, batch: list[str], before: dict[str, Record | None],
                            ledger: _Ledger) -> None:
-        repos = [r for r in dict.fromkeys(_repo(before[c]) for c in batch) if r]
+        repos = [r for r in dict.fromkeys(repo_of(before[c]) for c in batch) if r]
         body: dict[str, Any] = {"chat_ids": batch}
         if repos:
             body["repo_ids"] = repos[:100]
         try:
-            data = await self.call("DELETE", f"{self._chats}/batch", body=body, write=True)
+            data = await self.http.write("DELETE", f"{self._chats}/batch", json_body=body)
         except TemporaryError as exc:
             if not exc.sent:
                 raise
@@ -356,8 +320,8 @@ class KooSearchProvider(HuaweiTokenProvider):
         except PermanentError as exc:
             ledger.settle_all(batch, "failed", exc.message)
             return
-        deleted = _count(data, "deleted_count", "deletedCount")
-        total = _count(data, "total_count", "totalCount")
+        deleted = count_of(data, "deleted_count", "deletedCount")
+        total = count_of(data, "total_count", "totalCount")
         response = {k: v for k, v in (("total_count", total), ("deleted_count", deleted))
                     if v is not None}
         everything = deleted is not None and deleted >= len(batch)
@@ -372,7 +336,7 @@ class KooSearchProvider(HuaweiTokenProvider):
                 raise
             return
         for chat_id in batch:
-            state = _state(after[chat_id])
+            state = state_of(after[chat_id])
             if state == "soft_deleted":
                 ledger.settle(chat_id, "unknown", SOFT_DELETED, response)
             elif everything or state == "gone":
@@ -384,7 +348,7 @@ class KooSearchProvider(HuaweiTokenProvider):
         chat_ids = [t.provider_id if t.kind == "conversation" else t.conversation_id
                     for t in targets]
         found = await self._lookup(chat_ids)
-        return [Presence(t, _state(found[c])) for t, c in zip(targets, chat_ids, strict=True)]
+        return [Presence(t, state_of(found[c])) for t, c in zip(targets, chat_ids, strict=True)]
 
 
 class _Ledger:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import pytest
@@ -15,6 +16,7 @@ from providers import (
     AuthError,
     Character,
     Conversation,
+    HttpPolicy,
     Message,
     NotFound,
     PermanentError,
@@ -26,7 +28,7 @@ from providers import (
 )
 from providers.fakes.base import FakeResponse, FakeServer
 from providers.fakes.koosearch import DEMO_DOMAIN, DEMO_PASSWORD, DEMO_USER, KooSearchFake
-from providers.koosearch import INVALID_ID, NOT_DELETED, SOFT_DELETED, KooSearchProvider
+from providers.koosearch.client import INVALID_ID, NOT_DELETED, SOFT_DELETED, KooSearchProvider
 from providers.records import Outcome
 from providers.tokens import MemoryTokenCache
 
@@ -34,33 +36,14 @@ T = TypeVar("T")
 TOKENS = "/v3/auth/tokens"
 
 
-@pytest.fixture(scope="module")
-def fake() -> KooSearchFake:
+def make_fake() -> KooSearchFake:
     return KooSearchFake(seed=5, repos=2, chats=6, latency=0.001)
 
 
-@pytest.fixture(scope="module")
-def server(fake: KooSearchFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: KooSearchFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.password = DEMO_PASSWORD
-    fake.soft_delete = False
-    fake.count_spelling = "camel"
-    fake.error_array = False
-    fake.iam_error_style = "keystone"
-    fake.token_ttl = 86400.0
-    fake.retry_after = 1.0
-
-
 def make(server: FakeServer, fake: KooSearchFake, password: str = DEMO_PASSWORD,
-         options: Mapping[str, str] | None = None, **kwargs: Any) -> KooSearchProvider:
-    kwargs.setdefault("backoff", 0.001)
+         options: Mapping[str, str] | None = None, *, retries: int = 2, **kwargs: Any
+         ) -> KooSearchProvider:
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     _, base = fake.client_config(server.url)
     return KooSearchProvider({"password": password}, {**base, **(options or {})}, **kwargs)
@@ -270,14 +253,54 @@ def test_a_cached_token_serves_two_instances_sharing_one_cache(
     assert fake.count("POST", TOKENS) == 2
 
 
-def test_a_token_about_to_expire_is_replaced_before_use(
+def test_a_token_living_less_than_the_five_minute_margin_is_still_shared(
     server: FakeServer, fake: KooSearchFake
 ) -> None:
-    fake.token_ttl = 120  # inside the five-minute renewal margin
+    fake.token_ttl = 180  # renewed when a tenth of its life is left, not five minutes
     cache = MemoryTokenCache()
     run(check(make(server, fake, token_cache=cache, cache_key="c")))
     run(check(make(server, fake, token_cache=cache, cache_key="c")))
+    assert fake.count("POST", TOKENS) == 1
+
+
+def test_a_token_is_replaced_before_use_once_a_tenth_of_its_life_is_left(
+    server: FakeServer, fake: KooSearchFake
+) -> None:
+    fake.token_ttl = 1.0
+    cache = MemoryTokenCache()
+    run(check(make(server, fake, token_cache=cache, cache_key="c")))
+    time.sleep(0.95)  # past 0.9 s, the renewal time, before the fake expires it at 1 s
+    run(check(make(server, fake, token_cache=cache, cache_key="c")))
     assert fake.count("POST", TOKENS) == 2
+    # The old token was never sent, so nothing was refused and sent again.
+    assert fake.count("GET", chats_path(fake)) == 2
+
+
+class SlowFirstBudget(RateBudget):
+    """A budget whose first grant comes only after ``pause`` seconds."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__(1000, 1000)
+        self.pause = pause
+
+    async def acquire(self) -> None:
+        pause, self.pause = self.pause, 0.0
+        await asyncio.sleep(pause)
+        await super().acquire()
+
+
+def test_the_token_is_taken_after_the_wait_in_the_rate_budget(
+    server: FakeServer, fake: KooSearchFake
+) -> None:
+    fake.token_ttl = 1.0
+    cache = MemoryTokenCache()
+    run(check(make(server, fake, token_cache=cache, cache_key="c")))
+    # The cached token expires while the next request waits for its slot: it must leave
+    # with a new one rather than the token it would have taken before waiting.
+    run(check(make(server, fake, token_cache=cache, cache_key="c",
+                   budget=SlowFirstBudget(1.1))))
+    assert fake.count("POST", TOKENS) == 2
+    assert fake.count("GET", chats_path(fake)) == 2
 
 
 def test_an_expired_token_is_renewed_once_and_the_request_sent_again(

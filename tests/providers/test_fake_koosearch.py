@@ -32,29 +32,8 @@ def login_body(password: str = DEMO_PASSWORD, project: str = DEMO_PROJECT_ID,
         "scope": {"project": {"id": project}}}}
 
 
-@pytest.fixture(scope="module")
-def fake() -> KooSearchFake:
+def make_fake() -> KooSearchFake:
     return KooSearchFake(seed=11, repos=2, chats=12)
-
-
-@pytest.fixture(scope="module")
-def server(fake: KooSearchFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: KooSearchFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.password = DEMO_PASSWORD
-    fake.soft_delete = False
-    fake.count_spelling = "camel"
-    fake.error_array = False
-    fake.iam_error_style = "keystone"
-    fake.token_ttl = 86400.0
-    fake.rate_limit = None
-    fake.retry_after = 1.0
 
 
 @pytest.fixture

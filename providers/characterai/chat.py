@@ -1,9 +1,14 @@
-"""Character.AI chat v2 ("neo"): chats, turns, turn removal and archiving (§1.1–1.5, 1.8).
+"""Character.AI chat v2 ("neo"): chats, turns, turn removal and archiving.
+
+Character.AI publishes no API documentation. This client speaks the web API as the public
+clients do: PyCharacterAI (https://github.com/Xtr4F/PyCharacterAI), whose turn removal
+over REST is followed here, kramcat/CharacterAI (https://github.com/kramcat/CharacterAI)
+and node_characterai (https://github.com/realcoloride/node_characterai).
 
 Two hosts, both options so that a gateway or one local fake can stand in: ``neo_url``
 (chats and turns) and ``plus_url`` (the account). Every request carries
 ``Authorization: Token <token>``. Character.AI's error answers (neo_error bodies, Cloudflare
-pages, CSRF pages) are mapped in ``characterai_errors``, shared with the legacy provider.
+pages, CSRF pages) are mapped in ``errors``, shared with the legacy provider.
 
 There is no call that lists characters or deletes a chat, so:
 
@@ -20,10 +25,10 @@ There is no call that lists characters or deletes a chat, so:
   ones included: whether a chat holding pinned messages may be erased is the dashboard's
   decision, taken when the job is frozen.
 - Cloudflare pages (error 1015, challenges), CSRF pages and neo_error bodies are told apart
-  in ``characterai_errors``: a Cloudflare block is RateLimited or TemporaryError, never a
-  bad token. The rate budget is 2 requests/s, burst 4 (Character.AI's limit is unknown).
+  in ``errors``: a Cloudflare block is RateLimited or TemporaryError, never a bad token.
+  The rate budget is 2 requests/s, burst 4 (Character.AI's limit is unknown).
 
-Choices made where the reference says UNCONFIRMED:
+Choices made where no public source settles the question:
 
 - ``meta.next_token`` on the last ``/turns/`` page: null, absent and "" all end the paging,
   as does a page without turns. A token seen twice raises ProtocolError instead of looping.
@@ -46,7 +51,7 @@ Choices made where the reference says UNCONFIRMED:
   last candidate (regenerations are appended). ``is_human`` is ``author.is_human`` when it
   is a boolean, else whether ``author_id`` is numeric (human ids are, character ids are not).
 - The token: a pasted leading "Token " is removed; one not 40 characters long is used anyway
-  and a note says so (node2 only warns).
+  and a note says so (node_characterai only warns).
 """
 
 from __future__ import annotations
@@ -56,20 +61,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-import httpx
-
-from .base import Provider
-from .characterai_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
-from .characterai_errors import (
-    AUTH_STATUSES,
-    ERROR_KEYS,
-    auth_headers,
-    install,
-    normalize_token,
-)
-from .errors import AuthError, NotFound, PermanentError, ProtocolError
-from .http import HttpClient, RateBudget
-from .records import (
+from ..base import Provider
+from ..errors import AuthError, NotFound, PermanentError, ProtocolError
+from ..http import Classifier, HttpClient
+from ..records import (
     Account,
     Capabilities,
     Character,
@@ -80,16 +75,21 @@ from .records import (
     Presence,
     Target,
 )
-from .times import utc
-from .tokens import TokenCache
+from ..times import utc
+from .chat_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
+from .errors import (
+    AUTH_STATUSES,
+    ERROR_KEYS,
+    auth_headers,
+    classifier,
+    normalize_token,
+)
 
 NEO_URL = "https://neo.character.ai"
 PLUS_URL = "https://plus.character.ai"
 USER = "/chat/user/"
 RECENT = "/chats/recent/"
 CHATS = "/chats/"
-
-
 
 
 def _str(value: object) -> str:
@@ -200,15 +200,9 @@ class CharacterAIProvider(Provider):
     error_keys: ClassVar[tuple[str, ...]] = ERROR_KEYS
     auth_statuses: ClassVar[tuple[int, ...]] = AUTH_STATUSES
 
-    def __init__(self, secrets: Mapping[str, str], options: Mapping[str, str], *,
-                 transport: httpx.AsyncBaseTransport | None = None, timeout: float = 15.0,
-                 retries: int = 2, budget: RateBudget | None = None, backoff: float = 0.5,
-                 max_retry_wait: float = 5.0, token_cache: TokenCache | None = None,
-                 cache_key: str = "") -> None:
-        super().__init__(secrets, options, transport=transport, timeout=timeout,
-                         retries=retries, budget=budget, backoff=backoff,
-                         max_retry_wait=max_retry_wait, token_cache=token_cache,
-                         cache_key=cache_key)
+    def __init__(self, secrets: Mapping[str, str], options: Mapping[str, str],
+                 **kwargs: Any) -> None:
+        super().__init__(secrets, options, **kwargs)
         token = normalize_token(self._secrets["token"])
         if not token:
             raise PermanentError("Character.AI: the secret 'Token' is missing")
@@ -230,18 +224,15 @@ class CharacterAIProvider(Provider):
     def _headers(self) -> dict[str, str]:
         return auth_headers(self.secret("token"))
 
+    def _classifier(self) -> Classifier:
+        return classifier(self.label)
+
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        install(self.http)
         if self.options["plus_url"] == self.options["neo_url"]:
             self._plus = self.http  # one gateway or fake serving both: one connection pool
         else:
-            self._plus = install(HttpClient(
-                self.options["plus_url"], label=self.label, headers=self._headers(),
-                transport=self._transport, timeout=self._timeout, retries=self._retries,
-                backoff=self._backoff, max_retry_wait=self._max_retry_wait, budget=self.budget,
-                error_keys=self.error_keys, auth_statuses=self.auth_statuses,
-            ))
+            self._plus = self._open(self.options["plus_url"])
         self._recent = None
         return self
 
@@ -388,7 +379,7 @@ class CharacterAIProvider(Provider):
         except NotFound:
             return None
 
-    # -- erasing (characterai_erase) -----------------------------------------------------
+    # -- erasing (chat_erase) ------------------------------------------------------------
 
     async def remove_turns(self, chat_id: str, ids: Sequence[str]) -> Any:
         return await self.http.write("POST", f"/turns/{chat_id}/remove",

@@ -1,11 +1,16 @@
-"""Character.AI legacy chat v1 "histories" (providers-api.md §1.7, §1.1, §1.2, §1.8, §1.9).
+"""Character.AI legacy chat v1 "histories".
+
+Undocumented, like the rest of Character.AI's API: the endpoints and shapes are those the
+public clients used, kramcat/CharacterAI (https://github.com/kramcat/CharacterAI),
+node_characterai 1.x (https://github.com/realcoloride/node_characterai) and PyCharacterAI
+1.x (https://github.com/Xtr4F/PyCharacterAI).
 
 The ``plus`` host with ``Authorization: Token <token>`` (a pasted leading "Token " is
 stripped). Character.AI's error answers (``{"detail"}``, ``{"status": "Error…"}``,
-``{"force_login": true}``, Cloudflare pages) are mapped by ``characterai_errors``, shared
-with the chat v2 provider. The unit of erasure is the message, by its ``uuid``; a history
-itself cannot be deleted, so erasing a conversation deletes every message in it and leaves
-the empty history behind.
+``{"force_login": true}``, Cloudflare pages) are mapped by ``errors``, shared with the
+chat v2 provider. The unit of erasure is the message, by its ``uuid``; a history itself
+cannot be deleted, so erasing a conversation deletes every message in it and leaves the
+empty history behind.
 
 These endpoints were deprecated on 2024-09-10 and may be gone. A 404 or 410 from the
 character or history lists is not a failure: nothing is listed and ``notes`` says "This
@@ -14,13 +19,14 @@ list call is made (a 404 may be one unknown character, so the next is still aske
 404/410 on one history's messages is NotFound for that conversation. ``check()`` uses
 ``/chat/user/``, which chat v2 clients still use, so it works either way.
 
-Choices made where the reference says UNCONFIRMED:
+Choices made where no public source settles the question:
 
 - Characters: ``GET /chat/characters/recent/`` (``{"characters": [...]}``). The name is read
   from ``participant__name``, else ``name``; the description from ``title``, else
   ``description``; the last interaction from ``max_last_interaction`` when present.
-- Histories: ``POST /chat/character/histories_v2/`` (kram, and the CAI Tools exporter on
-  plus with the same ``number``; a public C# client marks ``histories/`` "not working").
+- Histories: ``POST /chat/character/histories_v2/`` (kramcat/CharacterAI, and the CAI
+  Tools exporter on plus with the same ``number``; a public C# client marks
+  ``histories/`` "not working").
   Both paths take the same body and answer the same shape. We ask for ``number: 999``, the
   largest value a library sends; when exactly 999 come back a note says older ones may be
   missing. A missing ``histories`` key or ``null`` means none; order is not relied on.
@@ -51,27 +57,12 @@ Choices made where the reference says UNCONFIRMED:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-from .base import Provider
-from .characterai_errors import (
-    AUTH_HINT,
-    AUTH_STATUSES,
-    ERROR_KEYS,
-    auth_headers,
-    install,
-    normalize_token,
-)
-from .characterai_legacy_support import (
-    as_object,
-    as_objects,
-    ident,
-    message_number,
-    send_deletes,
-    settle,
-)
-from .errors import AuthError, NotFound, PermanentError, ProtocolError, ProviderError
-from .records import (
+from ..base import Provider
+from ..errors import AuthError, NotFound, PermanentError, ProtocolError, ProviderError
+from ..http import Classifier
+from ..records import (
     Account,
     Capabilities,
     Character,
@@ -82,7 +73,24 @@ from .records import (
     Presence,
     Target,
 )
-from .times import utc
+from ..times import utc
+from .errors import (
+    AUTH_HINT,
+    AUTH_STATUSES,
+    ERROR_KEYS,
+    auth_headers,
+    classifier,
+    normalize_token,
+)
+from .legacy_support import (
+    as_object,
+    as_objects,
+    ident,
+    message,
+    message_number,
+    send_deletes,
+    settle,
+)
 
 DEFAULT_PLUS_URL = "https://plus.character.ai"
 USER = "/chat/user/"
@@ -152,10 +160,8 @@ class CharacterAILegacyProvider(Provider):
     def _headers(self) -> dict[str, str]:
         return auth_headers(self.secret("token"))
 
-    async def __aenter__(self) -> Self:
-        await super().__aenter__()
-        install(self.http)
-        return self
+    def _classifier(self) -> Classifier:
+        return classifier(self.label)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -272,23 +278,7 @@ class CharacterAILegacyProvider(Provider):
         rows = await self._read(conversation.provider_id)
         kept = [r for r in rows if not r.get("is_alternative") and not r.get("deleted")]
         for position, row in enumerate(kept):
-            human = row.get("src__is_human")
-            if not isinstance(human, bool):
-                sender = str(row.get("src__user__username") or row.get("src") or "")
-                human = not sender.startswith("internal_id:")
-            src_char = row.get("src_char")
-            participant = src_char.get("participant") if isinstance(src_char, dict) else None
-            fallback = participant.get("name") if isinstance(participant, dict) else None
-            author = row.get("src__name") or ("You" if human else fallback) or "Character"
-            text = row.get("text")
-            yield Message(
-                provider_id=str(row["uuid"]),
-                conversation_id=conversation.provider_id,
-                position=position,
-                author=str(author),
-                is_human=human,
-                text="" if text is None else str(text),
-            )
+            yield message(conversation.provider_id, position, row)
 
     async def _absent(self, history_id: str, char_id: str) -> bool:
         """Whether the history lists confirm the history is gone (they must answer)."""

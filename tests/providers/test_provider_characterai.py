@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -16,6 +16,7 @@ from providers import (
     AuthError,
     Character,
     Conversation,
+    HttpPolicy,
     Message,
     NotFound,
     Outcome,
@@ -26,8 +27,8 @@ from providers import (
     Target,
     TemporaryError,
 )
-from providers.characterai import CharacterAIProvider
-from providers.characterai_errors import classify_response
+from providers.characterai.chat import CharacterAIProvider
+from providers.characterai.errors import classify_response
 from providers.fakes import FakeResponse, FakeServer
 from providers.fakes.characterai import DEMO_TOKEN, CharacterAIFake
 from providers.fakes.characterai_data import Chat, turn_json, user_json
@@ -35,30 +36,14 @@ from providers.fakes.characterai_data import Chat, turn_json, user_json
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def fake() -> CharacterAIFake:
+def make_fake() -> CharacterAIFake:
     return CharacterAIFake(seed=5, characters=2, chats=3, turns=(8, 30), archived=1,
                            latency=0.001)
 
 
-@pytest.fixture(scope="module")
-def server(fake: CharacterAIFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAIFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.tokens = frozenset({DEMO_TOKEN})
-    fake.retry_after = 1.0
-    fake.max_turn_ids = None
-    fake.last_token_style = "null"
-
-
-def make(server: FakeServer, token: str = DEMO_TOKEN, **kwargs: Any) -> CharacterAIProvider:
-    kwargs.setdefault("backoff", 0.001)
+def make(server: FakeServer, token: str = DEMO_TOKEN, *, retries: int = 2, **kwargs: Any
+         ) -> CharacterAIProvider:
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     options = {"neo_url": server.url, "plus_url": server.url}
     return CharacterAIProvider({"token": token}, options, **kwargs)

@@ -1,17 +1,17 @@
-"""Shared helpers of the legacy Character.AI provider tests (not a test module)."""
+"""Shared helpers of the two legacy Character.AI provider test modules (not a test module).
+
+Both import ``make_fake`` from here, so they run against the same fake (one per module).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import pytest
-
-from providers import Conversation, Message, Outcome, RateBudget, Target
-from providers.characterai_legacy import CharacterAILegacyProvider
+from providers import Conversation, HttpPolicy, Message, Outcome, RateBudget, Target
+from providers.characterai.legacy import CharacterAILegacyProvider
 from providers.fakes.base import FakeServer
-from providers.fakes.characterai import DEMO_TOKEN as NEO_DEMO_TOKEN
 from providers.fakes.characterai_legacy import (
     DEMO_TOKEN,
     CharacterAILegacyFake,
@@ -21,20 +21,13 @@ T = TypeVar("T")
 GONE_NOTE = "This account has no legacy histories (Character.AI answered 410 Gone)."
 
 
-def restore(fake: CharacterAILegacyFake) -> None:
-    """Fresh seeded data and default knobs, for the next test."""
-    fake.reset()
-    fake.tokens = frozenset({DEMO_TOKEN, NEO_DEMO_TOKEN})
-    fake.anonymous_tokens = frozenset()
-    fake.gone = False
-    fake.soft_delete = False
-    fake.max_delete = None
-    fake.retry_after = 1.0
+def make_fake() -> CharacterAILegacyFake:
+    return CharacterAILegacyFake(seed=5, characters=2, histories=3, latency=0.001)
 
 
-def make(server: FakeServer, token: str = DEMO_TOKEN, **kwargs: Any
+def make(server: FakeServer, token: str = DEMO_TOKEN, *, retries: int = 2, **kwargs: Any
          ) -> CharacterAILegacyProvider:
-    kwargs.setdefault("backoff", 0.001)
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     return CharacterAILegacyProvider({"token": token}, {"plus_url": server.url}, **kwargs)
 
@@ -77,22 +70,3 @@ def message_targets(fake: CharacterAILegacyFake, history_id: str,
 def history_target(fake: CharacterAILegacyFake, history_id: str) -> Target:
     owner = fake.owner(history_id)
     return Target("conversation", history_id, history_id, owner.id if owner else "")
-
-
-# The fixtures both legacy test modules use; they import them by name.
-@pytest.fixture(scope="module")
-def fake() -> CharacterAILegacyFake:
-    return CharacterAILegacyFake(seed=5, characters=2, histories=3, latency=0.001)
-
-
-@pytest.fixture(scope="module")
-def server(fake: CharacterAILegacyFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAILegacyFake) -> Iterator[None]:
-    restore(fake)
-    yield
-    restore(fake)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from providers import (
     AuthError,
     Character,
     ConvaiProvider,
+    HttpPolicy,
     NotFound,
     PermanentError,
     ProtocolError,
@@ -33,27 +34,13 @@ DELETE = "/character/chatHistory/delete"
 SESSIONS = "/character/chatHistory/list"
 
 
-@pytest.fixture(scope="module")
-def fake() -> ConvaiFake:
+def make_fake() -> ConvaiFake:
     return ConvaiFake(seed=5, characters=2, sessions=5, latency=0.001)
 
 
-@pytest.fixture(scope="module")
-def server(fake: ConvaiFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: ConvaiFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.plan_gated_delete = False
-    fake.retry_after = 1.0
-
-
-def make(server: FakeServer, key: str = DEMO_KEY, **kwargs: Any) -> ConvaiProvider:
-    kwargs.setdefault("backoff", 0.001)
+def make(server: FakeServer, key: str = DEMO_KEY, *, retries: int = 2, **kwargs: Any
+         ) -> ConvaiProvider:
+    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     return ConvaiProvider({"api_key": key}, {"base_url": server.url}, **kwargs)
 
@@ -395,7 +382,7 @@ def test_unreachable_provider_raises_temporary_error_not_sent(fake: ConvaiFake) 
 
     async def go() -> None:
         async with ConvaiProvider({"api_key": DEMO_KEY}, {"base_url": url},
-                                  backoff=0.001, retries=1) as provider:
+                                  policy=HttpPolicy(backoff=0.001, retries=1)) as provider:
             await provider.check()
 
     with pytest.raises(TemporaryError) as caught:

@@ -1,4 +1,7 @@
-"""Erase and verify for Character.AI chat v2, split from ``characterai`` to keep it short.
+"""Erase and verify for Character.AI chat v2, kept apart from the client in ``chat``.
+
+They reach Character.AI only through ``ChatSite``, the four calls they need, so that this
+module does not import the client and imports run one way (``chat`` uses this module).
 
 Per chat: read back first (the chat for whole-chat targets, then its turn ids), so ids
 already gone are "already_gone" and never sent; remove the wanted turns in batches of
@@ -10,14 +13,11 @@ every acknowledged removal in ``partial``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .base import batched
-from .errors import NotFound, PermanentError, ProtocolError, ProviderError, TemporaryError
-from .records import Outcome, OutcomeStatus, Presence, Target
-
-if TYPE_CHECKING:
-    from .characterai import CharacterAIProvider
+from ..base import batched
+from ..errors import NotFound, PermanentError, ProtocolError, ProviderError, TemporaryError
+from ..records import Outcome, OutcomeStatus, Presence, Target
 
 ARCHIVED = "STATE_ARCHIVED"
 MAX_REMOVE = 50
@@ -25,11 +25,25 @@ NO_CHAT = "Character.AI does not know this chat (any more)."
 TURN_GONE = "Character.AI no longer lists this message."
 
 
+class ChatSite(Protocol):
+    """What erasing and verifying need from the chat v2 client."""
+
+    async def chat(self, chat_id: str) -> dict[str, Any] | None:
+        """The chat object (``{}`` if the answer has none), or None when it is unknown."""
+
+    async def turn_ids(self, chat_id: str) -> list[str] | None:
+        """The chat's turn ids oldest first, or None when the chat is unknown."""
+
+    async def remove_turns(self, chat_id: str, ids: Sequence[str]) -> Any: ...
+
+    async def archive(self, chat_id: str) -> Any: ...
+
+
 def _chat_id(target: Target) -> str:
     return target.provider_id if target.kind == "conversation" else target.conversation_id
 
 
-async def erase_targets(provider: CharacterAIProvider, targets: Sequence[Target]
+async def erase_targets(provider: ChatSite, targets: Sequence[Target]
                         ) -> list[Outcome]:
     outcomes: dict[int, Outcome] = {}
     chats: dict[str, list[int]] = {}
@@ -50,7 +64,7 @@ async def erase_targets(provider: CharacterAIProvider, targets: Sequence[Target]
     return [outcomes[i] for i in range(len(targets))]
 
 
-async def _erase_chat(provider: CharacterAIProvider, chat_id: str,
+async def _erase_chat(provider: ChatSite, chat_id: str,
                       items: list[tuple[int, Target]], outcomes: dict[int, Outcome]) -> None:
     def settle_all(status: OutcomeStatus, detail: str) -> None:
         for index, target in items:
@@ -98,7 +112,7 @@ async def _erase_chat(provider: CharacterAIProvider, chat_id: str,
         outcomes[index] = await _finish_chat(provider, target, chat, wanted, results)
 
 
-async def _remove(provider: CharacterAIProvider, chat_id: str, batch: Sequence[str]
+async def _remove(provider: ChatSite, chat_id: str, batch: Sequence[str]
                   ) -> tuple[OutcomeStatus, str, bool]:
     """One remove call: (status, detail, whether every later call would be refused too)."""
     try:
@@ -117,7 +131,7 @@ async def _remove(provider: CharacterAIProvider, chat_id: str, batch: Sequence[s
     return "erased", "", False
 
 
-async def _finish_chat(provider: CharacterAIProvider, target: Target,
+async def _finish_chat(provider: ChatSite, target: Target,
                        chat: dict[str, Any] | None,
                        wanted: list[str], results: dict[str, tuple[OutcomeStatus, str]]
                        ) -> Outcome:
@@ -162,7 +176,7 @@ async def _finish_chat(provider: CharacterAIProvider, target: Target,
                    {**counts, "archived": True})
 
 
-async def verify_targets(provider: CharacterAIProvider, targets: Sequence[Target]
+async def verify_targets(provider: ChatSite, targets: Sequence[Target]
                          ) -> list[Presence]:
     turns: dict[str, set[str] | None] = {}
     chats: dict[str, dict[str, Any] | None] = {}

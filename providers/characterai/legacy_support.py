@@ -1,6 +1,6 @@
 """Helpers of the legacy Character.AI provider: reading its JSON and sending deletes.
 
-Kept apart from ``characterai_legacy`` only to keep each module short; the choices they
+Kept apart from ``legacy`` only to keep each module short; the choices they
 implement are written down in that module's docstring.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import batched
-from .errors import (
+from ..base import batched
+from ..errors import (
     AuthError,
     NotFound,
     PermanentError,
@@ -18,13 +18,11 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import HttpClient
-from .records import Outcome, OutcomeStatus, Target
+from ..http import HttpClient
+from ..records import Message, Outcome, OutcomeStatus, Target
 
 # uuid -> (status, detail) of the delete that carried it.
 Results = dict[str, tuple[OutcomeStatus, str]]
-
-
 
 
 def ident(value: object, what: str) -> str:
@@ -61,6 +59,28 @@ def message_number(row: dict[str, Any]) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     raise ProtocolError("Character.AI sent a legacy message without a numeric id")
+
+
+def message(history_id: str, position: int, row: dict[str, Any]) -> Message:
+    """A legacy message row as a Message; ``src__is_human`` missing is read from the sender
+    (characters' senders are ``internal_id:…`` users)."""
+    human = row.get("src__is_human")
+    if not isinstance(human, bool):
+        sender = str(row.get("src__user__username") or row.get("src") or "")
+        human = not sender.startswith("internal_id:")
+    src_char = row.get("src_char")
+    participant = src_char.get("participant") if isinstance(src_char, dict) else None
+    fallback = participant.get("name") if isinstance(participant, dict) else None
+    author = row.get("src__name") or ("You" if human else fallback) or "Character"
+    text = row.get("text")
+    return Message(
+        provider_id=str(row["uuid"]),
+        conversation_id=history_id,
+        position=position,
+        author=str(author),
+        is_human=human,
+        text="" if text is None else str(text),
+    )
 
 
 async def send_deletes(http: HttpClient, path: str, history_id: str, uuids: list[str],

@@ -23,27 +23,11 @@ LIST = "/character/list"
 SESSIONS = "/character/chatHistory/list"
 DETAILS = "/character/chatHistory/details"
 DELETE = "/character/chatHistory/delete"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def fake() -> ConvaiFake:
+def make_fake() -> ConvaiFake:
     return ConvaiFake(seed=11, characters=2, sessions=4)
-
-
-@pytest.fixture(scope="module")
-def server(fake: ConvaiFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: ConvaiFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.plan_gated_delete = False
-    fake.rate_limit = None
-    fake.retry_after = 1.0
 
 
 @pytest.fixture

@@ -18,26 +18,8 @@ from providers.fakes.characterai_data import Chat
 ARCHIVED = "STATE_ARCHIVED"
 
 
-@pytest.fixture(scope="module")
-def fake() -> CharacterAIFake:
+def make_fake() -> CharacterAIFake:
     return CharacterAIFake(seed=11, characters=2, chats=3, turns=(10, 130), archived=1)
-
-
-@pytest.fixture(scope="module")
-def server(fake: CharacterAIFake) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: CharacterAIFake) -> Iterator[None]:
-    fake.reset()
-    yield
-    fake.tokens = frozenset({DEMO_TOKEN})
-    fake.rate_limit = None
-    fake.retry_after = 1.0
-    fake.last_token_style = "null"
-    fake.max_turn_ids = None
 
 
 @pytest.fixture

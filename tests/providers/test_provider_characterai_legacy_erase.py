@@ -6,26 +6,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (  # noqa: F401 - fake, server, fresh are fixtures
+
+from providers import AuthError, RateLimited, Target
+from providers.characterai.legacy import DELETE
+from providers.fakes.base import FakeResponse, FakeServer
+from providers.fakes.characterai_legacy import CharacterAILegacyFake
+from tests.providers.characterai_legacy_helpers import (
     erase,
-    fake,
-    fresh,
     history_target,
     listing,
     make,
+    make_fake,  # noqa: F401 - the conftest builds this module's fake with it
     message_targets,
     new_history,
     read,
-    restore,
     run,
-    server,
     verify,
 )
-
-from providers import AuthError, RateLimited, Target
-from providers.characterai_legacy import DELETE
-from providers.fakes.base import FakeResponse, FakeServer
-from providers.fakes.characterai_legacy import CharacterAILegacyFake
 
 
 def test_erase_messages_in_batches_of_50_and_verify_them_gone(

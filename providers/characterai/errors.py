@@ -1,4 +1,6 @@
-"""Character.AI's error answers, shared by the chat v2 and legacy providers (§1.8, §1.9).
+"""Character.AI's error answers, shared by the chat v2 and legacy providers, as the public
+clients (PyCharacterAI, kramcat/CharacterAI, node_characterai) and their issue trackers
+report them.
 
 The generic ``http.classify`` reads a status code; Character.AI needs the body as well:
 
@@ -7,7 +9,7 @@ The generic ``http.classify`` reads a status code; Character.AI needs the body a
   any other is PermanentError. Under 5xx it stays a TemporaryError.
 - ``{"force_login": true}`` (guests) is an AuthError whatever the status.
 - A 2xx ``{"status": "Error…"|"NOT_OK", "error": ...}`` (old plus style) is a refusal.
-- 401 is a bad token (AuthError, "Maybe your token is invalid?", as PyCAI-X says).
+- 401 is a bad token (AuthError, "Maybe your token is invalid?", as PyCharacterAI says).
 - 403 depends on the body: JSON such as ``{"detail": "Authentication credentials were not
   provided."}`` is a bad token; an HTML page is NOT: a Cloudflare block or challenge is
   RateLimited (error 1015) or TemporaryError, and Django's "CSRF verification failed"
@@ -20,22 +22,21 @@ The generic ``http.classify`` reads a status code; Character.AI needs the body a
 - 5xx and 408 are left to the shared client, which retries reads and shows the reason
   phrase, never the HTML.
 
-``install(client)`` adds a response hook to an ``HttpClient`` so these answers raise the
-right error before the generic classifier sees them; the hook raises only where the
-generic result would be wrong, so 5xx/408 and JSON 429 keep the client's retries.
+``classifier(label)`` is the ``classify`` hook of every Character.AI ``HttpClient``: it
+raises the right error before the generic reading sees the answer, and only where the
+generic result would be wrong, so 5xx/408 and JSON 429 keep the client's retries. What it
+raises is final: a Cloudflare block lasts minutes, so retrying it at once only prolongs it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from .errors import (
+from ..errors import (
     AuthError,
     NotFound,
     PermanentError,
@@ -43,9 +44,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
-from .http import HttpClient, body_json, parse_retry_after
-
-log = logging.getLogger("providers.http")
+from ..http import Classifier, json_or_none, parse_retry_after
 
 LABEL = "Character.AI"
 # Where Character.AI puts its text: neo uses `comment`, plus `detail`/`error`/`status`.
@@ -74,13 +73,6 @@ def auth_headers(token: str) -> dict[str, str]:
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return body_json(response)
-    except ValueError:
-        return None
 
 
 def is_html(response: httpx.Response) -> bool:
@@ -136,7 +128,7 @@ def _codes(body: dict[str, Any]) -> str:
 def classify_response(response: httpx.Response, *, label: str = LABEL) -> ProviderError | None:
     """The error a Character.AI answer means, or None when it is a success."""
     status = response.status_code
-    body = _json(response)
+    body = json_or_none(response)
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if isinstance(body, dict) and body.get("force_login") is True:
         return AuthError(f"{label} wants a logged-in session (force_login). {AUTH_HINT}",
@@ -188,29 +180,18 @@ def classify_response(response: httpx.Response, *, label: str = LABEL) -> Provid
     return kind(f"{label} answered {status}: {text}{extra}", status=status)
 
 
-def response_hook(label: str = LABEL) -> Callable[[httpx.Response], Awaitable[None]]:
-    """An httpx response hook raising the Character.AI error an answer means."""
+def classifier(label: str = LABEL) -> Classifier:
+    """HttpClient's ``classify`` hook for Character.AI: raises the error an answer means,
+    with ``label`` naming the provider in its message."""
 
-    async def hook(response: httpx.Response) -> None:
-        await response.aread()
+    def classify(response: httpx.Response) -> None:
         status = response.status_code
         if status in _CLIENT_RETRIES:
             return  # the shared client retries these (reads) and keeps a short reason
-        if status == 429 and _json(response) is not None:
+        if status == 429 and json_or_none(response) is not None:
             return  # a JSON 429: the shared client honours Retry-After and retries
         error = classify_response(response, label=label)
-        if error is None:
-            return
-        # The shared client never sees this answer, so it is logged here the same way.
-        log.info("%s %s -> %s (%s)", response.request.method, response.request.url.path,
-                 status, type(error).__name__)
-        raise error
+        if error is not None:
+            raise error
 
-    return hook
-
-
-def install(client: HttpClient) -> HttpClient:
-    """Make ``client`` raise Character.AI's errors (labelled as the client); returns it."""
-    hooks = client._client.event_hooks
-    hooks["response"] = [*hooks.get("response", []), response_hook(client.label)]
-    return client
+    return classify

@@ -10,22 +10,6 @@ import logging
 from collections.abc import Mapping
 
 import pytest
-from characterai_legacy_helpers import (  # noqa: F401 - fake, server, fresh are fixtures
-    GONE_NOTE,
-    erase,
-    fake,
-    fresh,
-    history_target,
-    listing,
-    make,
-    message_targets,
-    new_history,
-    read,
-    restore,
-    run,
-    server,
-    verify,
-)
 
 from providers import (
     Account,
@@ -38,7 +22,7 @@ from providers import (
     RateBudget,
     TemporaryError,
 )
-from providers.characterai_legacy import (
+from providers.characterai.legacy import (
     DELETE,
     HISTORIES,
     MESSAGES,
@@ -48,6 +32,19 @@ from providers.characterai_legacy import (
 )
 from providers.fakes.base import FakeResponse, FakeServer, json_response
 from providers.fakes.characterai_legacy import DEMO_TOKEN, CharacterAILegacyFake
+from tests.providers.characterai_legacy_helpers import (
+    GONE_NOTE,
+    erase,
+    history_target,
+    listing,
+    make,
+    make_fake,  # noqa: F401 - the conftest builds this module's fake with it
+    message_targets,
+    new_history,
+    read,
+    run,
+    verify,
+)
 
 # -- reading -----------------------------------------------------------------------------
 

@@ -26,8 +26,7 @@ PAGES_NEWEST_FIRST = {"characterai"}
 
 def client(fake: FakeProvider, server: FakeServer, **kwargs: Any) -> providers.Provider:
     secrets, options = fake.client_config(server.url)
-    kwargs.setdefault("backoff", 0.01)
-    kwargs.setdefault("max_retry_wait", 0.2)
+    kwargs.setdefault("policy", providers.HttpPolicy(backoff=0.01, max_retry_wait=0.2))
     kwargs.setdefault("budget", providers.RateBudget(1000, 1000))
     return providers.get(fake.name)(secrets, options, **kwargs)
 

@@ -1,0 +1,128 @@
+"""HttpClient's seams, against an in-process transport that answers from a script."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from providers import HttpPolicy, PermanentError, ProviderError, RateLimited, TemporaryError
+from providers.http import HttpClient
+
+T = TypeVar("T")
+QUICK = HttpPolicy(backoff=0.001, retries=2)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def scripted(*answers: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport giving ``answers`` in turn (the last one again once they run out)."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return answers[min(len(sent), len(answers)) - 1]
+
+    return httpx.MockTransport(answer), sent
+
+
+def client(transport: httpx.MockTransport,
+           classify: Callable[[httpx.Response], ProviderError | None] | None = None
+           ) -> HttpClient:
+    return HttpClient("http://provider.test", label="Provider", policy=QUICK,
+                      transport=transport, classify=classify)
+
+
+def coded(response: httpx.Response) -> ProviderError | None:
+    """A provider that puts its own error code in every refusal, 200 included."""
+    body = response.json()
+    if "code" not in body:
+        return None
+    kind = TemporaryError if response.status_code >= 500 else PermanentError
+    return kind(f"Provider refused: {body['code']}", status=response.status_code)
+
+
+def test_without_a_hook_answers_are_read_by_status() -> None:
+    transport, sent = scripted(httpx.Response(200, json={"code": "E1"}))
+
+    async def go() -> Any:
+        async with client(transport) as http:
+            return await http.read("GET", "/x")
+
+    assert run(go()) == {"code": "E1"}
+    assert len(sent) == 1
+
+
+def test_the_hook_sees_successes_too_and_its_error_is_raised() -> None:
+    transport, sent = scripted(httpx.Response(200, json={"code": "E7"}))
+
+    async def go() -> Any:
+        async with client(transport, coded) as http:
+            return await http.read("GET", "/x")
+
+    with pytest.raises(PermanentError, match="Provider refused: E7") as caught:
+        run(go())
+    assert caught.value.status == 200 and len(sent) == 1
+
+
+def test_a_returned_5xx_error_is_retried_like_a_generic_one_and_keeps_its_wording() -> None:
+    busy = httpx.Response(503, json={"code": "BUSY"})
+    transport, sent = scripted(busy, busy, httpx.Response(200, json={"ok": True}))
+
+    async def read() -> Any:
+        async with client(transport, coded) as http:
+            return await http.read("GET", "/x")
+
+    assert run(read()) == {"ok": True}
+    assert len(sent) == 3
+
+    transport, sent = scripted(busy)
+
+    async def write() -> Any:
+        async with client(transport, coded) as http:
+            return await http.write("DELETE", "/x")
+
+    with pytest.raises(TemporaryError, match="Provider refused: BUSY") as caught:
+        run(write())
+    # A write is not sent again, and a 5xx to it may come after the provider acted.
+    assert len(sent) == 1 and caught.value.sent is True
+
+
+def test_a_hook_returning_none_leaves_errors_to_the_generic_reading() -> None:
+    transport, sent = scripted(httpx.Response(429, json={"detail": "slow down"},
+                                              headers={"Retry-After": "30"}))
+
+    async def go() -> Any:
+        async with client(transport, lambda response: None) as http:
+            return await http.read("GET", "/x")
+
+    with pytest.raises(RateLimited, match="Provider answered 429: slow down") as caught:
+        run(go())
+    assert caught.value.retry_after == 30 and len(sent) == 1
+
+
+def test_an_error_the_hook_raises_ends_the_request_without_retries(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="providers.http")
+    transport, sent = scripted(httpx.Response(429, text="error code: 1015"),
+                               httpx.Response(200, json={}))
+
+    def blocked(response: httpx.Response) -> None:
+        if response.status_code == 429:
+            raise RateLimited("Provider's front blocked the request", status=429)
+
+    async def go() -> Any:
+        async with client(transport, blocked) as http:
+            return await http.read("GET", "/x?secret=1")
+
+    with pytest.raises(RateLimited, match="front blocked"):
+        run(go())
+    assert len(sent) == 1
+    assert "GET /x -> 429 in" in caplog.text and "secret" not in caplog.text
