@@ -70,6 +70,9 @@ class FakeProvider(abc.ABC):
         self.plan_gated_delete = plan_gated_delete
         self.requests: Counter[str] = Counter()  # "POST /path" -> requests received
         self.deletes: Counter[str] = Counter()  # item id -> successful deletes
+        # Requests being answered right now over HTTP, and the most there ever were at once.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._failures: list[tuple[int, str | None]] = []
         self._malformed = 0
         self._stalls: list[float] = []
@@ -115,6 +118,11 @@ class FakeProvider(abc.ABC):
             self._recent.clear()
             self.requests.clear()
             self.deletes.clear()
+            self.peak_in_flight = self.in_flight
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Rebuild the seeded data and forget faults and counters (each fake's own)."""
 
     def count(self, method: str, path: str) -> int:
         with self.lock:
@@ -350,6 +358,16 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         arrived = time.monotonic()
+        with self.fake.lock:
+            self.fake.in_flight += 1
+            self.fake.peak_in_flight = max(self.fake.peak_in_flight, self.fake.in_flight)
+        try:
+            self._answer(body, arrived)
+        finally:
+            with self.fake.lock:
+                self.fake.in_flight -= 1
+
+    def _answer(self, body: bytes, arrived: float) -> None:
         stall = self.fake.take_stall()
         try:
             answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body,

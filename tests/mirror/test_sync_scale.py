@@ -53,8 +53,10 @@ def test_every_page_of_every_chat_is_mirrored_in_order(cai, cai_fake, small_flus
 
 def test_the_configured_number_of_chats_is_read_at_once(cai, cai_fake, settings):
     settings.LETHE_SYNC_CONCURRENCY = 3
+    cai_fake.latency = 0.02  # long enough for requests to overlap, as at a real provider
     run = sync.perform_sync(sync.start(cai).pk)
     assert run.status == SyncRun.Status.OK
+    assert cai_fake.peak_in_flight == 3
 
 
 def test_a_failure_after_some_chats_were_written_leaves_nothing_behind(

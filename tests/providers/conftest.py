@@ -63,7 +63,7 @@ def fresh(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     the_fake: FakeProvider = request.getfixturevalue("fake")
     defaults: dict[str, Any] = request.getfixturevalue("_defaults")
-    the_fake.reset()  # type: ignore[attr-defined]
+    the_fake.reset()
     yield
     for name, value in defaults.items():
         setattr(the_fake, name, value)
