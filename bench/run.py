@@ -163,7 +163,7 @@ def bench_erase(owner: Any) -> dict[str, float]:
     from django.conf import settings
     from django.db import connections
 
-    from dashboard.erasure import lifecycle, worker
+    from dashboard.erasure import freeze, lifecycle, worker
     from dashboard.models import Character, Conversation, ErasureItem, ErasureJob
 
     rate, batch, sessions = 10, 100, 12_000
@@ -179,7 +179,7 @@ def bench_erase(owner: Any) -> dict[str, float]:
             Conversation(connection=conn, provider_id=s, character=chars[c],
                          last_message_at=datetime(2025, 1, 1, tzinfo=UTC))
             for c, s in pairs], batch_size=5000)
-        request = lifecycle.freeze(owner, conn.conversations.all(), {})
+        request = freeze.conversations(owner, conn.conversations.all(), {})
         jobs = list(ErasureJob.objects.filter(request=request))
         [job] = lifecycle.confirm(jobs, dry_run=False, enqueue=False)
         time.sleep(1.1)  # let the fake's rate window forget the set-up

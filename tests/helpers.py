@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dashboard.erasure import lifecycle
+from dashboard.erasure import freeze, lifecycle
 from dashboard.models import Connection, ErasureJob, MirrorState
 from providers.fakes.base import FakeProvider
 from providers.fakes.convai import DEMO_KEY
@@ -41,6 +41,16 @@ def with_role(user, role: str):  # type: ignore[no-untyped-def]
     return type(user).objects.get(pk=user.pk)  # a fresh instance: roles are cached per object
 
 
+def share(connection: Connection, *people: Any, group: str = "team") -> None:
+    """Share ``connection`` with a group holding ``people`` (as its owner would)."""
+    from django.contrib.auth.models import Group
+
+    team, _ = Group.objects.get_or_create(name=group)
+    for person in people:
+        person.groups.add(team)
+    connection.shared_with.add(team)
+
+
 def make_connection(owner, url: str, key: str = DEMO_KEY) -> Connection:  # type: ignore[no-untyped-def]
     connection = Connection(owner=owner, provider="convai", label="Team Convai",
                             options={"base_url": url})
@@ -63,7 +73,7 @@ def draft_jobs(connection: Connection, n: int = 2, **kwargs: Any) -> list[Erasur
     """The draft jobs of a selection of the first ``n`` present conversations."""
     present = connection.conversations.filter(mirror_state=MirrorState.PRESENT).order_by("id")
     ids = list(present.values_list("pk", flat=True)[:n])
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids),
+    request = freeze.conversations(connection.owner, connection.conversations.filter(pk__in=ids),
                                {}, **kwargs)
     return list(ErasureJob.objects.filter(request=request))
 

@@ -1,179 +1,55 @@
-"""Erasure requests from selection to schedule: freeze, confirm, approve, cancel, pause,
-resume, retry and skip. The work itself is in `worker`, the clock in `sweeper`.
-
-The selection is frozen into items when the preview is made: what people review is exactly
-what a confirmed job sends. Protected conversations, and conversations holding pinned
-messages unless pinned ones are included, become skipped items with the reason recorded.
+"""An erasure's life after the freeze (`freeze`): confirm (with the answer about pinned
+messages), approve or reject, the cancel window, cancel, pause, resume, retry and skip.
+The work itself is in `worker`, the clock in `sweeper`. Every status change goes through
+`ErasureJob.objects.transition`.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection as db
-from django.db import models, transaction
-from django.db.models import (
-    Case,
-    CharField,
-    DateTimeField,
-    Exists,
-    F,
-    JSONField,
-    OuterRef,
-    Q,
-    QuerySet,
-    Value,
-    When,
-)
-from django.db.models.functions import Cast, Coalesce, Concat
+from django.db import transaction
 from django.utils import timezone
 
-import providers
-
-from ..models import Conversation, ErasureItem, ErasureJob, Message, MirrorState
+from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import Event
-from ..team.roles import Role, at_least
 from . import notify, worker
+from .approvers import can_approve
+from .freeze import SelectionError, sendable_counts
 
 State = ErasureItem.State
-PROTECTED = "Protected (on the keep-list); not sent."
-PINNED = "Holds pinned messages; not sent unless pinned messages are included."
-PINNED_MESSAGE = "Pinned message; not sent unless pinned messages are included."
-
-
-class SelectionError(Exception):
-    """The selection cannot become a job (empty, or nothing erasable in it)."""
+SentIf = ErasureItem.SentIf
 
 
 class NotAllowed(Exception):
     """The person may not do that to this job (e.g. approve their own)."""
 
 
-def freeze(user: Any, conversations: QuerySet[Conversation], scope: dict[str, Any],
-           dry_run: bool = False) -> uuid.UUID:
-    """Draft one job per connection holding exactly these conversations, as of now."""
-    pinned = Message.objects.filter(conversation=OuterRef("pk"), pinned=True,
-                                    mirror_state=MirrorState.PRESENT)
-    rows = conversations.filter(mirror_state=MirrorState.PRESENT).annotate(
-        has_pinned=Exists(pinned)
-    ).annotate(
-        i_connection=F("connection_id"),
-        i_kind=Value(ErasureItem.Kind.CONVERSATION.value),
-        i_conv=F("id"),
-        i_msg=Cast(Value(None), models.BigIntegerField()),
-        i_pid=F("provider_id"),
-        i_conv_pid=F("provider_id"),
-        i_char=Coalesce(F("character__provider_id"), Value("")),
-        i_skip=Case(When(protected=True, then=Value(PROTECTED)),
-                    When(has_pinned=True, then=Value(PINNED)), default=Value("")),
-    )
-    return _draft(user, scope, dry_run, rows)
-
-
-def freeze_messages(user: Any, messages: QuerySet[Message], scope: dict[str, Any],
-                    dry_run: bool = False) -> uuid.UUID:
-    """Draft jobs for single messages, where the provider can erase single messages."""
-    erasable = [name for name, cls in providers.REGISTRY.items()
-                if "message" in cls.capabilities.erase_kinds]
-    rows = messages.filter(
-        mirror_state=MirrorState.PRESENT, conversation__mirror_state=MirrorState.PRESENT,
-        conversation__connection__provider__in=erasable,
-    ).annotate(
-        i_connection=F("conversation__connection_id"),
-        i_kind=Value(ErasureItem.Kind.MESSAGE.value),
-        i_conv=F("conversation_id"),
-        i_msg=F("id"),
-        i_pid=F("provider_id"),
-        i_conv_pid=F("conversation__provider_id"),
-        i_char=Coalesce(F("conversation__character__provider_id"), Value("")),
-        i_skip=Case(When(conversation__protected=True, then=Value(PROTECTED)),
-                    When(pinned=True, then=Value(PINNED_MESSAGE)), default=Value("")),
-    )
-    return _draft(user, scope, dry_run, rows)
-
-
-# The item columns, and the annotations of a freeze query that fill them, in one order.
-_ITEM_COLUMNS = {
-    "job_id": "i_job", "kind": "i_kind", "conversation_id": "i_conv",
-    "message_id": "i_msg", "provider_id": "i_pid",
-    "conversation_provider_id": "i_conv_pid", "character_provider_id": "i_char",
-    "idempotency_key": "i_key", "state": "i_state", "detail": "i_skip",
-    "settled_at": "i_settled", "attempts": "i_attempts", "response": "i_response",
-    "updated_at": "i_updated",
-}
-
-
-def _draft(user: Any, scope: dict[str, Any], dry_run: bool, rows: QuerySet[Any]
-           ) -> uuid.UUID:
-    """One draft job per connection. ``rows`` is a queryset annotated with the item
-    columns (``i_connection`` ... ``i_skip``, as the freezes make it), copied with one
-    INSERT ... SELECT, without passing through Python."""
-    request = uuid.uuid4()
-    now = timezone.now()
-    with transaction.atomic():
-        connection_ids = sorted(set(
-            rows.order_by().values_list("i_connection", flat=True).distinct()))
-        if not connection_ids:
-            raise SelectionError("Nothing to erase: the selection holds nothing still present "
-                                 "that the provider can erase.")
-        jobs = {cid: ErasureJob.objects.create(request=request, connection_id=cid,
-                                               requested_by=user, dry_run=dry_run, scope=scope)
-                for cid in connection_ids}
-        skipped = ~Q(i_skip="")
-        select = rows.annotate(
-            i_job=Case(*[When(i_connection=cid, then=Value(job.pk))
-                         for cid, job in jobs.items()],
-                       output_field=models.BigIntegerField()),
-        ).annotate(
-            i_key=Concat(Cast("i_job", CharField()), Value(":"), "i_kind", Value(":"),
-                         "i_conv_pid", Value(":"), "i_pid", output_field=CharField()),
-            i_state=Case(When(skipped, then=Value(State.SKIPPED.value)),
-                         default=Value(State.PENDING.value)),
-            i_settled=Case(When(skipped, then=Value(now)),
-                           default=Value(None), output_field=DateTimeField()),
-            i_attempts=Value(0),
-            i_response=Value({}, output_field=JSONField()),
-            i_updated=Value(now, output_field=DateTimeField()),
-        ).order_by("i_conv", "i_msg")
-        sql, params = select.values_list(*_ITEM_COLUMNS.values()).query.sql_with_params()
-        with db.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {ErasureItem._meta.db_table} "  # noqa: S608  # nosec B608
-                           f"({', '.join(_ITEM_COLUMNS)}) {sql}", params)
-    return request
-
-
-def sendable(job: ErasureJob) -> int:
-    return job.items.exclude(state=State.SKIPPED).count()
-
-
-def needs_approval(jobs: Iterable[ErasureJob], total: int | None = None) -> bool:
-    """Whether confirming these jobs waits for an approver; `total` is their sendable
-    item count when the caller has it already."""
-    if settings.LETHE_APPROVAL_ALL:
-        return True
-    if total is None:
-        total = sum(sendable(job) for job in jobs)
-    return total > settings.LETHE_APPROVAL_THRESHOLD
+def needs_approval(total: int) -> bool:
+    """Whether confirming a real erasure of ``total`` items waits for an approver."""
+    return bool(settings.LETHE_APPROVAL_ALL) or total > settings.LETHE_APPROVAL_THRESHOLD
 
 
 def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = False,
             enqueue: bool = True) -> list[ErasureJob]:
     """Confirm draft jobs. Real erasures above the approval threshold wait for an approver;
     the others wait out the cancel window. A dry run sends nothing, so it starts at once.
-    With `enqueue=False` the caller runs them itself (the management commands' default)."""
+    With `enqueue=False` the caller runs them itself (the management commands' default).
+    SelectionError when, with this answer about pinned messages, nothing would be sent."""
     jobs = [job for job in jobs if job.status == ErasureJob.Status.DRAFT]
     now = timezone.now()
     confirmed = []
     with transaction.atomic():
-        if include_pinned:
-            ErasureItem.objects.filter(
-                job__in=jobs, state=State.SKIPPED, detail__in=[PINNED, PINNED_MESSAGE]
-            ).update(state=State.PENDING, detail="", settled_at=None)
-        approval = not dry_run and needs_approval(jobs)
+        total = sendable_counts(jobs).total(include_pinned)
+        if not total:
+            raise SelectionError("Nothing would be sent: everything in this selection is "
+                                 "skipped" + ("" if include_pinned else
+                                              " unless pinned messages are included") + ".")
+        _answer_pinned(jobs, include_pinned)
+        approval = not dry_run and needs_approval(total)
         for job in jobs:
             fields: dict[str, Any] = {"dry_run": dry_run, "include_pinned": include_pinned,
                                       "confirmed_at": now}
@@ -188,6 +64,20 @@ def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = Fa
     return confirmed
 
 
+def _answer_pinned(jobs: list[ErasureJob], include_pinned: bool) -> None:
+    """Keep the items meant for this answer about pinned messages, drop the others: from
+    here on every item is simply sent or skipped."""
+    items = ErasureItem.objects.filter(job__in=jobs)
+    if include_pinned:
+        # The whole conversation goes instead of its messages one by one.
+        items.filter(sent_if=SentIf.PINNED_KEPT).delete()
+        items.filter(sent_if=SentIf.PINNED_INCLUDED).update(
+            state=State.PENDING, detail="", settled_at=None)
+    # Otherwise the whole-conversation items stay, skipped with the reason, beside the
+    # messages sent in their place.
+    items.exclude(sent_if=SentIf.ALWAYS).update(sent_if=SentIf.ALWAYS)
+
+
 def release_if_due(job: ErasureJob, enqueue: bool = False) -> ErasureJob:
     if job.not_before and job.not_before <= timezone.now():
         job = ErasureJob.objects.transition(job.pk, Event.WINDOW_OVER)
@@ -196,14 +86,10 @@ def release_if_due(job: ErasureJob, enqueue: bool = False) -> ErasureJob:
     return job
 
 
-def can_approve(user: Any, job: ErasureJob) -> bool:
-    return job.requested_by_id != user.pk and at_least(user, Role.APPROVER)
-
-
 def approve(job: ErasureJob, user: Any, enqueue: bool = True) -> ErasureJob:
     if job.requested_by_id == user.pk:
         raise NotAllowed("You asked for this erasure; another approver must approve it.")
-    if not at_least(user, Role.APPROVER):
+    if not can_approve(user, job):
         raise NotAllowed("Only people with the approver role can approve erasures.")
     now = timezone.now()
     with transaction.atomic():

@@ -19,15 +19,14 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from ..lib import queue
-from ..models import Connection, ErasureItem, ErasureJob, JobNotification
+from ..models import ErasureItem, ErasureJob, JobNotification
 from ..models.jobstate import Status
-from ..team.roles import Role, at_least
+from .approvers import approvers
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def payload(job: ErasureJob, event: str, counts: dict[str, int]) -> dict[str, An
         "request": str(job.request),
         "status": job.status,
         "dry_run": job.dry_run,
-        "provider": job.connection.provider,
+        "provider": job.provider,
         "connection": job.connection_id,
         "counts": {state: n for state, n in counts.items() if n},
         "link": link(job),
@@ -103,12 +102,7 @@ def recipients(job: ErasureJob, event: str) -> list[str]:
         if job.requested_by.email:
             found.append(job.requested_by.email)
         return list(dict.fromkeys(found))
-    candidates = get_user_model().objects.filter(is_active=True).exclude(email="").exclude(
-        pk=job.requested_by_id)
-    for user in candidates.iterator():
-        if (at_least(user, Role.APPROVER)
-                and Connection.objects.visible_to(user).filter(pk=job.connection_id).exists()):
-            found.append(user.email)
+    found += [user.email for user in approvers(job) if user.email]
     return list(dict.fromkeys(found))
 
 
@@ -121,7 +115,7 @@ def _email(job: ErasureJob, event: str, body: dict[str, Any]) -> int:
     counts = ", ".join(f"{ErasureItem.State(s).label.lower()}: {n}"
                        for s, n in body["counts"].items()) or "no items"
     kind = "Dry run" if job.dry_run else "Erasure"
-    text = (f"{kind} job #{job.pk} on {job.connection.label} ({job.connection.provider_label})"
+    text = (f"{kind} job #{job.pk} on {job.connection_label} ({job.provider_label})"
             f" is now: {ErasureJob.LABELS[Status(job.status)]}.\nItems: {counts}.\n\n"
             f"{body['link']}\n")
     try:

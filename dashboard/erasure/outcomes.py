@@ -22,7 +22,8 @@ import providers
 from providers.records import Outcome, Target
 
 from ..lib.aio import ProviderSession
-from ..models import Conversation, ErasureItem, ErasureJob, Message, MirrorState
+from ..mirror.purge import purge
+from ..models import ErasureItem, ErasureJob
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +80,17 @@ def record(batch: list[ErasureItem], outcomes: list[Outcome]) -> None:
         item.settled_at = now if item.state in (State.FAILED, State.ALREADY_GONE) else None
     with transaction.atomic():
         save(batch, expected=(State.IN_FLIGHT,))
-        settle_mirror([i for i in batch if i.state in (State.ERASED, State.ALREADY_GONE)])
+        settle_mirror(batch)
 
 
 def settle_mirror(items: list[ErasureItem]) -> None:
-    conv_ids = [i.conversation_id for i in items if i.kind == "conversation" and i.conversation_id]
-    msg_ids = [i.message_id for i in items if i.kind == "message" and i.message_id]
-    now = timezone.now()
-    if conv_ids:
-        Conversation.objects.filter(pk__in=conv_ids).update(
-            mirror_state=MirrorState.ERASED, erased_at=now
-        )
-        Message.objects.filter(conversation_id__in=conv_ids).update(mirror_state=MirrorState.ERASED)
-    if msg_ids:
-        Message.objects.filter(pk__in=msg_ids).update(mirror_state=MirrorState.ERASED)
+    """Lethe drops its copy of what the provider erased (invariant 9), in the caller's
+    transaction, the one that records the outcome."""
+    done = [i for i in items if i.state in ErasureItem.PURGED]
+    purge(conversations=[i.conversation_id for i in done
+                         if i.kind == ErasureItem.Kind.CONVERSATION and i.conversation_id],
+          messages=[i.message_id for i in done
+                    if i.kind == ErasureItem.Kind.MESSAGE and i.message_id])
 
 
 def read_back(session: ProviderSession, targets: list[Target]) -> dict[Key, str]:
@@ -123,7 +121,7 @@ def resolve_unknown(session: ProviderSession, items: list[ErasureItem],
             item.detail = f"Still present after {item.attempts} tries."
     with transaction.atomic():
         save(items, expected=(State.UNKNOWN,))
-        settle_mirror([i for i in items if i.state == State.ERASED])
+        settle_mirror(items)
 
 
 _VERIFIED = {

@@ -18,16 +18,16 @@ def _who(user: Any) -> str | None:
 
 
 def receipt(job: ErasureJob) -> dict[str, Any]:
-    connection = job.connection
     return {
         "receipt_version": 1,
         "job": job.pk,
         "request": str(job.request),
         "dry_run": job.dry_run,
         "status": job.status,
-        "provider": connection.provider,
-        "connection": {"id": connection.pk, "label": connection.label,
-                       "key_hint": connection.secret_hint},
+        "provider": job.provider,
+        # As it was when the job was made: the connection may have been removed since.
+        "connection": {"id": job.connection_id, "label": job.connection_label,
+                       "key_hint": job.key_hint},
         "requested_by": _who(job.requested_by),
         "approved_by": _who(job.approved_by),
         "cancelled_by": _who(job.cancelled_by),

@@ -34,7 +34,7 @@ from ..models import (
 from ..models.jobstate import Event
 from ..team import audit
 from ..team.roles import Role, at_least
-from . import lifecycle, notify
+from . import freeze, lifecycle, notify
 
 log = logging.getLogger(__name__)
 Scope = RetentionPolicy.Scope
@@ -212,8 +212,8 @@ def _carry_out(policy_run: PolicyRun, policy: RetentionPolicy, sync_first: bool)
     scope = {"policy": policy.pk, "policy_name": policy.name, "policy_run": policy_run.pk,
              "older_than_days": policy.older_than_days}
     try:
-        request = lifecycle.freeze(policy.owner, matching(policy, failed), scope)
-    except lifecycle.SelectionError as exc:
+        request = freeze.conversations(policy.owner, matching(policy, failed), scope)
+    except freeze.SelectionError as exc:
         _end(policy_run, PolicyRun.Status.NOTHING, str(exc))
         return
     jobs = _confirm(policy, list(ErasureJob.objects.filter(request=request)))

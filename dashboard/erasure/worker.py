@@ -67,6 +67,8 @@ def work_job(job_id: int) -> ErasureJob:
     """Work a job until no item is open, the job is paused or cancelled, or the provider
     asks for a long wait. Safe to call any number of times, from any number of workers."""
     job = ErasureJob.objects.select_related("connection").get(pk=job_id)
+    if job.connection is None:
+        return job  # its connection was removed once nothing could be sent or read back
     if job.status == ErasureJob.Status.CANCELLED:
         if job.items.filter(state__in=(State.IN_FLIGHT, *TO_READ_BACK)).exists():
             _settle_uncertain_only(job)
@@ -96,7 +98,7 @@ def work_job(job_id: int) -> ErasureJob:
         # the items wait and the sweeper brings the job back later.
         ErasureJob.objects.filter(pk=job.pk).update(
             throttled_until=timezone.now() + timedelta(seconds=RETRY_LATER),
-            last_error=f"{job.connection.provider_label}: {exc}. Trying again shortly.")
+            last_error=f"{job.provider_label}: {exc}. Trying again shortly.")
     return finish_if_settled(job)
 
 
@@ -104,7 +106,7 @@ def _requester_may_still_act(job: ErasureJob) -> bool:
     """Checked before any secret is decrypted: access or role may have been taken away
     since the job was confirmed. Then the job pauses and says why; nothing is sent."""
     requester = job.requested_by
-    if (Connection.objects.visible_to(requester).filter(pk=job.connection_id).exists()
+    if (Connection.objects.visible_to(requester).filter(pk=job.live_connection().pk).exists()
             and at_least(requester, Role.OPERATOR)):
         return True
     ErasureJob.objects.transition_if_allowed(
@@ -150,7 +152,7 @@ def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
 
 
 def _work(job: ErasureJob) -> None:
-    with ProviderSession(job.connection.open_provider()) as session:
+    with ProviderSession(job.live_connection().open_provider()) as session:
         size = settings.LETHE_ERASE_BATCH or session.provider.capabilities.max_batch
         while _still_running(job):
             # Uncertain outcomes first: read back before anything could be sent again.
@@ -290,7 +292,7 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
         ErasureItem.objects.filter(job=job, state=State.IN_FLIGHT, updated_at__lt=stale).update(
             state=State.UNKNOWN)
     try:
-        with ProviderSession(job.connection.open_provider()) as session:
+        with ProviderSession(job.live_connection().open_provider()) as session:
             resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)
             if verify(session, job):
                 return
@@ -302,7 +304,7 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
 
 
 def _pause_for_auth(job: ErasureJob, exc: providers.AuthError) -> None:
-    connection = job.connection
+    connection = job.live_connection()
     reason = (f"{connection.provider_label} refused the key ending {connection.secret_hint}: "
               f"{exc}. Replace the key in Connections; the job resumes by itself then.")
     Connection.objects.filter(pk=connection.pk).update(

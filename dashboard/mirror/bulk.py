@@ -47,10 +47,10 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def upsert(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-           conflict: Sequence[str], updates: dict[str, str], returning: str = ""
-           ) -> list[tuple[Any, ...]]:
-    """INSERT ... ON CONFLICT DO UPDATE in multi-row statements (PostgreSQL and SQLite).
-    Table, column and update expressions come from this module, never from input."""
+           conflict: Sequence[str], updates: dict[str, str], returning: str = "",
+           where: str = "") -> list[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT DO UPDATE [WHERE] in multi-row statements (PostgreSQL and
+    SQLite). Table, column and SQL expressions come from this module, never from input."""
     per_row = len(columns)
     limit = 900 if db.vendor == "sqlite" else 30000
     one = "(" + ", ".join(["%s"] * per_row) + ")"
@@ -61,6 +61,7 @@ def upsert(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
             sql = (f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608  # nosec B608
                    f"VALUES {', '.join([one] * len(chunk))} "
                    f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
+                   + (f" WHERE {where}" if where else "")
                    + (f" RETURNING {returning}" if returning else ""))
             cursor.execute(sql, [v for row in chunk for v in row])
             if returning:
@@ -162,11 +163,13 @@ class MessageUpserter:
         self._staged = False
 
     def __call__(self, rows: Sequence[MessageRow]) -> None:
-        if not self.postgres:
-            upsert(Message._meta.db_table, MESSAGE_COLUMNS, rows, MESSAGE_KEY,
-                   {col: f"EXCLUDED.{col}" for col in MESSAGE_UPDATED})
-            return
         table = Message._meta.db_table
+        # A message erased through Lethe keeps its purged row whatever the provider sends.
+        kept = f"{table}.mirror_state <> '{ERASED}'"
+        if not self.postgres:
+            upsert(table, MESSAGE_COLUMNS, rows, MESSAGE_KEY,
+                   {col: f"EXCLUDED.{col}" for col in MESSAGE_UPDATED}, where=kept)
+            return
         cols = ", ".join(MESSAGE_COLUMNS)
         mine = ", ".join(f"{table}.{col}" for col in MESSAGE_UPDATED)
         theirs = ", ".join(f"EXCLUDED.{col}" for col in MESSAGE_UPDATED)
@@ -185,5 +188,5 @@ class MessageUpserter:
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_STAGE} "  # noqa: S608  # nosec B608
                 f"ON CONFLICT ({', '.join(MESSAGE_KEY)}) DO UPDATE SET "
                 + ", ".join(f"{col} = EXCLUDED.{col}" for col in MESSAGE_UPDATED)
-                + f" WHERE ({mine}) IS DISTINCT FROM ({theirs})")
+                + f" WHERE ({mine}) IS DISTINCT FROM ({theirs}) AND {kept}")
             cursor.execute(f"TRUNCATE {_STAGE}")

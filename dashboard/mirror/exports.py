@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import ErasureJob, Message
+from ..models import ErasureJob, Message, MirrorState
 
 FIELDS = ["provider", "connection", "character", "conversation_id", "conversation_title",
           "message_id", "position", "author", "is_human", "created_at", "text"]
@@ -24,12 +24,14 @@ def _rows(jobs: list[ErasureJob]) -> Iterator[dict[str, object]]:
         items = job.items.all()
         messages = Message.objects.filter(
             Q(conversation__in=items.filter(kind="conversation").values("conversation_id"))
-            | Q(pk__in=items.filter(kind="message").values("message_id"))
+            | Q(pk__in=items.filter(kind="message").values("message_id")),
+            # What was erased is no longer Lethe's to give out, not even as empty rows.
+            mirror_state=MirrorState.PRESENT,
         ).select_related("conversation__character").order_by("conversation_id", "position")
         for m in messages.iterator(chunk_size=2000):
             conv = m.conversation
             yield {
-                "provider": job.connection.provider, "connection": job.connection.label,
+                "provider": job.provider, "connection": job.connection_label,
                 "character": conv.character.name if conv.character else "",
                 "conversation_id": conv.provider_id, "conversation_title": conv.title,
                 "message_id": m.provider_id, "position": m.position, "author": m.author,

@@ -18,6 +18,8 @@ from typing import Any
 import providers
 from providers import records
 
+from ..models import MirrorState
+
 # A conversation the provider reports no last-message time for may have grown only if it
 # started this long before the previous sync.
 RECENT = timedelta(days=2)
@@ -34,6 +36,8 @@ class Known:
     newest_id: str | None = None
     newest_position: int = 0
     title: str = ""
+    # Provider ids of its messages erased through Lethe: never mirrored again.
+    erased: frozenset[str] = frozenset()
 
 
 # -- what the reader sends the writer, in this order: Listed, then one of WholeChat,
@@ -87,6 +91,8 @@ def needs_messages(conv: records.Conversation, known: dict[str, Known],
                    since: datetime | None) -> bool:
     """Whether a listed conversation may have changed since the last sync."""
     mirrored = known.get(conv.provider_id)
+    if mirrored is not None and mirrored.mirror_state == MirrorState.ERASED:
+        return False  # erased through Lethe: what the provider may still hold stays out
     if mirrored is None or since is None:
         return True
     if conv.last_message_at is not None:

@@ -112,8 +112,17 @@ def _known(connection: Connection, incremental: bool) -> dict[str, Known]:
         convs = convs.annotate(newest_id=Subquery(newest.values("provider_id")[:1]),
                                newest_position=Subquery(newest.values("position")[:1]))
         fields += ["newest_id", "newest_position", "title"]
-    return {row[0]: Known(*row[1:]) for row in convs.values_list(*fields).iterator(
-        chunk_size=5000)}
+    erased: dict[str, set[str]] = {}
+    for conv_pid, msg_pid in Message.objects.filter(
+            conversation__connection=connection, mirror_state=MirrorState.ERASED,
+            conversation__mirror_state=MirrorState.PRESENT,
+    ).values_list("conversation__provider_id", "provider_id").iterator(chunk_size=5000):
+        erased.setdefault(conv_pid, set()).add(msg_pid)
+    known = {}
+    for row in convs.values(*fields).iterator(chunk_size=5000):
+        pid = row.pop("provider_id")
+        known[pid] = Known(**row, erased=frozenset(erased.get(pid, ())))
+    return known
 
 
 def _fail(sync_run: SyncRun, connection: Connection, exc: Exception,

@@ -24,6 +24,7 @@ from .reader import (
     Vanished,
     WholeChat,
 )
+from .titles import derived_title
 
 # Messages buffered before one bulk write.
 FLUSH_ROWS = 5000
@@ -96,7 +97,7 @@ class Writer:
         conv = self.by_pid[pid]
         first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
         self._touch(pid, msgs, len(msgs),
-                    (conv.title or _title(first_human) or conv.provider_id)[:300])
+                    (conv.title or derived_title(first_human) or conv.provider_id)[:300])
         if pid in self.known:
             self.reread[self.pks[pid]] = [m.provider_id for m in msgs]
         self._flush_when_full()
@@ -116,8 +117,10 @@ class Writer:
                ) -> list[records.Message]:
         pk = self.pks[pid]
         adapt = None if self.postgres else db.ops.adapt_datetimefield_value
-        # One row per provider id: an upsert may not touch the same row twice.
-        msgs = list({m.provider_id: m for m in msgs}.values())
+        # One row per provider id: an upsert may not touch the same row twice. What was
+        # erased through Lethe never comes back, even if the provider still returns it.
+        erased = self.known[pid].erased if pid in self.known else frozenset()
+        msgs = list({m.provider_id: m for m in msgs if m.provider_id not in erased}.values())
         # A chat new to the mirror cannot conflict with anything: straight COPY, no upsert.
         rows = self.rows if pid in self.known or not self.postgres else self.fresh
         present = bulk.PRESENT
@@ -211,8 +214,3 @@ class Writer:
             connection.account_name = listing.account.name[:200]
         connection.save(update_fields=["last_synced_at", "last_error", "status",
                                        "account_name"])
-
-
-def _title(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= 80 else line[:79] + "…"

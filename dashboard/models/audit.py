@@ -24,6 +24,7 @@ class AuditEvent(models.Model):
         SYNC_REQUESTED = "sync_requested", "Sync requested"
         ERASURE_REQUESTED = "erasure_requested", "Erasure requested"
         ERASURE_APPROVED = "erasure_approved", "Erasure approved"
+        ERASURE_REJECTED = "erasure_rejected", "Erasure rejected"
         ERASURE_CANCELLED = "erasure_cancelled", "Erasure cancelled"
         ERASURE_FINISHED = "erasure_finished", "Erasure finished"
         ERASURE_CHANGED = "erasure_changed", "Erasure paused, resumed, retried or skipped"
@@ -32,6 +33,7 @@ class AuditEvent(models.Model):
         POLICY_CHANGED = "policy_changed", "Retention policy added or changed"
         POLICY_REMOVED = "policy_removed", "Retention policy removed"
         POLICY_RUN = "policy_run", "Retention policy run requested"
+        ADMIN_CHANGE = "admin_change", "Changed in the Django admin"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,

@@ -10,7 +10,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
+
+import providers
 
 from .connections import Connection
 from .jobstate import Event, IllegalTransition, Status, advance
@@ -21,9 +23,13 @@ class ErasureJobQuerySet(models.QuerySet["ErasureJob"]):
     def visible_to(self, user: Any) -> ErasureJobQuerySet:
         """Confirmed jobs on connections the person can see, with the rows every page
         names (drafts are only their requester's business)."""
-        return self.filter(connection__in=Connection.objects.visible_to(user)).exclude(
-            status=Status.DRAFT).select_related("connection", "requested_by", "approved_by",
-                                                "cancelled_by")
+        mine = Q(connection__in=Connection.objects.visible_to(user))
+        if getattr(user, "is_authenticated", False):
+            # A removed connection's receipts stay with the people named on them.
+            named = Q(requested_by=user) | Q(approved_by=user)
+            mine |= Q(connection__isnull=True) & (Q() if user.is_superuser else named)
+        return self.filter(mine).exclude(status=Status.DRAFT).select_related(
+            "connection", "requested_by", "approved_by", "cancelled_by")
 
     def transition(self, pk: int, event: Event, **fields: Any) -> ErasureJob:
         """The one way a job changes state: lock its row, apply ``event`` through the state
@@ -61,7 +67,12 @@ class ErasureJob(models.Model):
     }
 
     request = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
-    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="jobs")
+    # Null once the connection was removed; the receipt then reads the snapshot below.
+    connection = models.ForeignKey(Connection, on_delete=models.SET_NULL, null=True,
+                                   related_name="jobs")
+    connection_label = models.CharField(max_length=120, blank=True)
+    provider = models.CharField(max_length=40, blank=True)
+    key_hint = models.CharField(max_length=12, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="erasure_jobs"
     )
@@ -94,6 +105,8 @@ class ErasureJob(models.Model):
     throttled_until = models.DateTimeField(null=True, blank=True)
     paused_for_auth = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
+    # Why an approver said no (shown to the requester and in the receipt).
+    rejected_reason = models.TextField(blank=True)
     exported_at = models.DateTimeField(null=True, blank=True)
     export_sha256 = models.CharField(max_length=64, blank=True)
 
@@ -109,6 +122,18 @@ class ErasureJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.CANCELLED}
+
+    @property
+    def provider_label(self) -> str:
+        cls = providers.REGISTRY.get(self.provider)
+        return cls.label if cls else self.provider
+
+    def live_connection(self) -> Connection:
+        """The connection this job works on. Only a finished job can have lost it (a
+        connection is removed only when none of its jobs can still send or read back)."""
+        if self.connection is None:
+            raise Connection.DoesNotExist(f"The connection of job {self.pk} was removed.")
+        return self.connection
 
     def counts(self) -> dict[str, int]:
         """Items per state, every state present (zero when none)."""
@@ -135,6 +160,17 @@ class ErasureItem(models.Model):
     FAILING = (State.FAILED, State.STILL_THERE)
     # States a worker still has business with.
     OPEN = (State.PENDING, State.IN_FLIGHT, State.UNKNOWN)
+    # The provider acted on it (or it was gone already): Lethe keeps none of its text.
+    PURGED = (State.ERASED, State.VERIFIED, State.ALREADY_GONE, State.SOFT_DELETED,
+              State.STILL_THERE)
+
+    class SentIf(models.TextChoices):
+        """Pinned messages are the one choice left open after the freeze: an item may be
+        meant only for one answer to "include pinned messages?"."""
+
+        ALWAYS = "always", "Always"
+        PINNED_KEPT = "pinned_kept", "Only if pinned messages are kept"
+        PINNED_INCLUDED = "pinned_included", "Only if pinned messages are included"
 
     class Kind(models.TextChoices):
         CONVERSATION = "conversation", "Conversation"
@@ -154,6 +190,7 @@ class ErasureItem(models.Model):
     character_provider_id = models.CharField(max_length=200, blank=True)
     idempotency_key = models.CharField(max_length=300, unique=True)
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    sent_if = models.CharField(max_length=16, choices=SentIf.choices, default=SentIf.ALWAYS)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     detail = models.TextField(blank=True)

@@ -84,6 +84,11 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or self.provider_id
 
+    def audit_label(self) -> str:
+        """How the audit trail names it: never by its title, often the chat's first line."""
+        character = self.character.name if self.character else "no character"
+        return f"conversation {self.provider_id} of {character} on {self.connection.label}"
+
     @property
     def in_memory(self) -> bool:
         return bool(self.flags.get("in_memory"))
@@ -103,6 +108,8 @@ class Message(models.Model):
     mirror_state = models.CharField(
         max_length=10, choices=MirrorState.choices, default=MirrorState.PRESENT
     )
+    # Set when the provider erased it; its text and author are gone from Lethe then.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["conversation", "position"]

@@ -12,6 +12,13 @@ from ..models import AuditEvent
 Action = AuditEvent.Action
 
 
+def label_of(obj: models.Model) -> str:
+    """An object's name in the trail: its ``audit_label()`` where it has one (a model whose
+    ``str`` may hold chat text must have one), else ``str``."""
+    labelled = getattr(obj, "audit_label", None)
+    return (labelled() if callable(labelled) else str(obj))[:200]
+
+
 def record(actor: Any, action: str, obj: models.Model | None = None,
            request: HttpRequest | None = None, **details: Any) -> AuditEvent:
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)
@@ -21,7 +28,7 @@ def record(actor: Any, action: str, obj: models.Model | None = None,
         action=action,
         object_type=obj._meta.model_name or "" if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",
-        object_label=str(obj)[:200] if obj is not None else "",
+        object_label=label_of(obj) if obj is not None else "",
         details=details,
         remote_addr=request.META.get("REMOTE_ADDR") if request is not None else None,
     )

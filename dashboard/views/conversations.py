@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_POST
 from ..forms import ConversationFilter
 from ..lib.paging import paginate
 from ..mirror import selection
-from ..models import Connection, Conversation, MirrorState
+from ..models import Connection, Conversation, ErasureItem, MirrorState
 from ..team import audit
 from ..team.roles import Role
 from .common import is_fragment, require_role
@@ -53,16 +54,32 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
         pk=pk,
     )
     q = request.GET.get("q", "").strip()[:200]
-    turns = conversation.messages.all().order_by("position")
+    erased_by = _erasing_jobs(conversation)
+    turns = list(conversation.messages.all().order_by("position"))
+    for turn in turns:
+        turn.erased_by = erased_by.get(turn.pk, erased_by.get(None))  # type: ignore[attr-defined]
     capabilities = conversation.connection.provider_class.capabilities
     return render(request, "conversations/transcript.html", {
         "conversation": conversation,
+        "erased_by": erased_by.get(None),
         "turns": turns,
         "q": q,
         "capabilities": capabilities,
         "can_erase_messages": "message" in capabilities.erase_kinds
         and conversation.mirror_state == MirrorState.PRESENT,
     })
+
+
+def _erasing_jobs(conversation: Conversation) -> dict[int | None, int]:
+    """The job that erased each message of the conversation (key None: the whole of it)."""
+    found: dict[int | None, int] = {}
+    for kind, message_id, job_id in ErasureItem.objects.filter(
+            Q(kind=ErasureItem.Kind.CONVERSATION, conversation=conversation)
+            | Q(kind=ErasureItem.Kind.MESSAGE, message__conversation=conversation),
+            state__in=ErasureItem.PURGED).order_by("id").values_list("kind", "message_id",
+                                                                      "job_id"):
+        found[None if kind == ErasureItem.Kind.CONVERSATION else message_id] = job_id
+    return found
 
 
 def visible_conversation(request: HttpRequest, pk: int) -> Conversation:

@@ -8,19 +8,18 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ..erasure import lifecycle
+from ..erasure import freeze, lifecycle, preview
 from ..forms import ConversationFilter
 from ..mirror import exports, selection
-from ..models import Connection, Conversation, ErasureItem, ErasureJob, Message
+from ..models import Connection, Conversation, ErasureJob, Message
 from ..team import audit
 from ..team.roles import Role
-from .common import parse_ids, require_role
+from .common import is_fragment, parse_ids, require_role
 
 
 @require_POST
@@ -46,8 +45,8 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
         chosen = Conversation.objects.visible_to(request.user).filter(pk__in=ids)
         scope = {"select_all": False, "selected": len(ids)}
     try:
-        request_id = lifecycle.freeze(request.user, chosen, scope)
-    except lifecycle.SelectionError as exc:
+        request_id = freeze.conversations(request.user, chosen, scope)
+    except freeze.SelectionError as exc:
         messages.error(request, str(exc))
         return redirect("conversations")
     return redirect("erase_preview", request_id=request_id)
@@ -63,9 +62,9 @@ def _erase_messages(request: HttpRequest) -> HttpResponse:
         conversation__in=Conversation.objects.visible_to(request.user), pk__in=ids
     )
     try:
-        request_id = lifecycle.freeze_messages(request.user, chosen,
+        request_id = freeze.messages(request.user, chosen,
                                              {"messages": True, "selected": len(ids)})
-    except lifecycle.SelectionError as exc:
+    except freeze.SelectionError as exc:
         messages.error(request, str(exc))
         back = request.POST.get("back", "")
         return redirect("transcript", pk=int(back)) if back.isdigit() else redirect("conversations")
@@ -87,56 +86,66 @@ def _draft_jobs(request: HttpRequest, request_id: uuid.UUID) -> list[ErasureJob]
 @require_http_methods(["GET", "POST"])
 @require_role(Role.OPERATOR, lookup=lambda request, request_id: _draft_jobs(request, request_id))
 def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
+    """The frozen selection, and the decision. The answer about pinned messages changes
+    what is sent, so every number on the page follows it (the checkbox re-renders the
+    decision), and on confirmation the server recomputes each and holds the person to
+    the one they saw."""
     jobs = _draft_jobs(request, request_id)
     if any(job.status != ErasureJob.Status.DRAFT for job in jobs):
         return redirect(_landing(jobs))
-    total = sum(lifecycle.sendable(job) for job in jobs)
+    data = request.POST if request.method == "POST" else request.GET
+    include_pinned = data.get("include_pinned") == "1"
+    counts = freeze.sendable_counts(jobs)
+    total = counts.total(include_pinned)
+    back = reverse("erase_preview", args=[request_id]) + (
+        "?include_pinned=1" if include_pinned else "")
     if request.method == "POST":
-        dry_run = request.POST.get("mode") != "erase"
-        if (not dry_run and total > settings.LETHE_TYPED_CONFIRM_THRESHOLD
-                and request.POST.get("typed_count", "").strip() != str(total)):
-            messages.error(request, f"Type {total} to confirm erasing {total} items.")
-            return redirect("erase_preview", request_id=request_id)
-        confirmed = lifecycle.confirm(jobs, dry_run=dry_run,
-                                    include_pinned=request.POST.get("include_pinned") == "1")
+        dry_run = data.get("mode") != "erase"
+        problem = _refusal(data, total, dry_run)
+        if problem:
+            messages.error(request, problem)
+            return redirect(back)
+        try:
+            confirmed = lifecycle.confirm(jobs, dry_run=dry_run, include_pinned=include_pinned)
+        except freeze.SelectionError as exc:
+            messages.error(request, str(exc))
+            return redirect(back)
         for job in confirmed:
             audit.record(request.user, audit.Action.ERASURE_REQUESTED, job, request,
-                         dry_run=dry_run, items=job.items.count(), status=job.status)
+                         dry_run=dry_run, items=total, include_pinned=include_pinned,
+                         status=job.status)
         if any(j.status == ErasureJob.Status.AWAITING_APPROVAL for j in confirmed):
             messages.info(request, "Confirmed. It now waits for an approver; nothing is sent "
                                    "before then.")
         else:
             messages.success(request, f"{'Dry run' if dry_run else 'Erasure'} confirmed.")
         return redirect(_landing(confirmed or jobs))
-    previews = [_preview(job) for job in jobs]
-    return render(request, "erase/preview.html", {
-        "previews": previews, "total": total, "request_id": request_id,
+    context = {
+        "previews": [preview.summary(job, include_pinned) for job in jobs],
+        "total": total, "counts": counts, "include_pinned": include_pinned,
+        "request_id": request_id,
         "exported": all(job.exported_at for job in jobs),
-        "needs_approval": lifecycle.needs_approval(jobs, total),
+        "needs_approval": lifecycle.needs_approval(total),
         "typed": total > settings.LETHE_TYPED_CONFIRM_THRESHOLD,
-        "pinned_skipped": sum(p["pinned"] for p in previews),
         "cancel_window": settings.LETHE_CANCEL_WINDOW,
-    })
-
-
-def _preview(job: ErasureJob) -> dict[str, Any]:
-    items = job.items.select_related("conversation__character")
-    sent = items.exclude(state=ErasureItem.State.SKIPPED)
-    kinds = dict(sent.values_list("kind").annotate(n=Count("id")).order_by())
-    skipped = items.filter(state=ErasureItem.State.SKIPPED)
-    return {
-        "job": job,
-        "count": sum(kinds.values()),
-        "conversations": kinds.get("conversation", 0),
-        "messages": kinds.get("message", 0),
-        "characters": sent.values("conversation__character__name")
-        .annotate(n=Count("id")).order_by("-n", "conversation__character__name"),
-        "sample": sent.order_by("id")[:10],
-        "in_memory": sent.filter(conversation__flags__in_memory=True).count(),
-        "protected": skipped.filter(detail=lifecycle.PROTECTED).count(),
-        "pinned": skipped.filter(detail__in=[lifecycle.PINNED, lifecycle.PINNED_MESSAGE]).count(),
-        "capabilities": job.connection.provider_class.capabilities,
     }
+    if is_fragment(request):
+        return render(request, "erase/preview.html#decision", context)
+    return render(request, "erase/preview.html", context)
+
+
+def _refusal(data: Any, total: int, dry_run: bool) -> str:
+    """Why a confirmation cannot go ahead as posted, or "" when it can."""
+    if not total:
+        return "Nothing would be sent: everything in this selection is skipped."
+    shown = data.get("expected_total", "")
+    if shown != str(total):
+        return (f"The numbers changed since the page was shown ({shown or 'none'} then, "
+                f"{total} now): review them and confirm again.")
+    if (not dry_run and total > settings.LETHE_TYPED_CONFIRM_THRESHOLD
+            and data.get("typed_count", "").strip() != str(total)):
+        return f"Type {total} to confirm erasing {total} items."
+    return ""
 
 
 @require_role(Role.OPERATOR,

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from ..erasure import lifecycle
+from ..erasure.approvers import can_approve
 from ..erasure.receipts import receipt
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import IllegalTransition, allowed
@@ -69,7 +70,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "states": ErasureItem.State.choices,
         "failed": sum(counts[s] for s in ErasureItem.FAILING),
         "can": can,
-        "can_approve": "approve" in can and lifecycle.can_approve(request.user, job),
+        "can_approve": "approve" in can and can_approve(request.user, job),
         "polling": job.status not in (ErasureJob.Status.DONE, ErasureJob.Status.CANCELLED)
         or counts[ErasureItem.State.UNKNOWN] or counts[ErasureItem.State.IN_FLIGHT],
     }

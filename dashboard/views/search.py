@@ -25,7 +25,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from ..erasure import lifecycle
+from ..erasure import freeze
 from ..erasure.receipts import combined_receipt
 from ..mirror import selection
 from ..models import Conversation, ErasureJob, Message, MirrorState
@@ -157,8 +157,8 @@ def search_erase(request: HttpRequest) -> HttpResponse:
         chosen = Conversation.objects.visible_to(request.user).filter(pk__in=ids)
         scope = {"search": True, "select_all": False, "selected": len(ids)}
     try:
-        request_id = lifecycle.freeze(request.user, chosen, scope)
-    except lifecycle.SelectionError as exc:
+        request_id = freeze.conversations(request.user, chosen, scope)
+    except freeze.SelectionError as exc:
         messages.error(request, str(exc))
         return back
     return redirect("erase_preview", request_id=request_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.erasure import lifecycle, worker
+from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.mirror import sync
 from dashboard.models import Connection, Conversation, ErasureItem, ErasureJob
 
@@ -16,7 +16,7 @@ State = ErasureItem.State
 def freeze_and_confirm(connection: Connection, provider_ids: list[str],
                        dry_run: bool = False) -> ErasureJob:
     chosen = connection.conversations.filter(provider_id__in=provider_ids)
-    request = lifecycle.freeze(connection.owner, chosen, {"selected": len(provider_ids)})
+    request = freeze.conversations(connection.owner, chosen, {"selected": len(provider_ids)})
     jobs = list(ErasureJob.objects.filter(request=request))
     return lifecycle.confirm(jobs, dry_run=dry_run, enqueue=False)[0]
 
@@ -129,5 +129,5 @@ def test_running_a_finished_job_again_sends_nothing(synced, convai_fake):
 def test_freezing_skips_conversations_no_longer_present(synced):
     first = synced.conversations.order_by("id").first()
     Conversation.objects.filter(pk=first.pk).update(mirror_state="erased")
-    with pytest.raises(lifecycle.SelectionError):
-        lifecycle.freeze(synced.owner, synced.conversations.filter(pk=first.pk), {})
+    with pytest.raises(freeze.SelectionError):
+        freeze.conversations(synced.owner, synced.conversations.filter(pk=first.pk), {})

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from dashboard.erasure import lifecycle, worker
+from dashboard.erasure import worker
 from dashboard.models import Connection, ErasureItem, ErasureJob
 from providers.fakes import FAKES
 from providers.fakes.base import FakeProvider
+from tests.helpers import confirmed_job
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -68,10 +69,7 @@ CASES = [(name, label) for name in sorted(FAKES) for label in GENERIC] + [
 
 
 def _erase(connection: Connection, n: int) -> ErasureJob:
-    ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:n])
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=ids), {})
-    return lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                           include_pinned=True, enqueue=False)[0]
+    return confirmed_job(connection, n, include_pinned=True)
 
 
 def _drive(job: ErasureJob) -> ErasureJob:

@@ -11,19 +11,21 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.erasure import lifecycle, sweeper, worker
+from dashboard.erasure import freeze, lifecycle, sweeper, worker
 from dashboard.lib import queue
 from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
-from tests.helpers import draft_jobs, with_role
+from tests.helpers import draft_jobs, share, with_role
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
 
 
 @pytest.fixture
-def approver(django_user_model):  # type: ignore[no-untyped-def]
-    return with_role(django_user_model.objects.create_user("approver", password="x-appr-123"),
-                     "approver")
+def approver(django_user_model, synced):  # type: ignore[no-untyped-def]
+    """An approver who can see the connection (nobody approves what they cannot see)."""
+    person = django_user_model.objects.create_user("approver", password="x-appr-123")
+    share(synced, person)
+    return with_role(person, "approver")
 
 
 def test_large_jobs_wait_for_an_approver_who_is_not_the_requester(synced, approver, settings,
@@ -82,11 +84,12 @@ def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake
     assert job.items.exclude(pk=skipped.pk).get().state == State.VERIFIED
 
 
-def test_pinned_messages_are_skipped_unless_included(synced, convai_fake):
+def test_a_session_holding_pinned_messages_goes_only_if_they_are_included(synced, convai_fake):
+    # Convai erases whole sessions only: keeping a pinned message keeps its session.
     first = synced.conversations.order_by("id").first()
     Message.objects.filter(conversation=first, position=0).update(pinned=True)
-    [job] = lifecycle.confirm(draft_jobs(synced, 1), dry_run=False, enqueue=False)
-    assert worker.work_job(job.pk).items.get().state == State.SKIPPED
+    with pytest.raises(freeze.SelectionError, match="unless pinned messages are included"):
+        lifecycle.confirm(draft_jobs(synced, 1), dry_run=False, enqueue=False)
     assert not convai_fake.deletes
     [job] = lifecycle.confirm(draft_jobs(synced, 1), dry_run=False, include_pinned=True,
                               enqueue=False)
@@ -227,6 +230,8 @@ def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, syn
 
 def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
     [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
+    texts = [t for t in Message.objects.filter(conversation__connection=synced).values_list(
+        "text", flat=True) if t]
     job = worker.work_job(job.pk)
     client.force_login(synced.owner)
     data = json.loads(client.get(reverse("job_receipt_json", args=[job.pk])).content)
@@ -234,8 +239,7 @@ def test_the_receipt_lists_every_item_without_secrets_or_text(client, synced):
     assert data["requested_by"] == "owner" and data["counts"] == {"verified": 2}
     dumped = json.dumps(data)
     assert synced.get_secrets()["api_key"] not in dumped
-    for text in Message.objects.filter(conversation__connection=synced).values_list("text",
-                                                                                     flat=True):
+    for text in texts:
         assert text not in dumped
     assert "Receipt for job" in client.get(reverse("job_receipt", args=[job.pk])).content.decode()
 

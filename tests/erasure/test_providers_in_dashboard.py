@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.erasure import lifecycle, worker
+from dashboard.erasure import worker
 from dashboard.models import ErasureItem, ErasureJob
 from providers.fakes import FAKES
+from tests.helpers import confirmed_job
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.parametrize("mirrored", sorted(FAKES), indirect=True)]
@@ -24,16 +25,13 @@ def test_sync_mirrors_what_the_provider_holds(mirrored) -> None:  # type: ignore
 
 def test_erasing_conversations_verifies_them_and_marks_the_mirror(mirrored) -> None:  # type: ignore[no-untyped-def]
     fake, connection = mirrored
-    chosen = connection.conversations.order_by("id")[:2]
-    request = lifecycle.freeze(connection.owner, connection.conversations.filter(pk__in=chosen), {})
-    job = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
-                          include_pinned=True, enqueue=False)[0]
-    job = worker.work_job(job.pk)
+    chosen = list(connection.conversations.order_by("id")[:2])
+    job = worker.work_job(confirmed_job(connection, 2, include_pinned=True).pk)
     assert job.status == ErasureJob.Status.DONE
     states = list(job.items.values_list("state", flat=True))
     details = list(job.items.values_list("detail", flat=True))
     assert states == [ErasureItem.State.VERIFIED] * 2, details
-    for conv in connection.conversations.filter(pk__in=chosen):
+    for conv in connection.conversations.filter(pk__in=[c.pk for c in chosen]):
         assert conv.mirror_state == "erased"
         assert fake.message_ids(conv.provider_id) == []
     assert all(n == 1 for n in fake.deletes.values())

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from django.db import connection as db
 
-from dashboard.erasure import lifecycle
+from dashboard.erasure import freeze
 from dashboard.mirror import selection
 from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
 
@@ -74,7 +74,7 @@ def test_select_all_freezes_every_match_with_the_same_items_as_before(synced):
     Conversation.objects.filter(pk=protected.pk).update(protected=True)
     plant(pinned_one, "keep me", pinned=True)
     Conversation.objects.filter(pk=convs[2].pk).update(mirror_state="gone")
-    lifecycle.freeze(synced.owner, selection.matching(synced.owner, {}), {"select_all": True})
+    freeze.conversations(synced.owner, selection.matching(synced.owner, {}), {"select_all": True})
     [job] = ErasureJob.objects.filter(connection=synced)
     items = {i.conversation_id: i for i in job.items.all()}
     assert set(items) == {c.pk for c in convs} - {convs[2].pk}
@@ -89,9 +89,9 @@ def test_select_all_freezes_every_match_with_the_same_items_as_before(synced):
                                        f"{conv.provider_id}"
         assert item.attempts == 0 and item.response == {}
     assert items[protected.pk].state == "skipped"
-    assert items[protected.pk].detail == lifecycle.PROTECTED
+    assert items[protected.pk].detail == freeze.PROTECTED
     assert items[protected.pk].settled_at is not None
-    assert items[pinned_one.pk].detail == lifecycle.PINNED
+    assert items[pinned_one.pk].detail == freeze.PINNED
     rest = [i for pk, i in items.items() if pk not in (protected.pk, pinned_one.pk)]
     assert rest and all(i.state == "pending" and i.detail == "" and i.settled_at is None
                         for i in rest)
@@ -106,16 +106,16 @@ def test_freezing_messages_copies_message_items(synced):
         from providers.convai import ConvaiProvider
         patch.setattr(ConvaiProvider, "capabilities", dataclasses.replace(
             ConvaiProvider.capabilities, erase_kinds=("message",)))
-        request = lifecycle.freeze_messages(synced.owner, Message.objects.filter(
+        request = freeze.messages(synced.owner, Message.objects.filter(
             pk__in=[m.pk for m in msgs]), {})
     items = list(ErasureItem.objects.filter(job__request=request).order_by("message_id"))
     assert [i.message_id for i in items] == [m.pk for m in msgs]
     assert items[0].state == "pending" and items[0].kind == "message"
     assert items[0].conversation_provider_id == conv.provider_id
-    assert items[1].state == "skipped" and items[1].detail == lifecycle.PINNED_MESSAGE
+    assert items[1].state == "skipped" and items[1].detail == freeze.PINNED_MESSAGE
 
 
 def test_an_empty_selection_is_refused_and_drafts_nothing(synced):
-    with pytest.raises(lifecycle.SelectionError):
-        lifecycle.freeze(synced.owner, synced.conversations.none(), {})
+    with pytest.raises(freeze.SelectionError):
+        freeze.conversations(synced.owner, synced.conversations.none(), {})
     assert not ErasureJob.objects.exists()

@@ -63,7 +63,7 @@ def test_the_canary_key_never_leaks_whatever_fails(client, owner, convai_server,
     preview = client.post(reverse("erase_selected"), {"conversation": ids[:2]})
     pages.append(client.get(preview["Location"]).content.decode())
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(preview["Location"], {"mode": "erase"})
+        client.post(preview["Location"], {"mode": "erase", "expected_total": "2"})
     job = ErasureJob.objects.get()
     convai_fake.plan_gated_delete = True
     worker.work_job(job.pk)

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from dashboard.erasure import lifecycle
+from dashboard.erasure import freeze, lifecycle
 from dashboard.models import (
     AuditEvent,
     Connection,
@@ -93,8 +93,8 @@ def world(synced, django_user_model, settings):  # type: ignore[no-untyped-def]
     people["outsider"] = with_role(
         django_user_model.objects.create_user("stranger", password=PASSWORD), "admin")
     conv = synced.conversations.order_by("id").first()
-    drafts = lifecycle.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
-    job_request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk=conv.pk), {})
+    drafts = freeze.conversations(synced.owner, synced.conversations.filter(pk=conv.pk), {})
+    job_request = freeze.conversations(synced.owner, synced.conversations.filter(pk=conv.pk), {})
     [job] = lifecycle.confirm(ErasureJob.objects.filter(request=job_request), dry_run=False,
                             enqueue=False)
     policy = RetentionPolicy.objects.create(name="90 days", owner=synced.owner,

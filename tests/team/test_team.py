@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from dashboard.erasure import lifecycle, worker
+from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.models import AuditEvent, Connection, ErasureJob, SyncRun
 from dashboard.models.audit import AppendOnly
 from tests.helpers import PASSWORD, ROOT, with_role
@@ -137,7 +137,7 @@ def test_approvers_approve_others_jobs_not_their_own(client, synced, django_user
     approver.groups.add(team)
     synced.shared_with.add(team)
     ids = synced.conversations.order_by("id")[:1]
-    request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
+    request = freeze.conversations(synced.owner, synced.conversations.filter(pk__in=ids), {})
     [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False)
     client.force_login(synced.owner)
@@ -152,7 +152,7 @@ def test_approvers_approve_others_jobs_not_their_own(client, synced, django_user
 
 def test_the_worker_rechecks_the_requesters_access_before_decrypting(synced, convai_fake):
     ids = synced.conversations.order_by("id")[:1]
-    request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk__in=ids), {})
+    request = freeze.conversations(synced.owner, synced.conversations.filter(pk__in=ids), {})
     [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False)
     synced.owner.groups.clear()  # no longer an operator

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.erasure import lifecycle
+from dashboard.erasure import freeze, lifecycle
 from dashboard.models import Connection, ErasureJob, RetentionPolicy
 from dashboard.views.overview import age_stats, chart
 
@@ -52,7 +52,7 @@ def test_failing_connections_and_waiting_jobs_are_listed(client, synced, setting
     Connection.objects.filter(pk=synced.pk).update(
         status=Connection.Status.INVALID, last_error="Convai refused the key ending …a1f9")
     first = synced.conversations.order_by("id").first()
-    request = lifecycle.freeze(synced.owner, synced.conversations.filter(pk=first.pk), {})
+    request = freeze.conversations(synced.owner, synced.conversations.filter(pk=first.pk), {})
     [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                             enqueue=False)
     client.force_login(synced.owner)

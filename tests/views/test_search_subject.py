@@ -9,7 +9,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from dashboard.erasure import lifecycle, worker
+from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.mirror import sync
 from dashboard.models import Conversation, ErasureJob, Message
 from dashboard.views.search import marked, phone_pattern
@@ -122,7 +122,7 @@ def test_ids_of_other_peoples_conversations_are_ignored(client, two, outsider):
 def test_the_combined_receipt_is_a_404_for_someone_who_cannot_see_its_jobs(client, two,
                                                                             outsider):
     synced, _, a, _ = two
-    request = lifecycle.freeze(synced.owner, Conversation.objects.filter(pk=a.pk), {})
+    request = freeze.conversations(synced.owner, Conversation.objects.filter(pk=a.pk), {})
     lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=True, enqueue=False)
     client.force_login(outsider)
     assert client.get(reverse("request_receipt", args=[request])).status_code == 404

@@ -1,4 +1,5 @@
-"""manage.py erase CONNECTION_ID (--conversations ID ... | --messages ID ...) [--dry-run] --yes"""
+"""manage.py erase CONNECTION_ID (--conversations ID ... | --messages ID ...)
+[--include-pinned] [--dry-run] --yes: the Erase screen's choices as flags."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from ...erasure import lifecycle, worker
-from ...models import ErasureJob, Message
+from ...erasure import freeze, lifecycle, worker
+from ...models import ErasureItem, ErasureJob, Message
 from .. import base
 
 
@@ -24,6 +25,9 @@ class Command(BaseCommand):
         what.add_argument("--conversations", nargs="+", metavar="PROVIDER_ID")
         what.add_argument("--messages", nargs="+", metavar="PROVIDER_ID",
                           help="single messages, where the provider can erase them")
+        parser.add_argument("--include-pinned", action="store_true",
+                            help="erase pinned messages too (by default they are kept, and "
+                                 "a conversation holding them loses only its other messages)")
         parser.add_argument("--dry-run", action="store_true", help="send nothing")
         parser.add_argument("--yes", action="store_true", help="confirm (required)")
         parser.add_argument("--queue", action="store_true", help="hand it to the workers")
@@ -58,12 +62,16 @@ class Command(BaseCommand):
                 raise CommandError(f"No user named {opts['as_user']!r}.")
         scope = {"select_all": False, "selected": len(wanted), "via": "manage.py erase"}
         try:
-            request = (lifecycle.freeze_messages if by_messages else lifecycle.freeze)(
+            request = (freeze.messages if by_messages else freeze.conversations)(
                 user, chosen, scope)
-        except lifecycle.SelectionError as exc:
+        except freeze.SelectionError as exc:
             raise CommandError(str(exc)) from None
         jobs = list(ErasureJob.objects.filter(request=request))
-        job = lifecycle.confirm(jobs, dry_run=opts["dry_run"], enqueue=opts["queue"])[0]
+        try:
+            job = lifecycle.confirm(jobs, dry_run=opts["dry_run"], enqueue=opts["queue"],
+                                    include_pinned=opts["include_pinned"])[0]
+        except freeze.SelectionError as exc:
+            raise CommandError(f"{exc} Nothing was erased.") from None
         if job.status == ErasureJob.Status.AWAITING_APPROVAL:
             self.stdout.write(f"job {job.pk} awaiting approval: an approver must approve it "
                               "on the job page before anything is sent")
@@ -82,6 +90,11 @@ class Command(BaseCommand):
             self.stdout.write(job.last_error)
         if job.status != ErasureJob.Status.DONE:
             raise CommandError(f"Job {job.pk} did not finish: {job.get_status_display()}.")
+        done = job.counts()
+        acted = sum(done[s] for s in (*ErasureItem.PURGED, ErasureItem.State.WOULD_ERASE))
+        if not acted:
+            raise CommandError(f"Job {job.pk} erased nothing of what was asked "
+                               f"({base.outcome_line(job)}).")
 
 
 def wait_out_window(job: ErasureJob, say: Any) -> ErasureJob:

@@ -1,0 +1,236 @@
+"""Freezing a selection into draft jobs: one job per connection, one item per conversation
+or message, copied in the database (INSERT ... SELECT), as of now. What people then review
+is exactly what a confirmed job sends; a later sync or filter change cannot widen it.
+
+Some items are frozen skipped, with the reason: conversations on the keep-list, and what
+an unfinished job already holds (no double booking; drafts hold nothing). Pinned messages
+are the one choice left open until confirmation ("include pinned messages?"):
+
+- a single pinned message is an item sent only if pinned messages are included;
+- a conversation holding pinned messages is frozen both ways: as one whole-conversation
+  item, sent only if pinned messages are included, and, where the provider erases single
+  messages, as its messages, sent only if pinned messages are kept (the pinned ones among
+  them skipped). Confirming keeps the items of the answer given and drops the others
+  (`lifecycle.confirm`), so the receipt lists only what the job really meant to send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection as db
+from django.db import models, transaction
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat
+from django.utils import timezone
+
+import providers
+
+from ..models import Connection, Conversation, ErasureItem, ErasureJob, Message, MirrorState
+
+State = ErasureItem.State
+SentIf = ErasureItem.SentIf
+PROTECTED = "Protected (on the keep-list); not sent."
+PINNED = "Holds pinned messages; sent whole only if pinned messages are included."
+PINNED_MESSAGE = "Pinned message; not sent unless pinned messages are included."
+HELD = "Already in unfinished job #"  # + the job's id; not sent twice
+# A job holds its items until it is finished; a draft holds nothing.
+HOLDING = [ErasureJob.Status.AWAITING_APPROVAL, ErasureJob.Status.SCHEDULED,
+           ErasureJob.Status.QUEUED, ErasureJob.Status.RUNNING, ErasureJob.Status.PAUSED]
+
+
+class SelectionError(Exception):
+    """The selection cannot become a job (empty, or nothing erasable in it)."""
+
+
+def _open_items() -> QuerySet[ErasureItem]:
+    return ErasureItem.objects.filter(state__in=ErasureItem.OPEN, job__status__in=HOLDING)
+
+
+def _holder(items: QuerySet[ErasureItem]) -> Subquery:
+    """The id of an unfinished job holding any of ``items``, as text (or NULL)."""
+    return Subquery(items.order_by("job_id").annotate(
+        j=Cast("job_id", CharField())).values("j")[:1], output_field=CharField())
+
+
+def _message_erasers() -> list[str]:
+    return [name for name, cls in providers.REGISTRY.items()
+            if "message" in cls.capabilities.erase_kinds]
+
+
+def conversations(user: Any, chosen: QuerySet[Conversation], scope: dict[str, Any],
+                  dry_run: bool = False) -> uuid.UUID:
+    """Draft one job per connection holding exactly these conversations, as of now."""
+    pinned = Message.objects.filter(conversation=OuterRef("pk"), pinned=True,
+                                    mirror_state=MirrorState.PRESENT)
+    present = chosen.filter(mirror_state=MirrorState.PRESENT).annotate(
+        has_pinned=Exists(pinned),
+        held_by=_holder(_open_items().filter(conversation=OuterRef("pk"))),
+    )
+    whole = present.annotate(
+        i_connection=F("connection_id"),
+        i_kind=Value(ErasureItem.Kind.CONVERSATION.value),
+        i_conv=F("id"),
+        i_msg=Cast(Value(None), models.BigIntegerField()),
+        i_pid=F("provider_id"),
+        i_conv_pid=F("provider_id"),
+        i_char=Coalesce(F("character__provider_id"), Value("")),
+        i_skip=Case(When(protected=True, then=Value(PROTECTED)),
+                    When(held_by__isnull=False, then=Concat(Value(HELD), "held_by")),
+                    When(has_pinned=True, then=Value(PINNED)), default=Value("")),
+        i_sent_if=Case(When(protected=False, held_by__isnull=True, has_pinned=True,
+                            then=Value(SentIf.PINNED_INCLUDED.value)),
+                       default=Value(SentIf.ALWAYS.value)),
+    )
+    # Conversations that keep their pinned messages lose the others, one by one.
+    split = present.filter(protected=False, held_by__isnull=True, has_pinned=True,
+                           connection__provider__in=_message_erasers())
+    singles = Message.objects.filter(conversation__in=split.values("pk"),
+                                     mirror_state=MirrorState.PRESENT).annotate(
+        **_message_columns(),
+        i_skip=Case(When(pinned=True, then=Value(PINNED_MESSAGE)), default=Value("")),
+        i_sent_if=Value(SentIf.PINNED_KEPT.value),
+    )
+    return _draft(user, scope, dry_run, [whole, singles])
+
+
+def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
+             dry_run: bool = False) -> uuid.UUID:
+    """Draft jobs for single messages, where the provider can erase single messages."""
+    held = _open_items().filter(
+        Q(message=OuterRef("pk"))
+        | Q(kind=ErasureItem.Kind.CONVERSATION, conversation=OuterRef("conversation_id")))
+    rows = chosen.filter(
+        mirror_state=MirrorState.PRESENT, conversation__mirror_state=MirrorState.PRESENT,
+        conversation__connection__provider__in=_message_erasers(),
+    ).annotate(held_by=_holder(held)).annotate(
+        **_message_columns(),
+        i_skip=Case(When(conversation__protected=True, then=Value(PROTECTED)),
+                    When(held_by__isnull=False, then=Concat(Value(HELD), "held_by")),
+                    When(pinned=True, then=Value(PINNED_MESSAGE)), default=Value("")),
+        i_sent_if=Case(When(conversation__protected=False, held_by__isnull=True, pinned=True,
+                            then=Value(SentIf.PINNED_INCLUDED.value)),
+                       default=Value(SentIf.ALWAYS.value)),
+    )
+    return _draft(user, scope, dry_run, [rows])
+
+
+def _message_columns() -> dict[str, Any]:
+    return {
+        "i_connection": F("conversation__connection_id"),
+        "i_kind": Value(ErasureItem.Kind.MESSAGE.value),
+        "i_conv": F("conversation_id"),
+        "i_msg": F("id"),
+        "i_pid": F("provider_id"),
+        "i_conv_pid": F("conversation__provider_id"),
+        "i_char": Coalesce(F("conversation__character__provider_id"), Value("")),
+    }
+
+
+# The item columns, and the annotations of a freeze query that fill them, in one order.
+_ITEM_COLUMNS = {
+    "job_id": "i_job", "kind": "i_kind", "conversation_id": "i_conv",
+    "message_id": "i_msg", "provider_id": "i_pid",
+    "conversation_provider_id": "i_conv_pid", "character_provider_id": "i_char",
+    "idempotency_key": "i_key", "state": "i_state", "detail": "i_skip",
+    "sent_if": "i_sent_if", "settled_at": "i_settled", "attempts": "i_attempts",
+    "response": "i_response", "updated_at": "i_updated",
+}
+
+
+def _draft(user: Any, scope: dict[str, Any], dry_run: bool, parts: list[QuerySet[Any]]
+           ) -> uuid.UUID:
+    """One draft job per connection. Each part is a queryset annotated with the item
+    columns (``i_connection`` ... ``i_sent_if``), copied with one INSERT ... SELECT."""
+    request = uuid.uuid4()
+    now = timezone.now()
+    with transaction.atomic():
+        connection_ids = sorted({cid for part in parts for cid in part.order_by().values_list(
+            "i_connection", flat=True).distinct()})
+        if not connection_ids:
+            raise SelectionError("Nothing to erase: the selection holds nothing still present "
+                                 "that the provider can erase.")
+        jobs = {}
+        for connection in Connection.objects.filter(pk__in=connection_ids).order_by("pk"):
+            jobs[connection.pk] = ErasureJob.objects.create(
+                request=request, connection=connection, requested_by=user, dry_run=dry_run,
+                scope=scope, connection_label=connection.label, provider=connection.provider,
+                key_hint=connection.secret_hint)
+        for part in parts:
+            _insert(part, jobs, now)
+        if not sendable_counts(jobs.values()).either:
+            raise SelectionError("Nothing to erase: everything selected is protected or "
+                                 "already in an unfinished job.")
+    return request
+
+
+def _insert(rows: QuerySet[Any], jobs: dict[int, ErasureJob], now: Any) -> None:
+    skipped = ~Q(i_skip="")
+    select = rows.annotate(
+        i_job=Case(*[When(i_connection=cid, then=Value(job.pk)) for cid, job in jobs.items()],
+                   output_field=models.BigIntegerField()),
+    ).annotate(
+        i_key=Concat(Cast("i_job", CharField()), Value(":"), "i_kind", Value(":"),
+                     "i_conv_pid", Value(":"), "i_pid", output_field=CharField()),
+        i_state=Case(When(skipped, then=Value(State.SKIPPED.value)),
+                     default=Value(State.PENDING.value)),
+        i_settled=Case(When(skipped, then=Value(now)),
+                       default=Value(None), output_field=DateTimeField()),
+        i_attempts=Value(0),
+        i_response=Value({}, output_field=JSONField()),
+        i_updated=Value(now, output_field=DateTimeField()),
+    ).order_by("i_conv", "i_msg")
+    sql, params = select.values_list(*_ITEM_COLUMNS.values()).query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {ErasureItem._meta.db_table} "  # noqa: S608  # nosec B608
+                       f"({', '.join(_ITEM_COLUMNS)}) {sql}", params)
+
+
+def sent(include_pinned: bool) -> Q:
+    """The items confirming sends, for this answer about pinned messages (once it is given,
+    every item is simply pending or skipped)."""
+    if include_pinned:
+        return Q(state=State.PENDING, sent_if=SentIf.ALWAYS) | Q(sent_if=SentIf.PINNED_INCLUDED)
+    return Q(state=State.PENDING, sent_if__in=[SentIf.ALWAYS, SentIf.PINNED_KEPT])
+
+
+@dataclass(frozen=True)
+class Sendable:
+    """How many items confirming would send, for either answer about pinned messages."""
+
+    pinned_kept: int
+    pinned_included: int
+    pinned_choice: bool  # whether the answer changes anything, i.e. whether to ask
+
+    @property
+    def either(self) -> int:
+        return max(self.pinned_kept, self.pinned_included)
+
+    def total(self, include_pinned: bool) -> int:
+        return self.pinned_included if include_pinned else self.pinned_kept
+
+
+def sendable_counts(jobs: Iterable[ErasureJob]) -> Sendable:
+    found = ErasureItem.objects.filter(job__in=list(jobs)).aggregate(
+        kept=Count("pk", filter=sent(False)),
+        included=Count("pk", filter=sent(True)),
+        choice=Count("pk", filter=Q(sent_if=SentIf.PINNED_INCLUDED)),
+    )
+    return Sendable(found["kept"], found["included"], bool(found["choice"]))

@@ -1,0 +1,63 @@
+"""What a preview (and an approver) is shown of a job: exactly what confirming sends, for
+the answer given about pinned messages, computed from the frozen items with a few
+aggregate queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q
+
+from ..models import ErasureItem, ErasureJob
+from .freeze import HELD, PINNED, PINNED_MESSAGE, sent
+
+State = ErasureItem.State
+SentIf = ErasureItem.SentIf
+SAMPLE = 10
+
+
+def _skipped(include_pinned: bool) -> Q:
+    skipped = Q(state=State.SKIPPED)
+    if include_pinned:
+        return skipped & Q(sent_if=SentIf.ALWAYS)
+    return skipped
+
+
+def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
+    """Counts by kind, reasons for what is skipped, characters touched, a sample, and the
+    warnings that apply, for one job."""
+    items = job.items.all()
+    going = items.filter(sent(include_pinned))
+    kinds = dict(going.values_list("kind").annotate(n=Count("id")).order_by())
+    reasons = [
+        {"reason": row["detail"], "n": row["n"], "held_by": _held_job(row["detail"])}
+        for row in items.filter(_skipped(include_pinned)).values("detail").annotate(
+            n=Count("id")).order_by("-n", "detail")
+    ]
+    split = items.filter(kind=ErasureItem.Kind.CONVERSATION, sent_if=SentIf.PINNED_INCLUDED,
+                         detail=PINNED).count()
+    connection = job.live_connection()
+    return {
+        "job": job,
+        "count": sum(kinds.values()),
+        "conversations": kinds.get(ErasureItem.Kind.CONVERSATION, 0),
+        "messages": kinds.get(ErasureItem.Kind.MESSAGE, 0),
+        "skipped": reasons,
+        # Conversations holding pinned messages, erased message by message when kept.
+        "split": 0 if include_pinned else split,
+        "pinned_kept": 0 if include_pinned else items.filter(detail=PINNED_MESSAGE).count(),
+        "characters": going.values("conversation__character__name").annotate(
+            n=Count("id")).order_by("-n", "conversation__character__name"),
+        "sample": going.select_related("conversation__character", "message").order_by(
+            "id")[:SAMPLE],
+        "in_memory": going.filter(conversation__flags__in_memory=True).count(),
+        "capabilities": connection.provider_class.capabilities,
+        "connection": connection,
+    }
+
+
+def _held_job(detail: str) -> int | None:
+    """The unfinished job a HELD reason names."""
+    if detail.startswith(HELD) and detail[len(HELD):].isdigit():
+        return int(detail[len(HELD):])
+    return None
