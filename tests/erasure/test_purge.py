@@ -26,7 +26,7 @@ from dashboard.models import (
 )
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
-from tests.helpers import confirmed_job, connect
+from tests.helpers import confirmed_job, connect, make_connection
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -188,3 +188,53 @@ def test_the_migration_purges_what_earlier_versions_kept(synced, convai_fake):
     assert (job.connection_label, job.provider) == (synced.label, "convai")
     label = AuditEvent.objects.get(object_id=str(second.pk)).object_label
     assert second.provider_id in label and second.title not in label
+
+
+# -- the whole database, after the fact ---------------------------------------------------
+
+
+def pg_dump() -> str:
+    """The test database as SQL text, data included."""
+    import glob
+    import shutil
+    import subprocess
+
+    from django.db import connection as db
+
+    binary = shutil.which("pg_dump") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True)), None)
+    if binary is None:
+        pytest.fail("pg_dump not found: install PostgreSQL's client (Debian: postgresql-client)")
+    conf = db.settings_dict
+    args = [binary, "--data-only", "-h", conf["HOST"] or "127.0.0.1",
+            "-p", str(conf["PORT"] or 5432), "-U", conf["USER"] or "postgres", conf["NAME"]]
+    env = {"PGPASSWORD": conf["PASSWORD"] or "", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_verified_erasure_no_row_anywhere_holds_the_erased_text(
+        client, owner, convai_fake, convai_server):
+    canary = "Canary 7731-Zebra: my passport number is X1234567"
+    with convai_fake.lock:
+        session = next(iter(convai_fake.characters.values())).newest_first()[0]
+        speaker = session.interactions[0].lines[0][0]
+        session.interactions[0].lines.insert(0, (speaker, canary))
+    connection = make_connection(owner, convai_server.url)
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
+    conv = Conversation.objects.get(provider_id=session.id)
+    assert Message.objects.filter(text=canary).exists()
+    client.force_login(owner)
+    # Through the pages, with everything that could keep a copy: keep-list, export.
+    client.post(reverse("protect", args=[conv.pk]), {"protected": "1"})
+    client.post(reverse("protect", args=[conv.pk]), {"protected": "0"})
+    preview = client.post(reverse("erase_selected"), {"conversation": [conv.pk]})
+    export = b"".join(client.get(preview["Location"] + "export.jsonl").streaming_content)
+    assert canary.encode() in export  # the person's own copy, downloaded before erasing
+    client.post(preview["Location"], {"mode": "erase", "expected_total": "1"})
+    job = worker.work_job(ErasureJob.objects.get().pk)
+    assert job.items.get().state == State.VERIFIED
+    dump = pg_dump()
+    kept = Message.objects.exclude(conversation=conv).exclude(text="").first()
+    assert kept is not None and kept.text in dump  # the dump does hold the mirror
+    assert "Canary 7731" not in dump  # as a message, a title, or the start of one
