@@ -4,7 +4,17 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from .team import login, oidc
-from .views import audit, connections, conversations, erase, jobs, overview, policies, search
+from .views import (
+    audit,
+    connections,
+    conversations,
+    erase,
+    jobs,
+    overview,
+    policies,
+    requests,
+    search,
+)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -36,15 +46,20 @@ urlpatterns = [
     path("erase/<uuid:request_id>/", erase.erase_preview, name="erase_preview"),
     path("erase/<uuid:request_id>/export.<str:fmt>", erase.erase_export, name="erase_export"),
     path("jobs/", jobs.job_list, name="jobs"),
+    path("approvals/", jobs.approvals, name="approvals"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job"),
     path("jobs/<int:pk>/receipt/", jobs.job_receipt, name="job_receipt"),
     path("jobs/<int:pk>/receipt.json", jobs.job_receipt, {"fmt": "json"}, name="job_receipt_json"),
     path("jobs/<int:pk>/<str:action>/", jobs.job_action, name="job_action"),
     path("search/", search.search, name="search"),
     path("search/erase/", search.search_erase, name="search_erase"),
-    path("requests/<uuid:request_id>/receipt/", search.request_receipt, name="request_receipt"),
-    path("requests/<uuid:request_id>/receipt.json", search.request_receipt, {"fmt": "json"},
+    path("requests/<uuid:request_id>/", requests.request_detail, name="request"),
+    path("requests/<uuid:request_id>/receipt/", requests.request_receipt,
+         name="request_receipt"),
+    path("requests/<uuid:request_id>/receipt.json", requests.request_receipt, {"fmt": "json"},
          name="request_receipt_json"),
+    path("requests/<uuid:request_id>/<str:action>/", requests.request_action,
+         name="request_action"),
     path("policies/", policies.policy_list, name="policies"),
     path("policies/add/", policies.policy_add, name="policy_add"),
     path("policies/<int:pk>/", policies.policy_detail, name="policy"),

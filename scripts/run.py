@@ -63,7 +63,8 @@ def main() -> int:
         procs.append(web)
         wait_for_port(port, web, "The web server")
         print(f"\n  Lethe is running at http://127.0.0.1:{port}/\n"
-              f"  Sign in as demo / lethe-demo. Press Ctrl-C to stop.\n", flush=True)
+              f"  Sign in as demo / lethe-demo (approver / lethe-demo approves). "
+              "Press Ctrl-C to stop.\n", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("A component stopped; shutting the rest down.", file=sys.stderr)

@@ -51,6 +51,7 @@ PROTECTED = "Protected (on the keep-list); not sent."
 PINNED = "Holds pinned messages; sent whole only if pinned messages are included."
 PINNED_MESSAGE = "Pinned message; not sent unless pinned messages are included."
 HELD = "Already in unfinished job #"  # + the job's id; not sent twice
+NO_LONGER_PRESENT = "No longer present in the mirror (erased or gone since); not sent."
 # A job holds its items until it is finished; a draft holds nothing.
 HOLDING = [ErasureJob.Status.AWAITING_APPROVAL, ErasureJob.Status.SCHEDULED,
            ErasureJob.Status.QUEUED, ErasureJob.Status.RUNNING, ErasureJob.Status.PAUSED]
@@ -130,6 +131,44 @@ def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
                        default=Value(SentIf.ALWAYS.value)),
     )
     return _draft(user, scope, dry_run, [rows])
+
+
+def for_real(user: Any, rehearsed: list[ErasureJob]) -> uuid.UUID:
+    """Draft the real erasure of a finished dry run: the very items it froze, sent as the
+    dry run said, except what an unfinished job now holds or what is no longer present
+    (erased or gone meanwhile). The dry run's export counts for it too."""
+    if not rehearsed or any(not job.dry_run or job.status != ErasureJob.Status.DONE
+                            for job in rehearsed):
+        raise SelectionError("Only a finished dry run can be repeated for real.")
+    if any(job.connection_id is None for job in rehearsed):
+        raise SelectionError("A connection of this dry run was removed since.")
+    mine = _open_items()
+    held_conversation = _holder(mine.filter(conversation=OuterRef("conversation_id")))
+    held_message = _holder(mine.filter(
+        Q(message=OuterRef("message_id"))
+        | Q(kind=ErasureItem.Kind.CONVERSATION, conversation=OuterRef("conversation_id"))))
+    present = Q(conversation__mirror_state=MirrorState.PRESENT) & (
+        Q(kind=ErasureItem.Kind.CONVERSATION) | Q(message__mirror_state=MirrorState.PRESENT))
+    rehearsal = State.WOULD_ERASE
+    rows = ErasureItem.objects.filter(job__in=rehearsed).annotate(
+        held_by=Case(When(kind=ErasureItem.Kind.CONVERSATION, then=held_conversation),
+                     default=held_message),
+    ).annotate(
+        i_connection=F("job__connection_id"), i_kind=F("kind"), i_conv=F("conversation_id"),
+        i_msg=F("message_id"), i_pid=F("provider_id"), i_conv_pid=F("conversation_provider_id"),
+        i_char=F("character_provider_id"),
+        i_skip=Case(When(~Q(state=rehearsal), then=F("detail")),
+                    When(held_by__isnull=False, then=Concat(Value(HELD), "held_by")),
+                    When(~present, then=Value(NO_LONGER_PRESENT)), default=Value(""),
+                    output_field=models.TextField()),
+        i_sent_if=Value(SentIf.ALWAYS.value),
+    )
+    first = rehearsed[0]
+    request = _draft(user, {**first.scope, "after_dry_run": str(first.request)}, False, [rows])
+    for job in rehearsed:
+        ErasureJob.objects.filter(request=request, connection=job.live_connection()).update(
+            exported_at=job.exported_at, export_sha256=job.export_sha256)
+    return request
 
 
 def _message_columns() -> dict[str, Any]:

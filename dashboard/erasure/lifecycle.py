@@ -99,6 +99,25 @@ def approve(job: ErasureJob, user: Any, enqueue: bool = True) -> ErasureJob:
         return release_if_due(job, enqueue)
 
 
+def reject(job: ErasureJob, user: Any, reason: str) -> ErasureJob:
+    """An approver says no, and why: nothing is sent, and the requester is told."""
+    if not can_approve(user, job):
+        raise NotAllowed("Only an approver who can see this connection, other than the "
+                         "requester, can reject it.")
+    reason = " ".join(reason.split())[:2000]
+    if not reason:
+        raise NotAllowed("Say why you reject it: the requester sees your reason.")
+    now = timezone.now()
+    with transaction.atomic():
+        job = ErasureJob.objects.transition(job.pk, Event.REJECT, cancelled_by=user,
+                                            rejected_reason=reason, finished_at=now)
+        job.items.filter(state=State.PENDING).update(
+            state=State.SKIPPED, settled_at=now,
+            detail=f"Rejected by {user.get_username()}; not sent.")
+        notify.announce(job)
+    return job
+
+
 def cancel(job: ErasureJob, user: Any) -> ErasureJob:
     """Stop a job: nothing pending is sent. Items already sent keep their outcome, and an
     uncertain one is still read back so the receipt says what really happened."""

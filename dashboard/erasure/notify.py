@@ -30,11 +30,12 @@ from .approvers import approvers
 
 log = logging.getLogger(__name__)
 
-FINISHED, FAILED, AWAITING = "finished", "failed", "awaiting_approval"
+FINISHED, FAILED, AWAITING, REJECTED = "finished", "failed", "awaiting_approval", "rejected"
 SUBJECTS = {
     FINISHED: "Lethe: erasure job #{job} finished",
     FAILED: "Lethe: erasure job #{job} finished with failures",
     AWAITING: "Lethe: erasure job #{job} waits for your approval",
+    REJECTED: "Lethe: erasure job #{job} was rejected",
 }
 
 
@@ -47,6 +48,8 @@ def event_of(job: ErasureJob, counts: dict[str, int]) -> tuple[str, str] | None:
     """The event the job is at (and its once-only key), or None when there is nothing to say."""
     if job.status == Status.AWAITING_APPROVAL and job.confirmed_at:
         return AWAITING, f"{AWAITING}:{job.confirmed_at.isoformat()}"
+    if job.status == Status.CANCELLED and job.rejected_reason and job.finished_at:
+        return REJECTED, f"{REJECTED}:{job.finished_at.isoformat()}"
     if job.status == Status.DONE and job.finished_at:
         event = FAILED if any(counts.get(s) for s in ErasureItem.FAILING) else FINISHED
         return event, f"{event}:{job.finished_at.isoformat()}"

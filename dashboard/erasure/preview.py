@@ -34,8 +34,11 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         for row in items.filter(_skipped(include_pinned)).values("detail").annotate(
             n=Count("id")).order_by("-n", "detail")
     ]
-    split = items.filter(kind=ErasureItem.Kind.CONVERSATION, sent_if=SentIf.PINNED_INCLUDED,
-                         detail=PINNED).count()
+    # Conversations keeping their pinned messages, whose other messages go one by one.
+    whole_kept = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
+                              detail=PINNED).values("conversation_id")
+    split = items.filter(kind=ErasureItem.Kind.MESSAGE, conversation_id__in=whole_kept).values(
+        "conversation_id").distinct().count()
     connection = job.live_connection()
     return {
         "job": job,

@@ -165,4 +165,4 @@ def erase_export(request: HttpRequest, request_id: uuid.UUID, fmt: str) -> Strea
 def _landing(jobs: list[ErasureJob]) -> str:
     if len(jobs) == 1:
         return reverse("job", args=[jobs[0].pk])
-    return reverse("jobs") + f"?request={jobs[0].request}"
+    return reverse("request", args=[jobs[0].request])

@@ -6,24 +6,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from ..erasure import lifecycle
-from ..erasure.approvers import can_approve
+from ..erasure import lifecycle, preview
+from ..erasure.approvers import approvers, can_approve
+from ..erasure.progress import progress
 from ..erasure.receipts import receipt
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import IllegalTransition, allowed
 from ..team import audit
 from ..team.audit import Action
 from ..team.roles import Role, role_of
-from .common import is_fragment
+from .common import is_fragment, require_role
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -39,41 +40,40 @@ def job_list(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/list.html", {"jobs": jobs[:200], "request_id": request_id})
 
 
-def _eta(job: ErasureJob, settled: int, total: int) -> Any:
-    if job.status != ErasureJob.Status.RUNNING or not job.started_at or not settled:
-        return None
-    elapsed = (timezone.now() - job.started_at).total_seconds()
-    return timezone.now() + timedelta(seconds=elapsed / settled * (total - settled))
+@require_role(Role.APPROVER)
+def approvals(request: HttpRequest) -> HttpResponse:
+    """Erasures waiting for approval that this person can see: the ones they may approve,
+    and their own, which wait for someone else."""
+    waiting = ErasureJob.objects.visible_to(request.user).filter(
+        status=ErasureJob.Status.AWAITING_APPROVAL).order_by("confirmed_at", "id")
+    rows = [{"job": job, "mine": job.requested_by_id == request.user.pk,
+             "items": job.items.exclude(state=ErasureItem.State.SKIPPED).count()}
+            for job in waiting[:200]]
+    return render(request, "jobs/approvals.html", {"rows": rows})
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ErasureJob.objects.visible_to(request.user), pk=pk)
-    counts = job.counts()
-    total = sum(counts.values())
-    settled = total - sum(counts[s] for s in ErasureItem.OPEN)
     state = request.GET.get("state", "")
     items = job.items.select_related("conversation")
     if state in ErasureItem.State.values:
         items = items.filter(state=state)
     can = {event.value for event in allowed(job.status)}
     context = {
-        "job": job,
-        "counts": [(ErasureItem.State(s).label, s, n) for s, n in counts.items() if n],
-        "total": total,
-        "settled": settled,
-        "percent": int(settled * 100 / total) if total else 100,
-        "eta": _eta(job, settled, total),
+        **progress(job),
         "starts_in": max(0, int((job.not_before - timezone.now()).total_seconds()))
         if job.status == ErasureJob.Status.SCHEDULED and job.not_before else None,
         "items": items[:500],
         "state": state,
         "states": ErasureItem.State.choices,
-        "failed": sum(counts[s] for s in ErasureItem.FAILING),
         "can": can,
         "can_approve": "approve" in can and can_approve(request.user, job),
-        "polling": job.status not in (ErasureJob.Status.DONE, ErasureJob.Status.CANCELLED)
-        or counts[ErasureItem.State.UNKNOWN] or counts[ErasureItem.State.IN_FLIGHT],
+        "siblings": ErasureJob.objects.filter(request=job.request).exclude(pk=job.pk).exists(),
     }
+    if job.status == ErasureJob.Status.AWAITING_APPROVAL and job.connection_id:
+        context["approvers"] = approvers(job)
+        context["approver_group"] = settings.LETHE_ROLE_GROUPS["approver"]
+        context["preview"] = preview.summary(job, job.include_pinned)
     if is_fragment(request):
         return render(request, "jobs/detail.html#status", context)
     return render(request, "jobs/detail.html", context)
@@ -90,15 +90,19 @@ ACTIONS: dict[str, Callable[[ErasureJob, Any], object]] = {
 
 
 # Cancelling is the safe direction: anyone who can see the job may do it.
-ACTION_ROLES = {"approve": Role.APPROVER, "cancel": Role.VIEWER, "pause": Role.OPERATOR,
-                "resume": Role.OPERATOR, "retry": Role.OPERATOR, "skip": Role.OPERATOR}
-ACTION_AUDIT = {"approve": Action.ERASURE_APPROVED, "cancel": Action.ERASURE_CANCELLED}
+ACTION_ROLES = {"approve": Role.APPROVER, "reject": Role.APPROVER, "cancel": Role.VIEWER,
+                "pause": Role.OPERATOR, "resume": Role.OPERATOR, "retry": Role.OPERATOR,
+                "skip": Role.OPERATOR}
+ACTION_AUDIT = {"approve": Action.ERASURE_APPROVED, "reject": Action.ERASURE_REJECTED,
+                "cancel": Action.ERASURE_CANCELLED}
 
 
 @require_POST
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = get_object_or_404(ErasureJob.objects.visible_to(request.user), pk=pk)
-    act = ACTIONS.get(action)
+    reason = request.POST.get("reason", "")
+    act = ACTIONS.get(action) or (
+        (lambda job, user: lifecycle.reject(job, user, reason)) if action == "reject" else None)
     if act is None:
         raise Http404("No such action.")
     needed = ACTION_ROLES[action]
@@ -113,7 +117,8 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         audit.record(request.user, ACTION_AUDIT.get(action, Action.ERASURE_CHANGED), job,
                      request, step=action)
         messages.success(request, {
-            "approve": "Approved.", "cancel": "Cancelled: nothing more will be sent.",
+            "approve": "Approved.", "reject": "Rejected: nothing will be sent.",
+            "cancel": "Cancelled: nothing more will be sent.",
             "pause": "Paused.", "resume": "Resumed.",
             "retry": "Failed items will be tried again.", "skip": "Failed items skipped.",
         }[action])

@@ -8,16 +8,14 @@ Message text is untrusted: snippets are escaped first, then the hits are marked.
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection as db
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import escape
@@ -26,9 +24,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from ..erasure import freeze
-from ..erasure.receipts import combined_receipt
 from ..mirror import selection
-from ..models import Conversation, ErasureJob, Message, MirrorState
+from ..models import Conversation, Message, MirrorState
 from ..team.roles import Role
 from .common import parse_ids, require_role
 
@@ -162,26 +159,3 @@ def search_erase(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return back
     return redirect("erase_preview", request_id=request_id)
-
-
-def request_jobs(request: HttpRequest, request_id: uuid.UUID) -> list[ErasureJob]:
-    """The confirmed jobs of one request that this person can see; none is a 404."""
-    jobs = list(ErasureJob.objects.visible_to(request.user).filter(
-        request=request_id).order_by("connection__label", "id"))
-    if not jobs:
-        raise Http404("No such erasure request.")
-    return jobs
-
-
-def request_receipt(request: HttpRequest, request_id: uuid.UUID, fmt: str = "html"
-                    ) -> HttpResponse:
-    jobs = request_jobs(request, request_id)
-    data = combined_receipt(jobs)
-    if fmt == "json":
-        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
-        response["Content-Disposition"] = (
-            f'attachment; filename="lethe-receipt-{request_id}.json"')
-        return response
-    return render(request, "search/receipt.html", {
-        "receipt": data, "request_id": request_id,
-        "parts": list(zip(jobs, data["jobs"], strict=True))})

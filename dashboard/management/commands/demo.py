@@ -1,4 +1,8 @@
-"""manage.py demo: the demo login and one connection per fake provider (used by `make run`).
+"""manage.py demo: the demo logins and one connection per fake provider (used by `make run`).
+
+Two people, so the whole path of a large erasure can be tried: `demo` (an admin, who owns
+the connections) and `approver` (the approver role), both in a team the connections are
+shared with.
 
 Safe to run again: it keeps existing data and only fills in what is missing. The fakes are
 expected on consecutive loopback ports from --fake-port, in the order of `demo_ports()`.
@@ -8,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandParser
 
 import providers
@@ -17,7 +23,9 @@ from providers.fakes import FAKES, demo_ports
 from ...models import Connection
 
 DEMO_USER = "demo"
+APPROVER = "approver"
 DEMO_PASSWORD = "lethe-demo"  # noqa: S105 - the documented local demo login  # nosec B105
+TEAM = "demo-team"
 
 
 class Command(BaseCommand):
@@ -34,6 +42,14 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.is_staff = user.is_superuser = True
             user.save()
+        approver, created = User.objects.get_or_create(username=APPROVER)
+        if created:
+            approver.set_password(DEMO_PASSWORD)
+            approver.save()
+        team = Group.objects.get_or_create(name=TEAM)[0]
+        approvers = Group.objects.get_or_create(name=settings.LETHE_ROLE_GROUPS["approver"])[0]
+        user.groups.add(team)
+        approver.groups.add(team, approvers)
         for name, port in demo_ports(opts["fake_port"]).items():
             secrets, options = FAKES[name].sized(conversations=0, messages=0).client_config(
                 f"http://127.0.0.1:{port}"
@@ -46,4 +62,6 @@ class Command(BaseCommand):
             # The ports may change between runs; the data and the key stay.
             connection.options = {**connection.options, **options}
             connection.save()
-        self.stdout.write(f"demo login: {DEMO_USER} / {DEMO_PASSWORD}")
+            connection.shared_with.add(team)
+        self.stdout.write(f"demo logins: {DEMO_USER} / {DEMO_PASSWORD} (admin), "
+                          f"{APPROVER} / {DEMO_PASSWORD} (approver)")
