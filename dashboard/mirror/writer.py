@@ -83,6 +83,10 @@ class Writer:
                     self.stats.notes = notes
         self.flush()
         self.finish()
+        if self.postgres:
+            with db.cursor() as cursor:
+                # Back to Django's default for whatever else the caller's transaction does.
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
     def write_listing(self, listing: Listed) -> None:
         self.listing = listing

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 import providers
 
-from ..erasure import lifecycle
+from ..erasure import lifecycle, removal
 from ..forms import ConnectionForm, ShareForm
 from ..lib.aio import ProviderSession
 from ..mirror import sync
@@ -170,17 +170,22 @@ def connection_share(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("connection", pk=connection.pk)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @require_role(Role.OPERATOR, lookup=owned_connection)
 def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    """What removing deletes and what stays, then (on POST) the removal."""
     connection = owned_connection(request, pk)
-    if connection.jobs.exists():
-        messages.error(request, "This connection has erasure jobs whose receipts must be kept; "
-                                "it cannot be removed. Replace or revoke its key instead.")
-        return redirect("connection", pk=connection.pk)
-    audit.record(request.user, audit.Action.CONNECTION_REMOVED, connection, request,
-                 provider=connection.provider)
-    label = connection.label
-    connection.delete()
-    messages.success(request, f"Removed {label} and its mirror; the stored key is gone.")
-    return redirect("connections")
+    if request.method == "POST":
+        label = connection.label
+        try:
+            done = removal.remove(connection, request.user, request)
+        except removal.StillWorking as exc:
+            messages.error(request, f"Job {exc} may still be sending or reading back; wait "
+                                    "for it to finish, or cancel it, then remove.")
+            return redirect("connection_remove", pk=pk)
+        messages.success(request, f"Removed {label}: its key and its mirror are gone"
+                         + (f"; the receipts of {done.kept} job{'s' * (done.kept != 1)} stay"
+                            if done.kept else "") + ".")
+        return redirect("connections")
+    return render(request, "connections/remove.html",
+                  {"connection": connection, "plan": removal.plan(connection)})

@@ -65,6 +65,10 @@ ROUTES = [
     Route("home", "get", "", Role.VIEWER),
     Route("search", "get", "", Role.VIEWER, data=(("q", "the"),)),
     Route("search_erase", "post", "", Role.OPERATOR),
+    Route("request", "get", "request", Role.VIEWER),
+    Route("request", "get", "request", Role.VIEWER, extra="fragment"),
+    Route("request_action", "post", "request", Role.OPERATOR, extra="pause"),
+    Route("approvals", "get", "", Role.APPROVER),
     Route("request_receipt", "get", "request", Role.VIEWER),
     Route("request_receipt_json", "get", "request", Role.VIEWER),
     Route("policies", "get", "", Role.VIEWER),
@@ -75,6 +79,7 @@ ROUTES = [
     Route("policy_remove", "post", "policy", Role.OPERATOR, owner_only=True),
     Route("audit", "get", "", Role.APPROVER),
     Route("audit_csv", "get", "", Role.APPROVER),
+    Route("connection_remove", "get", "connection", Role.OPERATOR, owner_only=True),
     Route("connection_remove", "post", "connection", Role.OPERATOR, owner_only=True),
 ]
 PEOPLE = ["owner", "viewer", "operator", "approver", "admin", "outsider", "anonymous"]
@@ -106,7 +111,7 @@ def world(synced, django_user_model, settings):  # type: ignore[no-untyped-def]
 
 def url_of(route: Route, objects: dict[str, object]) -> str:
     args: list[object] = [objects[route.args]] if route.args else []
-    if route.name in ("erase_export", "job_action"):
+    if route.name in ("erase_export", "job_action", "request_action"):
         args.append(route.extra)
     return reverse(route.name, args=args)
 
