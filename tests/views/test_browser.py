@@ -104,3 +104,62 @@ def test_every_screen_renders_in_the_browser_without_script_or_policy_errors(
     page.locator("input[data-select-page]").click()
     page.wait_for_selector("button[data-select-all]")
     assert not errors, errors
+
+
+@pytest.fixture
+def pinned_chat(owner):  # type: ignore[no-untyped-def]
+    """A Character.AI connection of two chats, the first holding one pinned message."""
+    from dashboard.mirror import sync
+    from dashboard.models import Message
+    from providers.fakes.characterai import CharacterAIFake
+    from tests.helpers import connect
+
+    fake = CharacterAIFake(seed=9, characters=1, chats=2, turns=(5, 5), archived=0, pinned=0)
+    with fake.serve() as server:
+        connection = connect(owner, fake, server.url)
+        assert sync.perform_sync(sync.start(connection).pk).status == "ok"
+        conv = connection.conversations.order_by("id").first()
+        pinned = conv.messages.order_by("position")[1]
+        with fake.lock:
+            next(t for t in fake.find_chat(conv.provider_id).turns
+                 if t.id == pinned.provider_id).pinned = True
+        Message.objects.filter(pk=pinned.pk).update(pinned=True)
+        yield fake, connection, conv
+
+
+def test_the_count_follows_the_pinned_checkbox_and_a_dry_run_leads_to_the_real_one(
+    browser, live_server, owner, pinned_chat, celery_worker
+):
+    fake, connection, conv = pinned_chat
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/conversations/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("input[data-row]").nth(0).click()
+    page.locator("input[data-row]").nth(1).click()
+    page.click("button[data-erase]")
+    page.wait_for_selector("text=Review what will be erased")
+    # Kept: the other chat whole, and the four other messages of the pinned one.
+    assert page.inner_text("button[value=erase]") == "Erase 5 at the provider"
+    page.check("input[name=include_pinned]")
+    page.wait_for_selector("button[value=erase] >> text=Erase 2 at the provider")
+    assert "pinned messages included" in page.inner_text("#decision")
+    page.uncheck("input[name=include_pinned]")
+    page.wait_for_selector("button[value=erase] >> text=Erase 5 at the provider")
+    page.click("button[value=dry_run]")
+    page.wait_for_selector("#job-status[data-job-status=done]")
+    assert "Would be erased (dry run): 5" in page.inner_text("#job-status")
+    assert len(fake.message_ids(conv.provider_id)) == 5  # nothing was sent
+    page.click("text=Erase these 5 for real…")
+    page.wait_for_selector("text=Review what will be erased")
+    assert page.inner_text("button[value=erase]") == "Erase 5 at the provider"
+    page.click("button[value=erase]")
+    page.wait_for_selector("#job-status[data-job-status=done]")
+    assert "Erased and verified: 5" in page.inner_text("#job-status")
+    pinned = conv.messages.get(pinned=True)
+    assert fake.message_ids(conv.provider_id) == [pinned.provider_id]
+    assert not errors, errors
