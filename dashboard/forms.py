@@ -5,11 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import Group
 
 import providers
 
 from .models import Character, Connection, RetentionPolicy
+
+LABEL_LENGTH = Connection._meta.get_field("label").max_length or 120
+
+
+def connection_problems(provider_class: type[providers.Provider], label: str,
+                        options: dict[str, str]) -> dict[str, str]:
+    """What is wrong with a connection's label and options, by field name ("label" or the
+    option's), so that the form and `manage.py connect` refuse the same things."""
+    problems: dict[str, str] = {}
+    label = label.strip()
+    if not label:
+        problems["label"] = "Give the connection a name."
+    elif len(label) > LABEL_LENGTH:
+        problems["label"] = f"At most {LABEL_LENGTH} characters."
+    for spec in provider_class.fields:
+        value = (options.get(spec.name) or "").strip()
+        if spec.secret or not value or not spec.name.endswith("_url"):
+            continue
+        try:
+            provider_class.check_address(value, tuple(settings.LETHE_PROVIDER_HOSTS))
+        except providers.PermanentError as exc:
+            problems[spec.name] = str(exc)
+    return problems
 
 
 class ConnectionForm(forms.Form):
@@ -41,6 +65,15 @@ class ConnectionForm(forms.Form):
                     label=spec.label, required=spec.required and not spec.default,
                     initial=current or spec.default, help_text=spec.help,
                 )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        options = {spec.name: data.get(f"option_{spec.name}") or ""
+                   for spec in self.provider_class.fields if not spec.secret}
+        for name, problem in connection_problems(self.provider_class, data.get("label", "x"),
+                                                 options).items():
+            self.add_error(name if name == "label" else f"option_{name}", problem)
+        return data
 
     def secrets(self) -> dict[str, str]:
         return {

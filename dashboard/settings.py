@@ -217,6 +217,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Lethe's own knobs.
 LETHE_PROVIDER_TIMEOUT = float(os.environ.get("LETHE_PROVIDER_TIMEOUT", "15"))
 LETHE_PROVIDER_BACKOFF = float(os.environ.get("LETHE_PROVIDER_BACKOFF", "0.5"))
+# Hosts, patterns (*.example.com) or networks (10.0.0.0/8) a connection may use besides the
+# provider's own public hosts; the demo and the tests reach their fakes on loopback.
+LETHE_PROVIDER_HOSTS = tuple(env_list(
+    "LETHE_PROVIDER_HOSTS", "127.0.0.1,localhost,::1" if DEBUG or TESTING else ""))
 # Requests per second per connection; empty means each provider's own default.
 LETHE_PROVIDER_RATE = float(os.environ.get("LETHE_PROVIDER_RATE") or 0)
 # The share of that rate actually used: the rest absorbs network jitter, so that a provider

@@ -17,11 +17,12 @@ import abc
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import ClassVar, Self, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
+from .egress import transport_for
 from .errors import PermanentError
+from .hosts import HostRules
 from .http import DEFAULT_ERROR_KEYS, Classifier, HttpClient, HttpPolicy, RateBudget
 from .records import (
     Account,
@@ -49,6 +50,8 @@ class Provider(abc.ABC):
     label: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     fields: ClassVar[tuple[FieldSpec, ...]]
+    # Its public hosts (fnmatch patterns): any other needs an admin's leave (hosts.py).
+    public_hosts: ClassVar[tuple[str, ...]] = ()
     # Templates read these class attributes; tell them not to instantiate the class.
     do_not_call_in_templates: ClassVar[bool] = True
 
@@ -72,10 +75,10 @@ class Provider(abc.ABC):
                 kind = "secret" if spec.secret else "option"
                 raise PermanentError(f"{self.label}: the {kind} '{spec.label}' is missing")
             (self._secrets if spec.secret else self.options)[spec.name] = value
+        self.policy = policy or HttpPolicy()
         for name, value in self.options.items():
             if name.endswith("_url") and value:
-                self.options[name] = self._check_url(value)
-        self.policy = policy or HttpPolicy()
+                self.options[name] = self.rules().check_url(value, self.label)
         self._transport = transport
         # One budget per connection object unless the caller shares one across workers.
         self.budget = budget or RateBudget(
@@ -92,13 +95,15 @@ class Provider(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.options.get('base_url', '')}>"
 
-    def _check_url(self, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PermanentError(f"{self.label}: every address must be an http(s) URL")
-        if parts.username or parts.password:
-            raise PermanentError(f"{self.label}: an address must not contain credentials")
-        return url.rstrip("/")
+    def rules(self) -> HostRules:
+        """Where this connection may send requests: see hosts.py."""
+        return HostRules(self.public_hosts, self.policy.allowed_hosts)
+
+    @classmethod
+    def check_address(cls, url: str, allowed_hosts: tuple[str, ...]) -> str:
+        """An address for this provider, checked as the provider will check it, for forms:
+        the normalised URL, or PermanentError saying what is wrong."""
+        return HostRules(cls.public_hosts, allowed_hosts).check_url(url, cls.label)
 
     def secret(self, name: str) -> str:
         return self._secrets[name]
@@ -134,7 +139,7 @@ class Provider(abc.ABC):
             label=self.label,
             policy=self.policy,
             headers=self._headers(),
-            transport=self._transport,
+            transport=self._transport or transport_for(base_url, self.rules(), self.label),
             budget=self.budget,
             error_keys=self.error_keys,
             auth_statuses=self.auth_statuses,

@@ -119,6 +119,7 @@ def _array(data: Any, what: str) -> list[dict[str, Any]]:
 class ConvaiProvider(Provider):
     name: ClassVar[str] = "convai"
     label: ClassVar[str] = "Convai"
+    public_hosts: ClassVar[tuple[str, ...]] = ("api.convai.com",)
     capabilities: ClassVar[Capabilities] = Capabilities(
         erase_kinds=("conversation",),
         max_batch=100,  # the real limit per delete call is UNCONFIRMED

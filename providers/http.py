@@ -73,6 +73,8 @@ class HttpPolicy:
     backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_wait: float = 5.0
+    # Hosts, patterns or networks an admin allowed beyond the provider's own (see hosts.py).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class RateBudget:
@@ -172,10 +174,8 @@ def error_text(response: httpx.Response, keys: Collection[str] = DEFAULT_ERROR_K
                 return value.strip()[:300]
             if isinstance(value, dict | list) and value:
                 return json.dumps(value)[:300]
-    text = response.text.strip()
-    # HTML error pages from gateways say nothing useful and can be huge.
-    if text and not text.startswith("<") and len(text) <= 300:
-        return text
+    # Never the raw body: whatever answered (a gateway, or a host that is no provider at all)
+    # may put anything there, and it would end up on a page.
     return response.reason_phrase or f"HTTP {response.status_code}"
 
 

@@ -84,7 +84,8 @@ class Connection(models.Model):
         """The provider client for this connection; the only place secrets are decrypted."""
         options = {k: str(v) for k, v in self.options.items()}
         kwargs.setdefault("policy", providers.HttpPolicy(
-            timeout=settings.LETHE_PROVIDER_TIMEOUT, backoff=settings.LETHE_PROVIDER_BACKOFF))
+            timeout=settings.LETHE_PROVIDER_TIMEOUT, backoff=settings.LETHE_PROVIDER_BACKOFF,
+            allowed_hosts=tuple(settings.LETHE_PROVIDER_HOSTS)))
         kwargs.setdefault("token_cache", EncryptedTokenCache())
         kwargs.setdefault("cache_key", str(self.uid))
         if "budget" not in kwargs:
@@ -104,3 +105,19 @@ class OIDCIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.sub})"
+
+
+class ProxyIdentity(models.Model):
+    """A person the trusted proxy's header may sign in: created with the account when the
+    header first names it, or added by an admin to link an existing account. A header naming
+    any other account (a local one with a password, say) signs nobody in."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="proxy_identity")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "proxy identities"
+
+    def __str__(self) -> str:
+        return str(self.user)

@@ -80,6 +80,7 @@ from .chat_erase import ARCHIVED, MAX_REMOVE, erase_targets, verify_targets
 from .errors import (
     AUTH_STATUSES,
     ERROR_KEYS,
+    HOSTS,
     auth_headers,
     classifier,
     normalize_token,
@@ -163,6 +164,7 @@ def _message(chat_id: str, position: int, turn: Mapping[str, Any]) -> Message:
 class CharacterAIProvider(Provider):
     name: ClassVar[str] = "characterai"
     label: ClassVar[str] = "Character.AI"
+    public_hosts: ClassVar[tuple[str, ...]] = HOSTS
     capabilities: ClassVar[Capabilities] = Capabilities(
         erase_kinds=("message", "conversation"),
         max_batch=MAX_REMOVE,  # turn ids per remove call; the real limit is UNCONFIRMED
@@ -210,8 +212,6 @@ class CharacterAIProvider(Provider):
         if len(token) != 40:
             self.notes.append("The Character.AI token is not 40 characters long; if the "
                               "account check fails, copy it again from the browser.")
-        for option in ("neo_url", "plus_url"):
-            self.options[option] = self._check_url(self.options[option])
         self._plus: HttpClient | None = None
         self._recent: list[dict[str, Any]] | None = None
 

@@ -47,6 +47,8 @@ from ..errors import (
 from ..http import Classifier, json_or_none, parse_retry_after
 
 LABEL = "Character.AI"
+# Its public hosts, for both APIs: chat v2 (neo), the account and v1 (plus), the old v1.
+HOSTS = ("neo.character.ai", "plus.character.ai", "beta.character.ai")
 # Where Character.AI puts its text: neo uses `comment`, plus `detail`/`error`/`status`.
 ERROR_KEYS = ("comment", "detail", "error", "status", "message")
 # 403 is decided from the body by the hook, so only 401 means "bad token" to the client.

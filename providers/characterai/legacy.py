@@ -78,6 +78,7 @@ from .errors import (
     AUTH_HINT,
     AUTH_STATUSES,
     ERROR_KEYS,
+    HOSTS,
     auth_headers,
     classifier,
     normalize_token,
@@ -112,6 +113,7 @@ def _gone(exc: ProviderError) -> bool:
 class CharacterAILegacyProvider(Provider):
     name: ClassVar[str] = "characterai_legacy"
     label: ClassVar[str] = "Character.AI (legacy histories)"
+    public_hosts: ClassVar[tuple[str, ...]] = HOSTS
     capabilities: ClassVar[Capabilities] = Capabilities(
         erase_kinds=("message", "conversation"),
         max_batch=50,
@@ -147,7 +149,6 @@ class CharacterAILegacyProvider(Provider):
         super().__init__(secrets, options, **kwargs)
         if not normalize_token(self.secret("token")):
             raise PermanentError(f"{self.label}: the secret 'Token' is missing")
-        self.options["plus_url"] = self._check_url(self.options["plus_url"])
         # Set once a list endpoint answered 410: the legacy API is retired for this account.
         self._retired = False
 

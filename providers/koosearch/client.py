@@ -104,6 +104,7 @@ NOT_DELETED = "KooSearch did not delete it: the batch deleted fewer chats than a
 class KooSearchProvider(HuaweiTokenProvider):
     name: ClassVar[str] = "koosearch"
     label: ClassVar[str] = "Huawei Cloud KooSearch"
+    public_hosts: ClassVar[tuple[str, ...]] = ("*.myhuaweicloud.com",)
     capabilities: ClassVar[Capabilities] = Capabilities(
         erase_kinds=("conversation",),
         max_batch=100,  # the real limit per batch delete is UNCONFIRMED

@@ -76,6 +76,7 @@ def start_worker(broker_dir: str) -> subprocess.Popen[bytes]:
         "LETHE_SWEEP_INTERVAL": "1",
         "LETHE_ERASE_BATCH": "1",
         "LETHE_PROVIDER_RATE": "1000",
+        "LETHE_PROVIDER_HOSTS": "127.0.0.1",  # the fake, on loopback
         "LETHE_SECURE": "0",
         "PYTHONPATH": str(ROOT),
     }

@@ -9,11 +9,12 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from providers import HttpPolicy, Outcome, RateBudget, Target
+from providers import Outcome, RateBudget, Target
 from providers.characterai.chat import CharacterAIProvider
 from providers.fakes import FakeServer
 from providers.fakes.characterai import DEMO_TOKEN, CharacterAIFake
 from providers.fakes.characterai_data import Chat
+from tests.providers.loopback import policy
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ def make_fake() -> CharacterAIFake:
 
 def make(server: FakeServer, token: str = DEMO_TOKEN, *, retries: int = 2, **kwargs: Any
          ) -> CharacterAIProvider:
-    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
+    kwargs.setdefault("policy", policy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     options = {"neo_url": server.url, "plus_url": server.url}
     return CharacterAIProvider({"token": token}, options, **kwargs)

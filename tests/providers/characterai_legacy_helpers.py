@@ -9,13 +9,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from providers import Conversation, HttpPolicy, Message, Outcome, RateBudget, Target
+from providers import Conversation, Message, Outcome, RateBudget, Target
 from providers.characterai.legacy import CharacterAILegacyProvider
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai_legacy import (
     DEMO_TOKEN,
     CharacterAILegacyFake,
 )
+from tests.providers.loopback import policy
 
 T = TypeVar("T")
 GONE_NOTE = "This account has no legacy histories (Character.AI answered 410 Gone)."
@@ -27,7 +28,7 @@ def make_fake() -> CharacterAILegacyFake:
 
 def make(server: FakeServer, token: str = DEMO_TOKEN, *, retries: int = 2, **kwargs: Any
          ) -> CharacterAILegacyProvider:
-    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
+    kwargs.setdefault("policy", policy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     return CharacterAILegacyProvider({"token": token}, {"plus_url": server.url}, **kwargs)
 

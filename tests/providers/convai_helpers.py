@@ -9,9 +9,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from providers import ConvaiProvider, HttpPolicy, RateBudget, Target
+from providers import ConvaiProvider, RateBudget, Target
 from providers.fakes import ConvaiFake, FakeServer
 from providers.fakes.convai import DEMO_KEY
+from tests.providers.loopback import policy
 
 T = TypeVar("T")
 DELETE = "/character/chatHistory/delete"
@@ -23,7 +24,7 @@ def make_fake() -> ConvaiFake:
 
 def make(server: FakeServer, key: str = DEMO_KEY, *, retries: int = 2, **kwargs: Any
          ) -> ConvaiProvider:
-    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
+    kwargs.setdefault("policy", policy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     return ConvaiProvider({"api_key": key}, {"base_url": server.url}, **kwargs)
 

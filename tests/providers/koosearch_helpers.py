@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from providers import Account, HttpPolicy, RateBudget, Target
+from providers import Account, RateBudget, Target
 from providers.fakes.base import FakeResponse, FakeServer
 from providers.fakes.koosearch import DEMO_PASSWORD, KooSearchFake
 from providers.koosearch.client import KooSearchProvider
 from providers.records import Outcome
+from tests.providers.loopback import policy
 
 T = TypeVar("T")
 TOKENS = "/v3/auth/tokens"
@@ -28,7 +29,7 @@ def make_fake() -> KooSearchFake:
 def make(server: FakeServer, fake: KooSearchFake, password: str = DEMO_PASSWORD,
          options: Mapping[str, str] | None = None, *, retries: int = 2, **kwargs: Any
          ) -> KooSearchProvider:
-    kwargs.setdefault("policy", HttpPolicy(backoff=0.001, retries=retries))
+    kwargs.setdefault("policy", policy(backoff=0.001, retries=retries))
     kwargs.setdefault("budget", RateBudget(1000, 1000))
     _, base = fake.client_config(server.url)
     return KooSearchProvider({"password": password}, {**base, **(options or {})}, **kwargs)

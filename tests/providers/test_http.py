@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from providers import HttpPolicy, PermanentError, ProviderError, RateLimited, TemporaryError
+from providers import PermanentError, ProviderError, RateLimited, TemporaryError
 from providers.http import HttpClient
+from tests.providers.loopback import policy
 
 T = TypeVar("T")
-QUICK = HttpPolicy(backoff=0.001, retries=2)
+QUICK = policy(backoff=0.001, retries=2)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

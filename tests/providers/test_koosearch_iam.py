@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from providers import AuthError, HttpPolicy, TemporaryError
+from providers import AuthError, TemporaryError
 from providers.http import HttpClient
 from providers.koosearch.errors import answer_classifier
 from providers.koosearch.iam import IamAuth, TokenKeeper, renew_at
 from providers.tokens import MemoryTokenCache
+from tests.providers.loopback import policy
 
 T = TypeVar("T")
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -57,7 +58,7 @@ def provider_answering(*statuses: int) -> tuple[httpx.MockTransport, list[str]]:
 
 def client(transport: httpx.MockTransport, keeper: TokenKeeper) -> HttpClient:
     return HttpClient("http://koosearch.test", label="KooSearch",
-                      policy=HttpPolicy(backoff=0.001), transport=transport,
+                      policy=policy(backoff=0.001), transport=transport,
                       classify=answer_classifier("KooSearch", "lethe", "acme"),
                       auth=IamAuth(keeper))
 

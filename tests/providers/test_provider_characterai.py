@@ -37,6 +37,7 @@ from tests.providers.characterai_helpers import (
     remove_path,
     run,
 )
+from tests.providers.loopback import policy
 
 
 def read_messages(server: FakeServer, chat_id: str) -> list[Message]:
@@ -71,7 +72,7 @@ def test_the_account_check_goes_to_the_plus_host(fake: CharacterAIFake) -> None:
     with other.serve() as plus, fake.serve() as neo:
         provider = CharacterAIProvider({"token": DEMO_TOKEN},
                                        {"neo_url": neo.url, "plus_url": plus.url},
-                                       budget=RateBudget(1000, 1000))
+                                       budget=RateBudget(1000, 1000), policy=policy())
         assert run(_call(provider, "check")).name == "plus-person"
     assert fake.count("GET", "/chat/user/") == 0
 
@@ -372,6 +373,7 @@ def test_in_process_transport_works_like_the_server(fake: CharacterAIFake) -> No
     targets = message_targets(fake, chat_id, 3)
     secrets, options = fake.client_config("http://fake.invalid")
     provider = CharacterAIProvider(secrets, options, transport=fake.transport(),
-                                   budget=RateBudget(1000, 1000))
+                                   budget=RateBudget(1000, 1000),
+                                   policy=policy(allowed_hosts=("fake.invalid",)))
     assert [o.status for o in run(_call(provider, "erase", targets))] == ["erased"] * 3
     assert fake.count("POST", remove_path(chat_id)) == 1

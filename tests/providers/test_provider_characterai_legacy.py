@@ -45,6 +45,7 @@ from tests.providers.characterai_legacy_helpers import (
     run,
     verify,
 )
+from tests.providers.loopback import policy
 
 # -- reading -----------------------------------------------------------------------------
 
@@ -84,7 +85,8 @@ def test_a_wrong_token_raises_auth_error_with_the_providers_reason(server: FakeS
 
 def test_missing_token_or_bad_url_is_refused_at_construction(server: FakeServer) -> None:
     with pytest.raises(PermanentError, match="Token"):
-        CharacterAILegacyProvider({"token": "Token "}, {"plus_url": server.url})
+        CharacterAILegacyProvider({"token": "Token "}, {"plus_url": server.url},
+                                  policy=policy())
     with pytest.raises(PermanentError, match="Token"):
         CharacterAILegacyProvider({}, {})
     with pytest.raises(PermanentError, match="credentials"):

@@ -18,6 +18,7 @@ import providers.tokens
 from providers.fakes import FAKES
 from providers.fakes.base import FakeProvider, FakeServer
 from providers.records import Conversation, Target
+from tests.providers.loopback import policy
 
 NAMES = sorted(FAKES)
 # Providers that page a conversation newest first, so an incremental sync can stop early.
@@ -26,7 +27,7 @@ PAGES_NEWEST_FIRST = {"characterai"}
 
 def client(fake: FakeProvider, server: FakeServer, **kwargs: Any) -> providers.Provider:
     secrets, options = fake.client_config(server.url)
-    kwargs.setdefault("policy", providers.HttpPolicy(backoff=0.01, max_retry_wait=0.2))
+    kwargs.setdefault("policy", policy(backoff=0.01, max_retry_wait=0.2))
     kwargs.setdefault("budget", providers.RateBudget(1000, 1000))
     return providers.get(fake.name)(secrets, options, **kwargs)
 

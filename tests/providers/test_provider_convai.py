@@ -13,7 +13,6 @@ from providers import (
     AuthError,
     Character,
     ConvaiProvider,
-    HttpPolicy,
     PermanentError,
     ProtocolError,
     RateBudget,
@@ -30,6 +29,7 @@ from tests.providers.convai_helpers import (
     run,
     session_targets,
 )
+from tests.providers.loopback import policy
 
 
 def test_check_names_the_account_without_revealing_the_key(
@@ -184,7 +184,7 @@ def test_unreachable_provider_raises_temporary_error_not_sent(fake: ConvaiFake) 
 
     async def go() -> None:
         async with ConvaiProvider({"api_key": DEMO_KEY}, {"base_url": url},
-                                  policy=HttpPolicy(backoff=0.001, retries=1)) as provider:
+                                  policy=policy(backoff=0.001, retries=1)) as provider:
             await provider.check()
 
     with pytest.raises(TemporaryError) as caught:

@@ -33,6 +33,7 @@ from tests.providers.koosearch_helpers import (
     run,
     targets_of,
 )
+from tests.providers.loopback import policy
 
 
 async def everything(provider: KooSearchProvider
@@ -205,7 +206,8 @@ def test_in_process_transport_works_like_the_server(fake: KooSearchFake) -> None
     targets = targets_of(fake, fake.chat_ids()[:3])
     secrets, options = fake.client_config("http://fake")
     provider = KooSearchProvider(secrets, options, transport=fake.transport(),
-                                 budget=RateBudget(1000, 1000))
+                                 budget=RateBudget(1000, 1000),
+                                 policy=policy(allowed_hosts=("fake",)))
     assert [o.status for o in run(erase(provider, targets))] == ["erased"] * 3
 
 

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import providers
 
+from ...forms import connection_problems
 from ...lib.aio import ProviderSession
 from ...models import Connection
 
@@ -56,13 +57,16 @@ class Command(BaseCommand):
         if unknown := set(options) - option_names:
             raise CommandError(f"Unknown option(s) for {cls.label}: {', '.join(sorted(unknown))}. "
                                f"Expected: {', '.join(sorted(option_names))}.")
+        if problems := connection_problems(cls, opts["label"], options):
+            raise CommandError(" ".join(f"{name}: {text}" for name, text in problems.items())
+                               + " Nothing was saved.")
         for spec in cls.fields:
             if spec.secret and spec.required and not secrets.get(spec.name):
                 raise CommandError(f"Missing secret {spec.name} on standard input "
                                    f"(a line {spec.name}=...).")
             if not spec.secret and spec.default and spec.name not in options:
                 options[spec.name] = spec.default
-        connection = Connection(owner=owner, provider=cls.name, label=opts["label"],
+        connection = Connection(owner=owner, provider=cls.name, label=opts["label"].strip(),
                                 options=options)
         connection.set_secrets(secrets)
         if not opts["no_check"]:
