@@ -1,5 +1,5 @@
 from .audit import AuditEvent
-from .connections import Connection, OIDCIdentity
+from .connections import Connection, OIDCIdentity, ProxyIdentity
 from .erasure import ErasureItem, ErasureJob
 from .mirror import Character, Conversation, Message, MirrorState, ProviderState, SyncRun
 from .policies import JobNotification, PolicyRun, RetentionPolicy
@@ -17,6 +17,7 @@ __all__ = [
     "OIDCIdentity",
     "PolicyRun",
     "ProviderState",
+    "ProxyIdentity",
     "RetentionPolicy",
     "SyncRun",
 ]
