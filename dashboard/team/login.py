@@ -3,6 +3,7 @@ sign-ins whatever the method."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, cast
 
 from django.conf import settings
@@ -15,18 +16,27 @@ from django.shortcuts import redirect
 from . import audit
 
 
-def _key(request: HttpRequest, username: str) -> str:
-    return f"lethe:login-failures:{request.META.get('REMOTE_ADDR', '')}:{username.lower()}"
-
-
 class ThrottledAuthenticationForm(AuthenticationForm):
     """After LETHE_LOGIN_MAX_FAILURES wrong passwords for one name from one address, refuse
-    further tries for LETHE_LOGIN_LOCKOUT seconds, right or wrong."""
+    further tries for LETHE_LOGIN_LOCKOUT seconds, right or wrong. The name is counted as
+    authentication reads it (trimmed, NFKC-normalised), folded to one case, so " bob",
+    "BOB" and "ｂob" are the same name to the lockout as to the sign-in."""
+
+    def _key(self) -> str:
+        if not self.request:
+            return ""
+        raw = str(self.data.get("username", ""))
+        name = str(self.fields["username"].to_python(raw.strip()) or "").casefold()
+        # Hashed: a cache key must not carry whatever a form was sent.
+        who = hashlib.sha256(f"{self.request.META.get('REMOTE_ADDR', '')}\n{name}".encode())
+        return f"lethe:login-failures:{who.hexdigest()}"
 
     def clean(self) -> dict[str, Any]:
-        username = self.data.get("username", "")
-        key = _key(self.request, username) if self.request else ""
+        key = self._key()
         if key and cache.get(key, 0) >= settings.LETHE_LOGIN_MAX_FAILURES:
+            audit.record(None, audit.Action.SIGN_IN_FAILED, None, self.request,
+                         username=str(self.data.get("username", "")).strip()[:150],
+                         reason="locked out")
             raise self.get_invalid_login_error().__class__(
                 "Too many failed sign-ins for this name from this address. "
                 f"Try again in {settings.LETHE_LOGIN_LOCKOUT // 60} minutes.",
