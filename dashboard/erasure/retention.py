@@ -148,9 +148,19 @@ def _claim_due(now: Any = None) -> list[int]:
         due = RetentionPolicy.objects.select_for_update(skip_locked=True).filter(
             Q(next_run_at__isnull=True) | Q(next_run_at__lte=now), enabled=True)
         for policy in due:
-            policy.next_run_at = now + policy.interval
-            policy.save(update_fields=["next_run_at"])
-            runs.append(PolicyRun.objects.create(policy=policy).pk)
+            try:
+                with transaction.atomic():
+                    policy.next_run_at = now + policy.interval
+                    policy.save(update_fields=["next_run_at"])
+                    runs.append(PolicyRun.objects.create(policy=policy).pk)
+            except Exception as exc:  # one broken policy must not stop the others
+                log.exception("could not schedule policy %s", policy.pk)
+                RetentionPolicy.objects.filter(pk=policy.pk).update(
+                    next_run_at=now + timedelta(days=1))
+                PolicyRun.objects.create(
+                    policy=policy, status=PolicyRun.Status.FAILED, finished_at=now,
+                    note=f"Could not be scheduled ({type(exc).__name__}); tried again in a "
+                         "day. Check its settings.")
     return runs
 
 

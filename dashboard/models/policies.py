@@ -12,12 +12,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from .connections import Connection
 from .erasure import ErasureJob
 from .mirror import Character
+
+MAX_AGE_DAYS = 36500  # a hundred years
+MAX_INTERVAL_HOURS = 8760  # a year
 
 
 class RetentionPolicyQuerySet(models.QuerySet["RetentionPolicy"]):
@@ -52,13 +56,15 @@ class RetentionPolicy(models.Model):
                                    related_name="retention_policies")
     character = models.ForeignKey(Character, on_delete=models.CASCADE, null=True, blank=True,
                                   related_name="retention_policies")
-    older_than_days = models.PositiveIntegerField(default=90)
+    older_than_days = models.PositiveIntegerField(
+        default=90, validators=[MinValueValidator(1), MaxValueValidator(MAX_AGE_DAYS)])
     # One phrase a line. Only conversations matching one of `keywords` go (when given);
     # conversations matching one of `keep_keywords` never do.
     keywords = models.TextField(blank=True)
     keep_keywords = models.TextField(blank=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.APPROVE)
-    every_hours = models.PositiveIntegerField(default=24)
+    every_hours = models.PositiveIntegerField(
+        default=24, validators=[MinValueValidator(1), MaxValueValidator(MAX_INTERVAL_HOURS)])
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
@@ -69,6 +75,16 @@ class RetentionPolicy(models.Model):
     class Meta:
         ordering = ["name", "id"]
         verbose_name_plural = "retention policies"
+        # Whatever writes a policy (a form, the admin, a script), its numbers stay sane: a
+        # huge age or interval would break every page and beat run that computes with it.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(older_than_days__gte=1, older_than_days__lte=MAX_AGE_DAYS),
+                name="policy_age_bounds"),
+            models.CheckConstraint(
+                condition=Q(every_hours__gte=1, every_hours__lte=MAX_INTERVAL_HOURS),
+                name="policy_interval_bounds"),
+        ]
 
     def __str__(self) -> str:
         return self.name
