@@ -19,6 +19,7 @@ import providers
 from providers import records
 
 from ..models import MirrorState
+from .storable import Cleaner
 
 # A conversation the provider reports no last-message time for may have grown only if it
 # started this long before the previous sync.
@@ -117,6 +118,8 @@ class Reader(threading.Thread):
         self.in_flight = in_flight
         self.out: queue.Queue[Item | Failed] = queue.Queue(maxsize=2 * in_flight)
         self.stop = threading.Event()
+        # What the writer gets is storable; the provider is still asked with its own ids.
+        self.clean = Cleaner()
 
     def run(self) -> None:
         try:
@@ -157,12 +160,15 @@ class Reader(threading.Thread):
 
             await self._each(enumerate(characters), list_one)
             conversations = [c for i in range(len(characters)) for c in listed[i]]
-            await self._put(Listed(account, characters, conversations))
+            clean = self.clean.record
+            await self._put(Listed(account and clean(account), [clean(c) for c in characters],
+                                   [clean(c) for c in conversations]))
             # A provider may list one chat twice (say, under two characters): read it once.
             unique = {c.provider_id: c for c in conversations}.values()
             stale = [c for c in unique if needs_messages(c, self.known, self.since)]
             await self._each(((c,) for c in stale), self._read_one)
-        await self._put(Finished(list(dict.fromkeys(provider.notes))))
+        notes = [*provider.notes, self.clean.note()]
+        await self._put(Finished([n for n in dict.fromkeys(notes) if n]))
 
     async def _read_one(self, conv: records.Conversation) -> None:
         mirrored = self.known.get(conv.provider_id)
@@ -170,14 +176,16 @@ class Reader(threading.Thread):
             if self.since is not None and mirrored and mirrored.newest_id:
                 newest = await self.provider.newest_messages(conv, mirrored.newest_id)
                 if newest is not None:
-                    await self._put(NewestOfChat(conv.provider_id, newest))
+                    await self._put(NewestOfChat(self.clean.text(conv.provider_id),
+                                                 [self.clean.record(m) for m in newest]))
                     return
             msgs = [m async for m in self.provider.messages(conv)]
         except providers.NotFound:
             # Listed a moment ago, gone now: deleted elsewhere while we synced.
-            await self._put(Vanished(conv.provider_id))
+            await self._put(Vanished(self.clean.text(conv.provider_id)))
             return
-        await self._put(WholeChat(conv.provider_id, msgs))
+        await self._put(WholeChat(self.clean.text(conv.provider_id),
+                                  [self.clean.record(m) for m in msgs]))
 
     async def _each(self, jobs: Iterable[tuple[Any, ...]],
                     call: Callable[..., Awaitable[None]]) -> None:
