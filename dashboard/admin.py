@@ -86,6 +86,10 @@ class ConnectionAdmin(Audited):
                        "last_synced_at"]
     filter_horizontal = ["shared_with"]
 
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        # Removing goes through the connection's page, which settles its jobs first.
+        return False
+
 
 @admin.register(Character)
 class CharacterAdmin(ReadOnly):

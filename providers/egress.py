@@ -52,16 +52,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise PermanentError(
                 f"{self.label}: {host} resolves to an internal address ({addresses[0]}), "
                 "which Lethe does not call unless an admin allows it (LETHE_PROVIDER_HOSTS)")
-        failure: httpcore.ConnectError | None = None
-        for address in usable:
+        for address in usable[:-1]:
             try:
                 return await self._inner.connect_tcp(address, port, timeout=timeout,
                                                      local_address=local_address,
                                                      socket_options=socket_options)
-            except httpcore.ConnectError as exc:
-                failure = exc
-        assert failure is not None  # noqa: S101 - usable is not empty
-        raise failure
+            except httpcore.ConnectError:
+                continue  # the next address may answer
+        return await self._inner.connect_tcp(usable[-1], port, timeout=timeout,
+                                             local_address=local_address,
+                                             socket_options=socket_options)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None

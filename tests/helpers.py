@@ -84,3 +84,8 @@ def confirmed_job(connection: Connection, n: int = 2, *, dry_run: bool = False,
     [job] = lifecycle.confirm(draft_jobs(connection, n), dry_run=dry_run, enqueue=False,
                               **kwargs)
     return job
+
+
+def shown(total: int, include_pinned: bool = False) -> dict[str, str]:
+    """What a preview page posts back about the numbers it showed."""
+    return {"expected_total": str(total), "shown_include_pinned": "1" if include_pinned else "0"}

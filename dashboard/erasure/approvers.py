@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from ..models import Connection, ErasureJob
 from ..team.roles import Role, at_least
@@ -19,7 +19,12 @@ def can_approve(user: Any, job: ErasureJob) -> bool:
 
 
 def approvers(job: ErasureJob) -> list[Any]:
-    """Everyone who could approve the job now, by name."""
-    people: QuerySet[Any] = get_user_model().objects.filter(is_active=True).exclude(
-        pk=job.requested_by_id).order_by("username")
-    return [user for user in people.iterator() if can_approve(user, job)]
+    """Everyone who could approve the job now, by name: only the people who can see its
+    connection are asked for their role."""
+    connection = job.connection
+    if connection is None:
+        return []
+    people: QuerySet[Any] = get_user_model().objects.filter(
+        Q(pk=connection.owner_id) | Q(groups__in=connection.shared_with.all()),
+        is_active=True).exclude(pk=job.requested_by_id).distinct().order_by("username")
+    return [user for user in people if at_least(user, Role.APPROVER)]

@@ -10,8 +10,9 @@ are the one choice left open until confirmation ("include pinned messages?"):
 - a conversation holding pinned messages is frozen both ways: as one whole-conversation
   item, sent only if pinned messages are included, and, where the provider erases single
   messages, as its messages, sent only if pinned messages are kept (the pinned ones among
-  them skipped). Confirming keeps the items of the answer given and drops the others
-  (`lifecycle.confirm`), so the receipt lists only what the job really meant to send.
+  them skipped). Confirming keeps the items of the answer given (`lifecycle.confirm`):
+  included, the single messages are dropped; kept, the whole-conversation item stays,
+  skipped with the reason, beside the messages sent in its place.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ PINNED = "Holds pinned messages; sent whole only if pinned messages are included
 PINNED_MESSAGE = "Pinned message; not sent unless pinned messages are included."
 HELD = "Already in unfinished job #"  # + the job's id; not sent twice
 NO_LONGER_PRESENT = "No longer present in the mirror (erased or gone since); not sent."
-# A job holds its items until it is finished; a draft holds nothing.
+# A job holds its open items until it is finished (retrying a finished one checks again,
+# `mark_held`); a draft holds nothing: confirming is what books items.
 HOLDING = [ErasureJob.Status.AWAITING_APPROVAL, ErasureJob.Status.SCHEDULED,
            ErasureJob.Status.QUEUED, ErasureJob.Status.RUNNING, ErasureJob.Status.PAUSED]
 
@@ -61,7 +63,8 @@ class SelectionError(Exception):
     """The selection cannot become a job (empty, or nothing erasable in it)."""
 
 
-def _open_items() -> QuerySet[ErasureItem]:
+def open_items() -> QuerySet[ErasureItem]:
+    """Items an unfinished job holds: not frozen again, not confirmed twice."""
     return ErasureItem.objects.filter(state__in=ErasureItem.OPEN, job__status__in=HOLDING)
 
 
@@ -69,6 +72,26 @@ def _holder(items: QuerySet[ErasureItem]) -> Subquery:
     """The id of an unfinished job holding any of ``items``, as text (or NULL)."""
     return Subquery(items.order_by("job_id").annotate(
         j=Cast("job_id", CharField())).values("j")[:1], output_field=CharField())
+
+
+def mark_held(items: QuerySet[ErasureItem], mine: Iterable[ErasureJob]) -> int:
+    """Skip those of ``items`` that an unfinished job other than ``mine`` holds now: the
+    check the freeze made, again at the moment that decides (confirming, retrying), under
+    the connection's BOOKING lock. Returns how many it skipped."""
+    others = open_items().exclude(job__in=list(mine))
+    held = {
+        ErasureItem.Kind.CONVERSATION: others.filter(conversation=OuterRef("conversation_id")),
+        ErasureItem.Kind.MESSAGE: others.filter(
+            Q(message=OuterRef("message_id"))
+            | Q(kind=ErasureItem.Kind.CONVERSATION, conversation=OuterRef("conversation_id"))),
+    }
+    skipped = 0
+    for kind, holding in held.items():
+        skipped += items.filter(Exists(holding), kind=kind).exclude(
+            state=State.SKIPPED).update(
+            state=State.SKIPPED, settled_at=timezone.now(),
+            detail=Concat(Value(HELD), _holder(holding), output_field=models.TextField()))
+    return skipped
 
 
 def _message_erasers() -> list[str]:
@@ -83,7 +106,7 @@ def conversations(user: Any, chosen: QuerySet[Conversation], scope: dict[str, An
                                     mirror_state=MirrorState.PRESENT)
     present = chosen.filter(mirror_state=MirrorState.PRESENT).annotate(
         has_pinned=Exists(pinned),
-        held_by=_holder(_open_items().filter(conversation=OuterRef("pk"))),
+        held_by=_holder(open_items().filter(conversation=OuterRef("pk"))),
     )
     whole = present.annotate(
         i_connection=F("connection_id"),
@@ -115,7 +138,7 @@ def conversations(user: Any, chosen: QuerySet[Conversation], scope: dict[str, An
 def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
              dry_run: bool = False) -> uuid.UUID:
     """Draft jobs for single messages, where the provider can erase single messages."""
-    held = _open_items().filter(
+    held = open_items().filter(
         Q(message=OuterRef("pk"))
         | Q(kind=ErasureItem.Kind.CONVERSATION, conversation=OuterRef("conversation_id")))
     rows = chosen.filter(
@@ -135,14 +158,15 @@ def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
 
 def for_real(user: Any, rehearsed: list[ErasureJob]) -> uuid.UUID:
     """Draft the real erasure of a finished dry run: the very items it froze, sent as the
-    dry run said, except what an unfinished job now holds or what is no longer present
-    (erased or gone meanwhile). The dry run's export counts for it too."""
+    dry run said, except what changed since in a way the freeze would have skipped: put on
+    the keep-list, pinned (when the dry run kept pinned messages), held by an unfinished
+    job, no longer present (erased or gone). The dry run's export counts for it too."""
     if not rehearsed or any(not job.dry_run or job.status != ErasureJob.Status.DONE
                             for job in rehearsed):
         raise SelectionError("Only a finished dry run can be repeated for real.")
     if any(job.connection_id is None for job in rehearsed):
         raise SelectionError("A connection of this dry run was removed since.")
-    mine = _open_items()
+    mine = open_items()
     held_conversation = _holder(mine.filter(conversation=OuterRef("conversation_id")))
     held_message = _holder(mine.filter(
         Q(message=OuterRef("message_id"))
@@ -150,17 +174,27 @@ def for_real(user: Any, rehearsed: list[ErasureJob]) -> uuid.UUID:
     present = Q(conversation__mirror_state=MirrorState.PRESENT) & (
         Q(kind=ErasureItem.Kind.CONVERSATION) | Q(message__mirror_state=MirrorState.PRESENT))
     rehearsal = State.WOULD_ERASE
+    pinned_now = Q(job__include_pinned=False) & (
+        Q(kind=ErasureItem.Kind.MESSAGE, message__pinned=True)
+        | Q(kind=ErasureItem.Kind.CONVERSATION, has_pinned=True))
     rows = ErasureItem.objects.filter(job__in=rehearsed).annotate(
         held_by=Case(When(kind=ErasureItem.Kind.CONVERSATION, then=held_conversation),
                      default=held_message),
+        has_pinned=Exists(Message.objects.filter(
+            conversation=OuterRef("conversation_id"), pinned=True,
+            mirror_state=MirrorState.PRESENT)),
     ).annotate(
         i_connection=F("job__connection_id"), i_kind=F("kind"), i_conv=F("conversation_id"),
         i_msg=F("message_id"), i_pid=F("provider_id"), i_conv_pid=F("conversation_provider_id"),
         i_char=F("character_provider_id"),
         i_skip=Case(When(~Q(state=rehearsal), then=F("detail")),
+                    When(~present, then=Value(NO_LONGER_PRESENT)),
+                    When(conversation__protected=True, then=Value(PROTECTED)),
                     When(held_by__isnull=False, then=Concat(Value(HELD), "held_by")),
-                    When(~present, then=Value(NO_LONGER_PRESENT)), default=Value(""),
-                    output_field=models.TextField()),
+                    When(pinned_now & Q(kind=ErasureItem.Kind.MESSAGE),
+                         then=Value(PINNED_MESSAGE)),
+                    When(pinned_now, then=Value(PINNED)),
+                    default=Value(""), output_field=models.TextField()),
         i_sent_if=Value(SentIf.ALWAYS.value),
     )
     first = rehearsed[0]

@@ -6,7 +6,8 @@ The work itself is in `worker`, the clock in `sweeper`. Every status change goes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,11 +15,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ..lib import locks
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import Event
+from ..team import audit
+from ..team.roles import Role
 from . import notify, worker
 from .approvers import can_approve
-from .freeze import SelectionError, sendable_counts
+from .freeze import SelectionError, mark_held, sendable_counts
 
 State = ErasureItem.State
 SentIf = ErasureItem.SentIf
@@ -34,34 +38,54 @@ def needs_approval(total: int) -> bool:
 
 
 def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = False,
-            enqueue: bool = True) -> list[ErasureJob]:
-    """Confirm draft jobs. Real erasures above the approval threshold wait for an approver;
-    the others wait out the cancel window. A dry run sends nothing, so it starts at once.
-    With `enqueue=False` the caller runs them itself (the management commands' default).
-    SelectionError when, with this answer about pinned messages, nothing would be sent."""
+            enqueue: bool = True, *, expected: int | None = None,
+            hold_for_approval: bool = False) -> list[ErasureJob]:
+    """Confirm draft jobs. Real erasures above the approval threshold (or all of them, with
+    ``hold_for_approval``) wait for an approver; the others wait out the cancel window. A
+    dry run sends nothing, so it starts at once. With `enqueue=False` the caller runs them
+    itself (the management commands' default).
+
+    What another job took since the freeze is skipped first (no item is ever in two
+    unfinished jobs). SelectionError, with nothing confirmed, when nothing would be sent, or
+    when ``expected`` (the total the person saw) is no longer the total."""
     jobs = [job for job in jobs if job.status == ErasureJob.Status.DRAFT]
     now = timezone.now()
     confirmed = []
     with transaction.atomic():
+        locks.hold(locks.BOOKING, [job.connection_id for job in jobs])
+        mark_held(ErasureItem.objects.filter(job__in=jobs), jobs)
         total = sendable_counts(jobs).total(include_pinned)
-        if not total:
-            raise SelectionError("Nothing would be sent: everything in this selection is "
-                                 "skipped" + ("" if include_pinned else
-                                              " unless pinned messages are included") + ".")
-        _answer_pinned(jobs, include_pinned)
-        approval = not dry_run and needs_approval(total)
-        for job in jobs:
-            fields: dict[str, Any] = {"dry_run": dry_run, "include_pinned": include_pinned,
-                                      "confirmed_at": now}
-            if approval:
-                confirmed.append(ErasureJob.objects.transition(job.pk, Event.CONFIRM, **fields))
-                notify.announce(confirmed[-1])  # approvers hear of it once it is committed
-                continue
-            window = timedelta(seconds=0 if dry_run else settings.LETHE_CANCEL_WINDOW)
-            job = ErasureJob.objects.transition(job.pk, Event.CONFIRM_DIRECT,
-                                                not_before=now + window, **fields)
-            confirmed.append(release_if_due(job, enqueue))
+        problem = _problem(total, expected, include_pinned)
+        if not problem:
+            _answer_pinned(jobs, include_pinned)
+            approval = not dry_run and (hold_for_approval or needs_approval(total))
+            for job in jobs:
+                fields: dict[str, Any] = {"dry_run": dry_run, "include_pinned": include_pinned,
+                                          "confirmed_at": now}
+                if approval:
+                    confirmed.append(ErasureJob.objects.transition(job.pk, Event.CONFIRM,
+                                                                   **fields))
+                    notify.announce(confirmed[-1])  # approvers hear of it once committed
+                    continue
+                window = timedelta(seconds=0 if dry_run else settings.LETHE_CANCEL_WINDOW)
+                job = ErasureJob.objects.transition(job.pk, Event.CONFIRM_DIRECT,
+                                                    not_before=now + window, **fields)
+                confirmed.append(release_if_due(job, enqueue))
+    # Raised once what was found held is committed, so the preview shows it from now on.
+    if problem:
+        raise SelectionError(problem)
     return confirmed
+
+
+def _problem(total: int, expected: int | None, include_pinned: bool) -> str:
+    if not total:
+        return ("Nothing would be sent: everything in this selection is skipped"
+                + ("" if include_pinned else " unless pinned messages are included") + ".")
+    if expected is not None and total != expected:
+        return (f"The numbers changed since the page was shown ({expected} then, {total} "
+                "now): something was taken by another job meanwhile. Review them and "
+                "confirm again.")
+    return ""
 
 
 def _answer_pinned(jobs: list[ErasureJob], include_pinned: bool) -> None:
@@ -157,9 +181,17 @@ def resume_after_key_fix(connection_id: int) -> int:
 
 
 def retry_failed(job: ErasureJob, user: Any) -> int:
+    """Send the failed items again, except what another unfinished job holds by now."""
+    if job.connection_id is None:
+        raise NotAllowed("This job's connection was removed: nothing can be sent again.")
     with transaction.atomic():
+        locks.hold(locks.BOOKING, [job.connection_id])
+        failing = job.items.filter(state__in=ErasureItem.FAILING)
+        mark_held(failing, [job])
+        if not failing.exists():
+            raise NotAllowed("No failed item can be tried again.")
         job = ErasureJob.objects.transition(job.pk, Event.RETRY, finished_at=None)
-        count = job.items.filter(state__in=ErasureItem.FAILING).update(
+        count = failing.update(
             state=State.PENDING, attempts=0, next_attempt_at=None, settled_at=None,
             detail=f"Retry requested by {user.get_username()}.")
         if job.status != ErasureJob.Status.PAUSED:
@@ -171,3 +203,33 @@ def skip_failed(job: ErasureJob, user: Any) -> int:
     return job.items.filter(state__in=ErasureItem.FAILING).update(
         state=State.SKIPPED, detail=f"Failed, then skipped by {user.get_username()}.",
         settled_at=timezone.now())
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a person can do to a job from a page: who may, how it is audited, what they
+    are told."""
+
+    call: Callable[[ErasureJob, Any, str], object]  # (job, person, reason)
+    role: Role
+    audited_as: str
+    done: str
+
+
+STEPS: dict[str, Step] = {
+    "approve": Step(lambda job, user, _: approve(job, user), Role.APPROVER,
+                    audit.Action.ERASURE_APPROVED, "Approved."),
+    "reject": Step(reject, Role.APPROVER, audit.Action.ERASURE_REJECTED,
+                   "Rejected: nothing will be sent."),
+    # Cancelling is the safe direction: anyone who can see the job may do it.
+    "cancel": Step(lambda job, user, _: cancel(job, user), Role.VIEWER,
+                   audit.Action.ERASURE_CANCELLED, "Cancelled: nothing more will be sent."),
+    "pause": Step(lambda job, user, _: pause(job, user), Role.OPERATOR,
+                  audit.Action.ERASURE_CHANGED, "Paused."),
+    "resume": Step(lambda job, user, _: resume(job, user), Role.OPERATOR,
+                   audit.Action.ERASURE_CHANGED, "Resumed."),
+    "retry": Step(lambda job, user, _: retry_failed(job, user), Role.OPERATOR,
+                  audit.Action.ERASURE_CHANGED, "Failed items will be tried again."),
+    "skip": Step(lambda job, user, _: skip_failed(job, user), Role.OPERATOR,
+                 audit.Action.ERASURE_CHANGED, "Failed items skipped."),
+}

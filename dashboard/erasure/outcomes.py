@@ -21,6 +21,7 @@ from django.utils import timezone
 import providers
 from providers.records import Outcome, Target
 
+from ..lib import locks
 from ..lib.aio import ProviderSession
 from ..mirror.purge import purge
 from ..models import ErasureItem, ErasureJob
@@ -87,6 +88,11 @@ def settle_mirror(items: list[ErasureItem]) -> None:
     """Lethe drops its copy of what the provider erased (invariant 9), in the caller's
     transaction, the one that records the outcome."""
     done = [i for i in items if i.state in ErasureItem.PURGED]
+    if not done:
+        return
+    # After any sync of the connection under way commits (see lib/locks.py).
+    locks.hold(locks.MIRROR, ErasureJob.objects.filter(pk=done[0].job_id).values_list(
+        "connection_id", flat=True))
     purge(conversations=[i.conversation_id for i in done
                          if i.kind == ErasureItem.Kind.CONVERSATION and i.conversation_id],
           messages=[i.message_id for i in done

@@ -25,21 +25,17 @@ from ..mirror import selection, sync
 from ..models import (
     Connection,
     Conversation,
-    ErasureItem,
     ErasureJob,
     MirrorState,
     PolicyRun,
     RetentionPolicy,
 )
-from ..models.jobstate import Event
 from ..team import audit
 from ..team.roles import Role, at_least
-from . import freeze, lifecycle, notify
+from . import freeze, lifecycle
 
 log = logging.getLogger(__name__)
 Scope = RetentionPolicy.Scope
-OPEN_JOBS = [ErasureJob.Status.AWAITING_APPROVAL, ErasureJob.Status.SCHEDULED,
-             ErasureJob.Status.QUEUED, ErasureJob.Status.RUNNING, ErasureJob.Status.PAUSED]
 
 
 def refusal(policy: RetentionPolicy) -> str:
@@ -92,9 +88,7 @@ def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
         qs = qs.filter(character_id=policy.character_id or 0)
     # Already in a job that is waiting or under way (e.g. yesterday's run, still held for
     # approval): not frozen again, so held jobs do not pile up one per run.
-    qs = qs.exclude(Exists(ErasureItem.objects.filter(
-        conversation=OuterRef("pk"), state__in=ErasureItem.OPEN,
-        job__status__in=OPEN_JOBS)))
+    qs = qs.exclude(Exists(freeze.open_items().filter(conversation=OuterRef("pk"))))
     keywords = policy.keyword_list()
     if keywords:
         wanted = Q()
@@ -221,12 +215,20 @@ def _carry_out(policy_run: PolicyRun, policy: RetentionPolicy, sync_first: bool)
         return
     scope = {"policy": policy.pk, "policy_name": policy.name, "policy_run": policy_run.pk,
              "older_than_days": policy.older_than_days}
+    request = None
     try:
         request = freeze.conversations(policy.owner, matching(policy, failed), scope)
+        drafts = list(ErasureJob.objects.filter(request=request))
+        # Held for approval whatever the threshold when the policy says so (its owner
+        # cannot approve it); else the threshold and cancel window of any job apply.
+        jobs = lifecycle.confirm(drafts, dry_run=False, hold_for_approval=(
+            policy.mode == RetentionPolicy.Mode.APPROVE))
     except freeze.SelectionError as exc:
+        if request is not None:  # its drafts would sit there for nobody to review
+            ErasureJob.objects.filter(request=request, status=ErasureJob.Status.DRAFT
+                                      ).delete()
         _end(policy_run, PolicyRun.Status.NOTHING, str(exc))
         return
-    jobs = _confirm(policy, list(ErasureJob.objects.filter(request=request)))
     for job in jobs:
         audit.record(policy.owner, audit.Action.ERASURE_REQUESTED, job, policy=policy.pk,
                      policy_run=policy_run.pk, dry_run=False, items=job.items.count(),
@@ -252,19 +254,6 @@ def _sync(policy: RetentionPolicy) -> tuple[list[str], set[int]]:
             notes.append(f"{connection.label}: sync failed ({result.error}); left out.")
             failed.add(connection.pk)
     return notes, failed
-
-
-def _confirm(policy: RetentionPolicy, jobs: list[ErasureJob]) -> list[ErasureJob]:
-    if policy.mode == RetentionPolicy.Mode.AUTOMATIC:
-        return lifecycle.confirm(jobs, dry_run=False)
-    # Held for approval whatever the threshold: the policy's owner cannot approve it.
-    now = timezone.now()
-    held = []
-    with transaction.atomic():
-        for job in jobs:
-            held.append(ErasureJob.objects.transition(job.pk, Event.CONFIRM, confirmed_at=now))
-            notify.announce(held[-1])
-    return held
 
 
 def _lost_runs(older_than: timedelta = timedelta(minutes=10)) -> list[int]:

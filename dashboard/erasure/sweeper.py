@@ -51,8 +51,10 @@ def sweep() -> list[int]:
         queued.append(job.pk)
     # A cancelled job still reads back what it sent but never settled (not at every sweep
     # while the provider is away: a failed read-back sets throttled_until).
+    # Without its connection (removed) nothing can be read back any more.
     unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=worker.TO_READ_BACK)
-    for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED).filter(
+    for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED,
+                                         connection__isnull=False).filter(
         Exists(unsettled), Q(throttled_until__isnull=True) | Q(throttled_until__lte=now),
     ):
         queued.append(job.pk)

@@ -68,7 +68,7 @@ def work_job(job_id: int) -> ErasureJob:
     asks for a long wait. Safe to call any number of times, from any number of workers."""
     job = ErasureJob.objects.select_related("connection").get(pk=job_id)
     if job.connection is None:
-        return job  # its connection was removed once nothing could be sent or read back
+        return _without_connection(job)
     if job.status == ErasureJob.Status.CANCELLED:
         if job.items.filter(state__in=(State.IN_FLIGHT, *TO_READ_BACK)).exists():
             _settle_uncertain_only(job)
@@ -100,6 +100,22 @@ def work_job(job_id: int) -> ErasureJob:
             throttled_until=timezone.now() + timedelta(seconds=RETRY_LATER),
             last_error=f"{job.provider_label}: {exc}. Trying again shortly.")
     return finish_if_settled(job)
+
+
+def _without_connection(job: ErasureJob) -> ErasureJob:
+    """A job whose connection was removed can send and read back nothing more: what it
+    still had open is settled for the receipt to say so (removal waits for jobs that may be
+    sending, so this is the rare leftover: an item queued again just as it went)."""
+    now = timezone.now()
+    job.items.filter(state=State.PENDING).update(
+        state=State.SKIPPED, settled_at=now, detail="The connection was removed; not sent.")
+    job.items.filter(state__in=[State.IN_FLIGHT, State.UNKNOWN]).update(
+        state=State.FAILED, settled_at=now,
+        detail="The connection was removed before the outcome was known.")
+    if job.status in (ErasureJob.Status.QUEUED, ErasureJob.Status.RUNNING):
+        job = ErasureJob.objects.transition(job.pk, Event.FINISH, finished_at=now,
+                                            throttled_until=None)
+    return job
 
 
 def _requester_may_still_act(job: ErasureJob) -> bool:

@@ -5,8 +5,8 @@
   removed; conversations erased whole hold no messages any more in their counts.
 - Jobs keep a snapshot of their connection's label, provider and key hint, so their
   receipts stay readable once the connection is removed.
-- Audit events name conversations by id, character and connection, never by title (the
-  title was often the first line of the chat).
+- Audit events (and the Django admin's own log) name conversations by id, character and
+  connection, never by title (the title was often the first line of the chat).
 
 Written against the historical models on purpose: it must not change when the code does.
 """
@@ -81,13 +81,27 @@ def relabel_audit(apps):
         events.filter(object_id=object_id).update(object_label=label[:200])
 
 
+def relabel_admin_log(apps):
+    """The admin's own log named conversations by their title too."""
+    LogEntry = apps.get_model("admin", "LogEntry")
+    ContentType = apps.get_model("contenttypes", "ContentType")
+    kind = ContentType.objects.filter(app_label="dashboard", model="conversation").first()
+    if kind is None:
+        return
+    for entry in LogEntry.objects.filter(content_type=kind).iterator():
+        entry.object_repr = f"conversation #{entry.object_id}"
+        entry.save(update_fields=["object_repr"])
+
+
 def forwards(apps, schema_editor):
     snapshot_connections(apps)
     purge(apps)
     relabel_audit(apps)
+    relabel_admin_log(apps)
 
 
 class Migration(migrations.Migration):
-    dependencies = [("dashboard", "0008_erased_text_and_removed_connections")]
+    dependencies = [("dashboard", "0008_erased_text_and_removed_connections"),
+                    ("admin", "0001_initial"), ("contenttypes", "0001_initial")]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]

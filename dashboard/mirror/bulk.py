@@ -129,17 +129,21 @@ def upsert_conversations(connection: Connection, convs: list[records.Conversatio
 
 
 def update_conversations(convs: list[Conversation]) -> None:
-    """Counts, last-message times and titles of conversations whose messages were read."""
+    """Counts, last-message times and titles of conversations whose messages were read;
+    never of one erased meanwhile (its title and count are gone for good)."""
     if db.vendor != "postgresql":
+        erased = set(Conversation.objects.filter(
+            pk__in=[c.pk for c in convs], mirror_state=ERASED).values_list("pk", flat=True))
         Conversation.objects.bulk_update(
-            convs, ["message_count", "last_message_at", "title"], batch_size=500)
+            [c for c in convs if c.pk not in erased], ["message_count", "last_message_at",
+                                                       "title"], batch_size=500)
         return
     with db.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Conversation._meta.db_table} AS c SET message_count = v.n, "  # noqa: S608  # nosec B608
             "last_message_at = v.last, title = v.title "
             "FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[], %s::text[]) "
-            "AS v(id, n, last, title) WHERE c.id = v.id",
+            f"AS v(id, n, last, title) WHERE c.id = v.id AND c.mirror_state <> '{ERASED}'",
             [[c.pk for c in convs], [c.message_count for c in convs],
              [c.last_message_at for c in convs], [c.title for c in convs]])
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 import providers
 
-from ..lib import queue
+from ..lib import locks, queue
 from ..models import Connection, Message, MirrorState, SyncRun
 from .reader import Known, Reader
 from .writer import Writer
@@ -82,15 +82,17 @@ def perform_sync(run_id: int) -> SyncRun:
     sync_run.started_at = timezone.now()
     sync_run.save(update_fields=["status", "started_at"])
     since = None if sync_run.full else connection.last_synced_at
-    known = _known(connection, incremental=since is not None)
     reader: Reader | None = None
     try:
         in_flight = max(1, settings.LETHE_SYNC_CONCURRENCY)
-        reader = Reader(connection.open_provider(), known, since, in_flight)
-        with _responsive_reader():
+        provider = connection.open_provider()
+        with _responsive_reader(), transaction.atomic():
+            # Purges wait until this commits; what it reads below is after theirs.
+            locks.hold(locks.MIRROR, [connection.pk])
+            known = _known(connection, incremental=since is not None)
+            reader = Reader(provider, known, since, in_flight)
             reader.start()
-            with transaction.atomic():
-                Writer(connection, sync_run, known).consume(reader.items())
+            Writer(connection, sync_run, known).consume(reader.items())
     except providers.ProviderError as exc:
         _fail(sync_run, connection, exc)
     except Exception as exc:  # keep the run row honest whatever went wrong

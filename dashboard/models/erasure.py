@@ -129,8 +129,8 @@ class ErasureJob(models.Model):
         return cls.label if cls else self.provider
 
     def live_connection(self) -> Connection:
-        """The connection this job works on. Only a finished job can have lost it (a
-        connection is removed only when none of its jobs can still send or read back)."""
+        """The connection this job works on; DoesNotExist once it was removed (removal waits
+        for jobs that may be sending, and the worker settles what such a job had left)."""
         if self.connection is None:
             raise Connection.DoesNotExist(f"The connection of job {self.pk} was removed.")
         return self.connection

@@ -82,7 +82,8 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["connection", "last_message_at", "id"])]
 
     def __str__(self) -> str:
-        return self.title or self.provider_id
+        # Not the title: str() ends up in places that outlive an erasure (the admin's log).
+        return f"conversation {self.provider_id}"
 
     def audit_label(self) -> str:
         """How the audit trail names it: never by its title, often the chat's first line."""

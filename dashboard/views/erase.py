@@ -17,6 +17,7 @@ from ..erasure import freeze, lifecycle, preview
 from ..forms import ConversationFilter
 from ..mirror import exports, selection
 from ..models import Connection, Conversation, ErasureJob, Message
+from ..models.jobstate import IllegalTransition
 from ..team import audit
 from ..team.roles import Role
 from .common import is_fragment, parse_ids, require_role
@@ -101,15 +102,19 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
         "?include_pinned=1" if include_pinned else "")
     if request.method == "POST":
         dry_run = data.get("mode") != "erase"
-        problem = _refusal(data, total, dry_run)
+        shown = _shown(data, include_pinned)
+        problem = _refusal(data, shown, dry_run)
         if problem:
             messages.error(request, problem)
             return redirect(back)
         try:
-            confirmed = lifecycle.confirm(jobs, dry_run=dry_run, include_pinned=include_pinned)
+            confirmed = lifecycle.confirm(jobs, dry_run=dry_run, include_pinned=include_pinned,
+                                          expected=shown)
         except freeze.SelectionError as exc:
             messages.error(request, str(exc))
             return redirect(back)
+        except IllegalTransition:  # confirmed meanwhile, by a second click say
+            return redirect(_landing(jobs))
         for job in confirmed:
             audit.record(request.user, audit.Action.ERASURE_REQUESTED, job, request,
                          dry_run=dry_run, items=total, include_pinned=include_pinned,
@@ -134,17 +139,24 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     return render(request, "erase/preview.html", context)
 
 
-def _refusal(data: Any, total: int, dry_run: bool) -> str:
-    """Why a confirmation cannot go ahead as posted, or "" when it can."""
-    if not total:
-        return "Nothing would be sent: everything in this selection is skipped."
-    shown = data.get("expected_total", "")
-    if shown != str(total):
-        return (f"The numbers changed since the page was shown ({shown or 'none'} then, "
-                f"{total} now): review them and confirm again.")
-    if (not dry_run and total > settings.LETHE_TYPED_CONFIRM_THRESHOLD
-            and data.get("typed_count", "").strip() != str(total)):
-        return f"Type {total} to confirm erasing {total} items."
+def _shown(data: Any, include_pinned: bool) -> int | None:
+    """The total the page showed, if it showed it for the answer now posted about pinned
+    messages (a page shown for the other answer counts as not shown)."""
+    if data.get("shown_include_pinned", "") != ("1" if include_pinned else "0"):
+        return None
+    shown = str(data.get("expected_total", ""))
+    return int(shown) if shown.isdigit() else None
+
+
+def _refusal(data: Any, shown: int | None, dry_run: bool) -> str:
+    """Why a confirmation cannot go ahead as posted, or "" when it can. What is sent is
+    checked against ``shown`` by `lifecycle.confirm`, which recomputes it."""
+    if shown is None:
+        return ("The page did not show the numbers for that choice about pinned messages: "
+                "review them and confirm again.")
+    if (not dry_run and shown > settings.LETHE_TYPED_CONFIRM_THRESHOLD
+            and data.get("typed_count", "").strip() != str(shown)):
+        return f"Type {shown} to confirm erasing {shown} items."
     return ""
 
 

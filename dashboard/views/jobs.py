@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -22,7 +20,6 @@ from ..erasure.receipts import receipt
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import IllegalTransition, allowed
 from ..team import audit
-from ..team.audit import Action
 from ..team.roles import Role, role_of
 from .common import is_fragment, require_role
 
@@ -79,49 +76,22 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "jobs/detail.html", context)
 
 
-ACTIONS: dict[str, Callable[[ErasureJob, Any], object]] = {
-    "approve": lifecycle.approve,
-    "cancel": lifecycle.cancel,
-    "pause": lifecycle.pause,
-    "resume": lifecycle.resume,
-    "retry": lifecycle.retry_failed,
-    "skip": lifecycle.skip_failed,
-}
-
-
-# Cancelling is the safe direction: anyone who can see the job may do it.
-ACTION_ROLES = {"approve": Role.APPROVER, "reject": Role.APPROVER, "cancel": Role.VIEWER,
-                "pause": Role.OPERATOR, "resume": Role.OPERATOR, "retry": Role.OPERATOR,
-                "skip": Role.OPERATOR}
-ACTION_AUDIT = {"approve": Action.ERASURE_APPROVED, "reject": Action.ERASURE_REJECTED,
-                "cancel": Action.ERASURE_CANCELLED}
-
-
 @require_POST
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = get_object_or_404(ErasureJob.objects.visible_to(request.user), pk=pk)
-    reason = request.POST.get("reason", "")
-    act = ACTIONS.get(action) or (
-        (lambda job, user: lifecycle.reject(job, user, reason)) if action == "reject" else None)
-    if act is None:
+    step = lifecycle.STEPS.get(action)
+    if step is None:
         raise Http404("No such action.")
-    needed = ACTION_ROLES[action]
-    if role_of(request.user) < needed:
+    if role_of(request.user) < step.role:
         return render(request, "403.html", {
-            "reason": f"To {action} a job you need the {needed.label} role."}, status=403)
+            "reason": f"To {action} a job you need the {step.role.label} role."}, status=403)
     try:
-        act(job, request.user)
+        step.call(job, request.user, request.POST.get("reason", ""))
     except (IllegalTransition, lifecycle.NotAllowed) as exc:
         messages.error(request, str(exc))
     else:
-        audit.record(request.user, ACTION_AUDIT.get(action, Action.ERASURE_CHANGED), job,
-                     request, step=action)
-        messages.success(request, {
-            "approve": "Approved.", "reject": "Rejected: nothing will be sent.",
-            "cancel": "Cancelled: nothing more will be sent.",
-            "pause": "Paused.", "resume": "Resumed.",
-            "retry": "Failed items will be tried again.", "skip": "Failed items skipped.",
-        }[action])
+        audit.record(request.user, step.audited_as, job, request, step=action)
+        messages.success(request, step.done)
     return redirect("job", pk=job.pk)
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -57,12 +55,8 @@ def request_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     return render(request, "requests/detail.html", context)
 
 
-STEPS: dict[str, tuple[Callable[[ErasureJob, Any], object], Role, str]] = {
-    # Cancelling is the safe direction: anyone who can see the jobs may do it.
-    "cancel": (lifecycle.cancel, Role.VIEWER, "cancel"),
-    "pause": (lifecycle.pause, Role.OPERATOR, "pause"),
-    "resume": (lifecycle.resume, Role.OPERATOR, "resume"),
-}
+# What can be done to a whole request at once (approving stays one job at a time).
+TOGETHER = ("cancel", "pause", "resume")
 
 
 @require_POST
@@ -70,23 +64,23 @@ def request_action(request: HttpRequest, request_id: uuid.UUID, action: str) -> 
     jobs = request_jobs(request, request_id)
     if action == "for_real":
         return _for_real(request, jobs)
-    if action not in STEPS:
+    if action not in TOGETHER:
         raise Http404("No such action.")
-    step, needed, event = STEPS[action]
-    if role_of(request.user) < needed:
+    step = lifecycle.STEPS[action]
+    if role_of(request.user) < step.role:
         return render(request, "403.html", {
-            "reason": f"To {action} an erasure you need the {needed.label} role."}, status=403)
+            "reason": f"To {action} an erasure you need the {step.role.label} role."},
+            status=403)
     done = 0
     for job in jobs:
-        if event not in {e.value for e in allowed(job.status)}:
+        if action not in {e.value for e in allowed(job.status)}:
             continue  # finished, or already there: the others still get the step
         try:
-            step(job, request.user)
-        except IllegalTransition:
+            step.call(job, request.user, "")
+        except (IllegalTransition, lifecycle.NotAllowed):
             continue
         done += 1
-        audit.record(request.user, audit.Action.ERASURE_CANCELLED if action == "cancel"
-                     else audit.Action.ERASURE_CHANGED, job, request, step=action,
+        audit.record(request.user, step.audited_as, job, request, step=action,
                      whole_request=True)
     if done:
         messages.success(request, f"{action.capitalize()}: {done} job{'s' * (done != 1)}.")

@@ -15,7 +15,7 @@ from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.mirror import sync
 from dashboard.models import Connection, Conversation, ErasureItem, ErasureJob, Message
 from providers.fakes.characterai import CharacterAIFake
-from tests.helpers import confirmed_job, connect, draft_jobs
+from tests.helpers import confirmed_job, connect, draft_jobs, shown
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -88,15 +88,15 @@ def test_the_server_holds_the_person_to_the_numbers_they_saw(client, cai, pinned
     url = reverse("erase_preview", args=[job.request])
     client.force_login(cai.owner)
     # The page said 5 (pinned kept); the post asks to include them, which sends 2.
-    client.post(url, {"mode": "erase", "include_pinned": "1", "expected_total": "5",
+    client.post(url, {"mode": "erase", "include_pinned": "1", **shown(5),
                       "typed_count": "5"})
     job.refresh_from_db()
     assert job.status == ErasureJob.Status.DRAFT
     # Typed against what is really sent, whatever the options.
-    client.post(url, {"mode": "erase", "expected_total": "5", "typed_count": "2"})
+    client.post(url, {"mode": "erase", **shown(5), "typed_count": "2"})
     job.refresh_from_db()
     assert job.status == ErasureJob.Status.DRAFT
-    client.post(url, {"mode": "erase", "expected_total": "5", "typed_count": "5"})
+    client.post(url, {"mode": "erase", **shown(5), "typed_count": "5"})
     job.refresh_from_db()
     assert job.status != ErasureJob.Status.DRAFT and not job.include_pinned
 

@@ -229,3 +229,31 @@ def test_a_second_run_does_not_freeze_again_what_waits_in_a_held_job(synced):
     assert second.status == PolicyRun.Status.NOTHING and second.request is None
     ErasureJob.objects.filter(request=first.request).update(status=ErasureJob.Status.CANCELLED)
     assert run_now(policy, sync_first=False).status == PolicyRun.Status.CREATED
+
+
+@pytest.mark.parametrize("mode", [RetentionPolicy.Mode.APPROVE, RetentionPolicy.Mode.AUTOMATIC])
+def test_a_run_with_nothing_to_send_makes_no_job_whatever_its_mode(synced, mode):
+    # Every old session holds a pinned message, and Convai erases whole sessions only.
+    for conv in old(synced):
+        Message.objects.filter(conversation=conv, position=0).update(pinned=True)
+    run = run_now(make_policy(synced, mode=mode), sync_first=False)
+    assert run.status == PolicyRun.Status.NOTHING and "pinned" in run.note
+    assert not ErasureJob.objects.exists()  # not even a draft left behind
+
+
+def test_a_policy_that_cannot_be_scheduled_stops_no_other(synced, monkeypatch,
+                                                          django_capture_on_commit_callbacks):
+    broken, fine = make_policy(synced), make_policy(synced)
+    real = RetentionPolicy.interval
+
+    def interval(self):  # type: ignore[no-untyped-def]
+        if self.pk == broken.pk:
+            raise OverflowError("date value out of range")
+        return real.fget(self)
+
+    monkeypatch.setattr(RetentionPolicy, "interval", property(interval))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert retention.queue_due_runs() == 1
+    assert fine.runs.get().status == PolicyRun.Status.QUEUED
+    failed = broken.runs.get()
+    assert failed.status == PolicyRun.Status.FAILED and "OverflowError" in failed.note

@@ -26,7 +26,7 @@ from dashboard.models import (
 )
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
-from tests.helpers import confirmed_job, connect, make_connection
+from tests.helpers import confirmed_job, connect, make_connection, shown
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -179,8 +179,15 @@ def test_the_migration_purges_what_earlier_versions_kept(synced, convai_fake):
     AuditEvent.objects.create(action=AuditEvent.Action.KEEP_LIST_CHANGED,
                               object_type="conversation", object_id=str(second.pk),
                               object_label=second.title)
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    LogEntry.objects.create(user=synced.owner, action_flag=CHANGE, object_id=str(second.pk),
+                            object_repr=second.title,
+                            content_type=ContentType.objects.get_for_model(Conversation))
     migration = importlib.import_module("dashboard.migrations.0009_purge_erased_text")
     migration.forwards(apps, None)
+    assert LogEntry.objects.get().object_repr == f"conversation #{second.pk}"
     first.refresh_from_db()
     assert first.title == "" and texts_of(first) == []
     assert texts_of(second)  # untouched
@@ -231,10 +238,59 @@ def test_after_a_verified_erasure_no_row_anywhere_holds_the_erased_text(
     preview = client.post(reverse("erase_selected"), {"conversation": [conv.pk]})
     export = b"".join(client.get(preview["Location"] + "export.jsonl").streaming_content)
     assert canary.encode() in export  # the person's own copy, downloaded before erasing
-    client.post(preview["Location"], {"mode": "erase", "expected_total": "1"})
+    client.post(preview["Location"], {"mode": "erase", **shown(1)})
     job = worker.work_job(ErasureJob.objects.get().pk)
     assert job.items.get().state == State.VERIFIED
     dump = pg_dump()
     kept = Message.objects.exclude(conversation=conv).exclude(text="").first()
     assert kept is not None and kept.text in dump  # the dump does hold the mirror
     assert "Canary 7731" not in dump  # as a message, a title, or the start of one
+
+
+def test_a_sync_never_writes_a_title_or_count_into_an_erased_conversation(synced):
+    from dashboard.mirror import bulk
+
+    first = synced.conversations.order_by("id").first()
+    Conversation.objects.filter(pk=first.pk).update(mirror_state=MirrorState.ERASED, title="",
+                                                    message_count=0)
+    first.title, first.message_count = "the chat's first line", 5
+    bulk.update_conversations([first])  # as a sync that read the chat before the purge
+    first.refresh_from_db()
+    assert (first.title, first.message_count) == ("", 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_waits_for_a_sync_of_the_connection_under_way(owner, convai_server):
+    import threading
+
+    from django.db import connection as db
+    from django.db import transaction
+
+    from dashboard.erasure import outcomes
+    from dashboard.lib import locks
+
+    connection = make_connection(owner, convai_server.url)
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
+    job = confirmed_job(connection, 1)
+    item = job.items.get()
+    item.state = State.ERASED
+    syncing, done = threading.Event(), threading.Event()
+
+    def a_sync_under_way() -> None:
+        with transaction.atomic():
+            locks.hold(locks.MIRROR, [connection.pk])
+            syncing.set()
+            done.wait(10)
+        db.close()
+
+    holder = threading.Thread(target=a_sync_under_way)
+    holder.start()
+    syncing.wait(10)
+    purged = threading.Thread(target=lambda: (outcomes.settle_mirror([item]), db.close()))
+    purged.start()
+    purged.join(1.0)
+    assert purged.is_alive()  # waiting for the sync to commit
+    done.set()
+    purged.join(10)
+    holder.join(10)
+    assert Conversation.objects.get(pk=item.conversation_id).mirror_state == MirrorState.ERASED

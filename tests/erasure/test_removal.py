@@ -9,7 +9,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from dashboard.erasure import worker
+from dashboard.erasure import lifecycle, removal, sweeper, worker
 from dashboard.models import (
     AuditEvent,
     Connection,
@@ -61,3 +61,29 @@ def test_a_job_that_may_still_be_sending_holds_the_removal_up(client, synced):
     client.post(url)
     assert Connection.objects.filter(pk=synced.pk).exists()
     assert Message.objects.exists()
+
+
+def test_a_job_left_without_its_connection_settles_and_is_never_requeued(synced, settings):
+    settings.LETHE_CANCEL_WINDOW = 600
+    job = confirmed_job(synced, 2)
+    ErasureJob.objects.filter(pk=job.pk).update(status=ErasureJob.Status.PAUSED)
+    first = job.items.order_by("id").first()
+    ErasureItem.objects.filter(pk=first.pk).update(state=ErasureItem.State.ERASED)
+    removal.remove(synced, synced.owner)
+    job.refresh_from_db()
+    assert job.status == ErasureJob.Status.CANCELLED and job.connection is None
+    assert sweeper.sweep() == []  # nothing can be read back without the connection
+    with pytest.raises(lifecycle.NotAllowed, match="removed"):
+        lifecycle.retry_failed(job, synced.owner)
+    # A worker that still gets it settles what is open rather than failing.
+    ErasureItem.objects.filter(pk=first.pk).update(state=ErasureItem.State.UNKNOWN)
+    worker.work_job(job.pk)
+    assert job.items.get(pk=first.pk).state == ErasureItem.State.FAILED
+
+
+def test_the_admin_cannot_delete_a_connection_past_its_jobs(client, synced, django_user_model):
+    boss = django_user_model.objects.create_superuser("boss", password="x-boss-123")
+    client.force_login(boss)
+    url = reverse("admin:dashboard_connection_delete", args=[synced.pk])
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert Connection.objects.filter(pk=synced.pk).exists()

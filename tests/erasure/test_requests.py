@@ -14,7 +14,7 @@ from django.urls import reverse
 from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.mirror import sync
 from dashboard.models import AuditEvent, Conversation, ErasureItem, ErasureJob, JobNotification
-from tests.helpers import confirmed_job, make_connection, share, with_role
+from tests.helpers import confirmed_job, make_connection, share, shown, with_role
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -34,7 +34,7 @@ def test_a_dry_run_leads_on_to_the_real_run_of_the_same_items(client, synced, co
         dry.items.values_list("provider_id", flat=True))
     assert real.export_sha256 == "ab" * 32  # the export made before counts for it
     assert real.scope["after_dry_run"] == str(dry.request)
-    client.post(response["Location"], {"mode": "erase", "expected_total": "3"})
+    client.post(response["Location"], {"mode": "erase", **shown(3)})
     real = worker.work_job(real.pk)
     assert real.counts()[State.VERIFIED] == 3 and len(convai_fake.deletes) == 3
 
@@ -63,7 +63,7 @@ def test_a_request_over_two_connections_is_watched_and_cancelled_together(client
     client.force_login(synced.owner)
     ids = [synced.conversations.first().pk, second.conversations.first().pk]
     preview = client.post(reverse("erase_selected"), {"conversation": ids})
-    response = client.post(preview["Location"], {"mode": "erase", "expected_total": "2"})
+    response = client.post(preview["Location"], {"mode": "erase", **shown(2)})
     jobs = list(ErasureJob.objects.all())
     assert len(jobs) == 2 and response["Location"] == reverse("request", args=[jobs[0].request])
     page = client.get(response["Location"]).content.decode()
@@ -142,3 +142,12 @@ def test_the_demo_has_a_second_person_who_can_approve(db):
     for connection in demo.connections.all():
         assert connection.shared_with.filter(user=approver).exists()
     assert Conversation.objects.count() == 0  # nothing mirrored until the demo syncs
+
+
+def test_the_real_run_respects_a_keep_list_made_after_the_dry_run(synced):
+    dry = worker.work_job(confirmed_job(synced, 2, dry_run=True).pk)
+    first = synced.conversations.order_by("id").first()
+    Conversation.objects.filter(pk=first.pk).update(protected=True)
+    [real] = ErasureJob.objects.filter(request=freeze.for_real(synced.owner, [dry]))
+    assert real.items.get(conversation=first).detail == freeze.PROTECTED
+    assert freeze.sendable_counts([real]).pinned_kept == 1

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from dashboard.models import ErasureItem, ErasureJob, SyncRun
-from tests.helpers import wait_for
+from tests.helpers import shown, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,7 @@ def test_sync_and_erasure_run_in_the_worker(client, owner, connection, convai_fa
 
     ids = list(connection.conversations.order_by("id").values_list("pk", flat=True)[:3])
     preview = client.post(reverse("erase_selected"), {"conversation": ids})
-    client.post(preview["Location"], {"mode": "erase", "typed_count": "3", "expected_total": "3"})
+    client.post(preview["Location"], {"mode": "erase", "typed_count": "3", **shown(3)})
     job = ErasureJob.objects.get()
     done = wait_for(lambda: ErasureJob.objects.filter(pk=job.pk, status="done").first(),
                     what="the worker to finish the job")

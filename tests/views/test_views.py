@@ -10,6 +10,7 @@ from django.urls import reverse
 from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.models import Connection, Conversation, ErasureJob, Message, SyncRun
 from providers.fakes.convai import DEMO_KEY
+from tests.helpers import shown
 
 pytestmark = pytest.mark.django_db
 
@@ -198,15 +199,15 @@ def test_confirm_requires_typing_the_count_then_queues_the_job(owner_client, syn
     settings.LETHE_TYPED_CONFIRM_THRESHOLD = 1
     url = reverse("erase_preview", args=[draft])
     assert "type 2" in owner_client.get(url).content.decode()
-    owner_client.post(url, {"mode": "erase", "typed_count": "3", "expected_total": "2"})
+    owner_client.post(url, {"mode": "erase", "typed_count": "3", **shown(2)})
     assert ErasureJob.objects.get(request=draft).status == ErasureJob.Status.DRAFT
     response = owner_client.post(url, {"mode": "erase", "typed_count": "2",
-                                       "expected_total": "2"})
+                                       **shown(2)})
     job = ErasureJob.objects.get(request=draft)
     assert job.status == ErasureJob.Status.QUEUED and not job.dry_run
     assert response["Location"] == reverse("job", args=[job.pk])
     # Confirming twice does not queue twice.
-    owner_client.post(url, {"mode": "erase", "typed_count": "2", "expected_total": "2"})
+    owner_client.post(url, {"mode": "erase", "typed_count": "2", **shown(2)})
     assert ErasureJob.objects.get(request=draft).confirmed_at == job.confirmed_at
 
 
