@@ -3,9 +3,11 @@ a connection to the fake, and a mirror synced from it."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
+from django.test import Client
 
 from dashboard.mirror import sync
 from dashboard.models import Connection
@@ -68,3 +70,23 @@ def celery_worker(transactional_db):  # type: ignore[no-untyped-def]
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
         yield worker
 
+
+@pytest.fixture
+def sso(settings):  # type: ignore[no-untyped-def]
+    """Header SSO on, believed from the proxy at 10.0.0.1 only; a test client."""
+    settings.LETHE_SSO_HEADER_USER = "X-Forwarded-User"
+    settings.LETHE_SSO_HEADER_EMAIL = "X-Forwarded-Email"
+    settings.LETHE_SSO_HEADER_GROUPS = "X-Forwarded-Groups"
+    settings.LETHE_SSO_TRUSTED_PROXIES = ["10.0.0.1/32"]
+    settings.LETHE_LOCAL_LOGIN = False
+    settings.AUTHENTICATION_BACKENDS = ["dashboard.team.sso.ProxyHeaderBackend",
+                                        "django.contrib.auth.backends.ModelBackend"]
+    return Client()
+
+
+@pytest.fixture
+def piped_stdin(monkeypatch):  # type: ignore[no-untyped-def]
+    """Feed a command's standard input, as `printf ... | ./manage.py connect` does."""
+    def feed(text: str) -> None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    return feed

@@ -89,3 +89,9 @@ def confirmed_job(connection: Connection, n: int = 2, *, dry_run: bool = False,
 def shown(total: int, include_pinned: bool = False) -> dict[str, str]:
     """What a preview page posts back about the numbers it showed."""
     return {"expected_total": str(total), "shown_include_pinned": "1" if include_pinned else "0"}
+
+
+def via_proxy(user: str = "alice", groups: str = "lethe-operators,support") -> dict[str, str]:
+    """The headers the trusted proxy (see the sso fixture) sends for ``user``."""
+    return {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_USER": user,
+            "HTTP_X_FORWARDED_EMAIL": f"{user}@example.com", "HTTP_X_FORWARDED_GROUPS": groups}

@@ -4,15 +4,14 @@ their receipts) once the download completed."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 
 from django.db.models import Q
 from django.utils import timezone
 
+from ..lib import spreadsheet
 from ..models import ErasureJob, Message, MirrorState
 
 FIELDS = ["provider", "connection", "character", "conversation_id", "conversation_title",
@@ -47,15 +46,7 @@ def _jsonl(jobs: list[ErasureJob]) -> Iterator[bytes]:
 
 
 def _csv(jobs: list[ErasureJob]) -> Iterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-    writer.writeheader()
-    for row in _rows(jobs):
-        writer.writerow(row)
-        yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue().encode()
+    return spreadsheet.rows(FIELDS, ([row[name] for name in FIELDS] for row in _rows(jobs)))
 
 
 def stream(jobs: list[ErasureJob], fmt: str) -> Iterator[bytes]:

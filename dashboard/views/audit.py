@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
+import json
 from datetime import datetime, time
 from typing import Any
 
@@ -12,10 +10,12 @@ from django import forms
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
+from ..lib import spreadsheet
 from ..lib.paging import paginate
-from ..models import AuditEvent
+from ..models import AuditEvent, Connection, Conversation, ErasureJob, RetentionPolicy
 from ..team.roles import Role
 from .common import require_role
 
@@ -54,27 +54,46 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     params = request.GET.copy()
     for key in ("after", "before"):
         params.pop(key, None)
+    links = _links(request, page.rows)
+    rows = [{"event": e, "link": links.get((e.object_type, e.object_id)),
+             "details": json.dumps(e.details, sort_keys=True)} for e in page.rows]
     return render(request, "audit/list.html",
-                  {"form": form, "page": page, "params": params.urlencode()})
+                  {"form": form, "page": page, "rows": rows, "params": params.urlencode()})
+
+
+# What an audit event may name, and the page that shows it.
+_PAGES: dict[str, tuple[Any, str]] = {
+    "connection": (Connection, "connection"),
+    "conversation": (Conversation, "transcript"),
+    "erasurejob": (ErasureJob, "job"),
+    "retentionpolicy": (RetentionPolicy, "policy"),
+}
+
+
+def _links(request: HttpRequest, events: list[AuditEvent]) -> dict[tuple[str, str], str]:
+    """Links to what the events name, where the viewer may open it (and it still exists)."""
+    wanted: dict[str, set[int]] = {}
+    for e in events:
+        if e.object_type in _PAGES and e.object_id.isdigit():
+            wanted.setdefault(e.object_type, set()).add(int(e.object_id))
+    links = {}
+    for kind, ids in wanted.items():
+        model, page = _PAGES[kind]
+        for pk in model.objects.visible_to(request.user).filter(pk__in=ids).values_list(
+                "pk", flat=True):
+            links[(kind, str(pk))] = reverse(page, args=[pk])
+    return links
 
 
 @require_role(Role.APPROVER)
 def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
     _, qs = _events(request)
 
-    def rows() -> Iterator[bytes]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["at", "who", "action", "object_type", "object_id", "object",
-                         "details", "remote_addr"])
-        for e in qs.order_by("at", "id").iterator(chunk_size=2000):
-            writer.writerow([e.at.isoformat(), e.actor_name, e.action, e.object_type,
-                             e.object_id, e.object_label, e.details, e.remote_addr or ""])
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue().encode()
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    lines = ([e.at.isoformat(), e.actor_name, e.action, e.object_type, e.object_id,
+              e.object_label, json.dumps(e.details, sort_keys=True), e.remote_addr or ""]
+             for e in qs.order_by("at", "id").iterator(chunk_size=2000))
+    header = ["at", "who", "action", "object_type", "object_id", "object", "details",
+              "remote_addr"]
+    response = StreamingHttpResponse(spreadsheet.rows(header, lines), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="lethe-audit.csv"'
     return response

@@ -70,6 +70,8 @@ class FakeProvider(abc.ABC):
         self.plan_gated_delete = plan_gated_delete
         self.requests: Counter[str] = Counter()  # "POST /path" -> requests received
         self.deletes: Counter[str] = Counter()  # item id -> successful deletes
+        # Serve text no database can store (a NUL, a lone surrogate), as JSON may carry it.
+        self.odd_text = False
         # Requests being answered right now over HTTP, and the most there ever were at once.
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -119,6 +121,12 @@ class FakeProvider(abc.ABC):
             self.requests.clear()
             self.deletes.clear()
             self.peak_in_flight = self.in_flight
+
+    ODD = "odd \u0000 text \ud800 here"
+
+    def text(self, value: str) -> str:
+        """Message text as served: with ``odd_text``, the database's worst case around it."""
+        return f"{self.ODD} {value}" if self.odd_text else value
 
     @abc.abstractmethod
     def reset(self) -> None:

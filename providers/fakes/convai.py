@@ -276,7 +276,7 @@ class ConvaiFake(FakeProvider):
             return json_response(200, [])
         return json_response(200, [
             {"timestamp": i.at.strftime("%Y-%m-%d %H:%M:%S.%f"),
-             "interaction": [{"speaker": s, "message": m} for s, m in i.lines],
+             "interaction": [{"speaker": s, "message": self.text(m)} for s, m in i.lines],
              "is_trigger_input": i.is_trigger_input}
             for i in session.interactions
         ])

@@ -19,13 +19,6 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture
-def piped_stdin(monkeypatch):
-    def feed(text: str) -> None:
-        monkeypatch.setattr("sys.stdin", io.StringIO(text))
-    return feed
-
-
 def test_connect_reads_secrets_from_stdin_checks_the_key_and_prints_the_id(
         owner, convai_server, piped_stdin):
     piped_stdin(f"api_key={DEMO_KEY}\n")

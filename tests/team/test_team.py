@@ -19,26 +19,9 @@ from django.urls import reverse
 from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.models import AuditEvent, Connection, ErasureJob, SyncRun
 from dashboard.models.audit import AppendOnly
-from tests.helpers import PASSWORD, ROOT, with_role
+from tests.helpers import PASSWORD, ROOT, via_proxy, with_role
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sso(settings):  # type: ignore[no-untyped-def]
-    settings.LETHE_SSO_HEADER_USER = "X-Forwarded-User"
-    settings.LETHE_SSO_HEADER_EMAIL = "X-Forwarded-Email"
-    settings.LETHE_SSO_HEADER_GROUPS = "X-Forwarded-Groups"
-    settings.LETHE_SSO_TRUSTED_PROXIES = ["10.0.0.1/32"]
-    settings.LETHE_LOCAL_LOGIN = False
-    settings.AUTHENTICATION_BACKENDS = ["dashboard.team.sso.ProxyHeaderBackend",
-                                        "django.contrib.auth.backends.ModelBackend"]
-    return Client()
-
-
-def via_proxy(user: str = "alice", groups: str = "lethe-operators,support") -> dict[str, str]:
-    return {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_USER": user,
-            "HTTP_X_FORWARDED_EMAIL": f"{user}@example.com", "HTTP_X_FORWARDED_GROUPS": groups}
 
 
 def test_a_forged_header_sent_straight_to_the_app_gets_no_access(sso):
