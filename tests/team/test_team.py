@@ -216,3 +216,23 @@ def test_check_deploy_is_clean_with_production_settings():
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_audit_page_links_what_an_event_names_only_for_those_who_may_open_it(
+        client, synced, django_user_model):
+    from tests.helpers import share
+
+    client.force_login(synced.owner)
+    client.post(reverse("connection_test", args=[synced.pk]))  # any audited step will do
+    client.post(reverse("connection_sync", args=[synced.pk]))
+    insider = with_role(django_user_model.objects.create_user("insider", password=PASSWORD),
+                        "approver")
+    outsider = with_role(django_user_model.objects.create_user("other", password=PASSWORD),
+                         "approver")
+    share(synced, insider)
+    link = f'href="{reverse("connection", args=[synced.pk])}"'
+    client.force_login(insider)
+    assert link in client.get(reverse("audit")).content.decode()
+    client.force_login(outsider)
+    page = client.get(reverse("audit")).content.decode()
+    assert link not in page and synced.label in page
