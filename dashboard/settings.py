@@ -207,6 +207,15 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport with a fix for workers that exited when Redis went away
+    # mid-task (see dashboard/lib/broker.py).
+    CELERY_BROKER_TRANSPORT = "dashboard.lib.broker:Transport"
+    # How long Redis waits before handing an unacknowledged message to another worker. A
+    # task never runs longer than LETHE_TASK_SLICE (then it gives the job back), so this
+    # redelivers only what a dead worker held, and no sooner than a live one could finish.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(
+        os.environ.get("LETHE_BROKER_VISIBILITY", "1800"))}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -262,6 +271,12 @@ LETHE_ERASE_BATCH = int(os.environ.get("LETHE_ERASE_BATCH", "0"))
 # Workers that take one job's batches side by side, each with one batch in flight, all
 # drawing on the connection's one rate budget.
 LETHE_ERASE_WORKERS = max(1, int(os.environ.get("LETHE_ERASE_WORKERS", "2")))
+# A worker gives a job back after this many seconds (the sweeper queues it again at once),
+# so that no task outlives the broker's visibility timeout.
+LETHE_TASK_SLICE = int(os.environ.get("LETHE_TASK_SLICE", "600"))
+# Read-backs to verify acknowledged items, tried this many times (30 s apart) before they
+# are settled as acknowledged but not verified.
+LETHE_VERIFY_TRIES = int(os.environ.get("LETHE_VERIFY_TRIES", "10"))
 
 # Roles: the Django group whose members hold each role, and the role of a signed-in person
 # in none of them (local users made in the admin, SSO users without a mapped group).

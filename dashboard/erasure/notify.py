@@ -1,11 +1,13 @@
 """Telling people when a job finishes, fails or waits for approval: e-mail through Django's
 mail settings and an optional webhook (LETHE_WEBHOOK_URL).
 
-`announce` is called where the event happens and only queues a task after commit; the
-worker sends. Each event is sent at most once: a JobNotification row keyed by the event
-and its time is claimed before sending, so a redelivered task or a second worker sends
-nothing. Nothing here may break a job: every failure is logged (without the URL, which may
-hold a token) and recorded on the notification row. Payloads hold ids, states, counts and
+`announce` is called where the event happens: it writes the event into the outbox
+(JobNotification, keyed by the event and its time, so it is written once) in that
+transaction, and queues a task after commit; the worker sends and marks it sent, and what
+an outage of the broker, the mail server or the webhook's receiver held back is sent again
+later (the sweeper asks for it), so a notification is delayed, never lost. Nothing here may
+break a job: every failure is logged (without the URL, which may hold a token) and
+recorded on the notification row. Payloads hold ids, states, counts and
 a link; never a secret and never message text.
 """
 
@@ -15,13 +17,16 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from ..lib import queue
 from ..models import ErasureItem, ErasureJob, JobNotification
@@ -40,8 +45,17 @@ SUBJECTS = {
 
 
 def announce(job: ErasureJob) -> None:
-    """Queue the notification for the job's current event, once the change is committed."""
-    queue.send(queue.NOTIFY, job.pk)
+    """Put the notification of the job's current event in the outbox, in the transaction
+    that made the event (so an outage of the broker or the mail server only delays it),
+    and ask a worker to send it once that commits."""
+    found = event_of(job, job.counts())
+    if found is None:
+        return
+    event, key = found
+    _, created = JobNotification.objects.get_or_create(job=job, key=key,
+                                                       defaults={"event": event})
+    if created:
+        queue.send(queue.NOTIFY, job.pk)
 
 
 def event_of(job: ErasureJob, counts: dict[str, int]) -> tuple[str, str] | None:
@@ -74,26 +88,62 @@ def payload(job: ErasureJob, event: str, counts: dict[str, int]) -> dict[str, An
     }
 
 
-def deliver(job_id: int) -> JobNotification | None:
-    """Send the notification of the job's current event unless it was sent already."""
-    job = ErasureJob.objects.select_related("connection", "requested_by").filter(
-        pk=job_id).first()
-    if job is None:
-        return None
-    counts = job.counts()
-    found = event_of(job, counts)
-    if found is None:
-        return None
-    event, key = found
-    try:
-        with transaction.atomic():
-            note = JobNotification.objects.create(job=job, key=key, event=event)
-    except IntegrityError:
-        return None  # somebody already announced this very event
-    body = payload(job, event, counts)
-    note.email_sent = _email(job, event, body)
-    note.webhook_status = _webhook(body)
-    note.save(update_fields=["email_sent", "webhook_status"])
+def deliver(job_id: int) -> list[JobNotification]:
+    """Send what the job's outbox holds that is due; return what was sent (fully)."""
+    pending = JobNotification.objects.filter(job_id=job_id, sent_at__isnull=True).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
+    sent = []
+    for pk in pending.order_by("id").values_list("pk", flat=True):
+        note = _send(pk)
+        if note is not None and note.sent_at:
+            sent.append(note)
+    return sent
+
+
+def send_due() -> int:
+    """Ask workers to send what the outbox still holds (a message lost in an outage, a
+    channel that failed); returns for how many jobs."""
+    settled = timezone.now() - timedelta(seconds=30)  # a new one's own message is on its way
+    jobs = set(JobNotification.objects.filter(sent_at__isnull=True).filter(
+        Q(next_attempt_at__isnull=True, created_at__lt=settled)
+        | Q(next_attempt_at__lte=timezone.now())).values_list("job_id", flat=True))
+    for job_id in sorted(jobs):
+        queue.send(queue.NOTIFY, job_id)
+    return len(jobs)
+
+
+def _send(pk: int) -> JobNotification | None:
+    """Send one notification's channels still to do, holding its row, so that a second
+    worker sends nothing; a failed channel is tried again later, with a growing wait."""
+    with transaction.atomic():
+        note = JobNotification.objects.select_for_update(skip_locked=True).select_related(
+            "job__requested_by").filter(pk=pk, sent_at__isnull=True).first()
+        if note is None:
+            return None
+        job = note.job
+        body = payload(job, note.event, job.counts())
+        problems = []
+        if not note.email_done:
+            try:
+                note.email_sent = _email(job, note.event, body)
+                note.email_done = True
+            except Exception as exc:  # a mail outage must not fail the worker's task
+                log.warning("notification e-mail for job %s failed: %s", job.pk,
+                            type(exc).__name__)
+                problems.append(f"e-mail: {type(exc).__name__}")
+        if not note.webhook_done:
+            note.webhook_status = _webhook(body)
+            note.webhook_done = note.webhook_status == "" or note.webhook_status[:1] == "2"
+            if not note.webhook_done:
+                problems.append(f"webhook: {note.webhook_status}")
+        note.attempts += 1
+        now = timezone.now()
+        if problems:
+            note.last_error = "; ".join(problems)[:200]
+            note.next_attempt_at = now + timedelta(seconds=min(3600, 30 * 2 ** note.attempts))
+        else:
+            note.sent_at, note.last_error = now, ""
+        note.save()
     return note
 
 
@@ -110,6 +160,7 @@ def recipients(job: ErasureJob, event: str) -> list[str]:
 
 
 def _email(job: ErasureJob, event: str, body: dict[str, Any]) -> int:
+    """How many were sent; raises when the mail server would not take it."""
     if not settings.LETHE_EMAIL_NOTIFICATIONS:
         return 0
     to = recipients(job, event)
@@ -121,11 +172,7 @@ def _email(job: ErasureJob, event: str, body: dict[str, Any]) -> int:
     text = (f"{kind} job #{job.pk} on {job.connection_label} ({job.provider_label})"
             f" is now: {ErasureJob.LABELS[Status(job.status)]}.\nItems: {counts}.\n\n"
             f"{body['link']}\n")
-    try:
-        return send_mail(SUBJECTS[event].format(job=job.pk), text, None, to)
-    except Exception as exc:  # a mail outage must not fail the worker's task
-        log.warning("notification e-mail for job %s failed: %s", job.pk, type(exc).__name__)
-        return 0
+    return send_mail(SUBJECTS[event].format(job=job.pk), text, None, to)
 
 
 def _webhook(body: dict[str, Any]) -> str:

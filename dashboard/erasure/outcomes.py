@@ -18,7 +18,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-import providers
 from providers.records import Outcome, Target
 
 from ..lib import locks
@@ -138,23 +137,20 @@ _VERIFIED = {
 _STILL_THERE = (State.STILL_THERE, "The provider acknowledged the delete but still returns it.")
 
 
-def verify(session: ProviderSession, job: ErasureJob) -> bool:
-    """Read back every erased item of the job and record what the provider says now.
+def verify(session: ProviderSession, job: ErasureJob) -> None:
+    """Read back every acknowledged, unverified item of the job and record what the provider
+    says now; ProviderError when the read-back fails (the items stay unverified).
 
     Runs once at the end over what may be the whole job, so it reads only the fields a
     target needs and writes one UPDATE per result, never one per item."""
-    rows = list(job.items.filter(state=State.ERASED).order_by("id").values_list(
-        "id", "kind", "provider_id", "conversation_provider_id", "character_provider_id"))
+    rows = list(job.items.filter(state=State.ERASED, settled_at__isnull=True).order_by(
+        "id").values_list("id", "kind", "provider_id", "conversation_provider_id",
+                          "character_provider_id"))
     if not rows:
-        return True
+        return
     targets = [Target(kind=kind, provider_id=pid, conversation_id=conv,  # type: ignore[arg-type]
                       character_id=char) for _, kind, pid, conv, char in rows]
-    try:
-        found = read_back(session, targets)
-    except providers.ProviderError as exc:
-        # Items stay `erased`: acknowledged, not verified. The receipt says exactly that.
-        log.warning("verification read-back failed: %s", type(exc).__name__)
-        return False
+    found = read_back(session, targets)
     results: dict[tuple[str, str | None], list[int]] = {}
     for (pk, *_), target in zip(rows, targets, strict=True):
         results.setdefault(_VERIFIED.get(found.get(key_of(target), ""), _STILL_THERE),
@@ -166,4 +162,3 @@ def verify(session: ProviderSession, job: ErasureJob) -> bool:
             fields["detail"] = detail
         # Only over `erased`: an item someone else settled meanwhile keeps what they wrote.
         ErasureItem.objects.filter(pk__in=ids, state=State.ERASED).update(**fields)
-    return True

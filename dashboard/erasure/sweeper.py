@@ -2,8 +2,9 @@
 
 It releases jobs whose cancel window is over, settles items whose worker died while they
 were in flight (as `unknown`, so they are read back before anything is sent again),
-requeues jobs with work due that no worker is on, and finishes jobs with nothing open that
-no worker is on.
+requeues jobs with work due that no worker is on (see `presence`) once the wait the worker
+recorded is over, finishes jobs with nothing left that no worker is on, and sends the
+notifications an outage held back.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from django.utils import timezone
 
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import Event
-from . import worker
+from . import notify, presence, worker
 
 State = ErasureItem.State
+# Workers asked for this long ago and still not there: their message was lost; ask again.
+REQUEUE_AFTER = timedelta(seconds=60)
 
 
 def sweep() -> list[int]:
@@ -32,39 +35,39 @@ def sweep() -> list[int]:
         if ErasureJob.objects.transition_if_allowed(pk, Event.WINDOW_OVER):
             queued.append(pk)
 
-    # Nobody is on a job whose heartbeat is stale: its in-flight items lost their worker.
-    unattended = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
+    # Nobody is on a job without a fresh lease: its in-flight items lost their worker.
+    nobody = ~presence.fresh_leases()
     ErasureItem.objects.filter(
         state=State.IN_FLIGHT, updated_at__lt=stale,
-        job__in=ErasureJob.objects.filter(unattended),
+        job__in=ErasureJob.objects.filter(nobody),
     ).update(state=State.UNKNOWN, detail="The worker stopped while this was in flight; "
                                          "it will be read back before anything is resent.")
 
+    # Work is due and nobody is on it: once any wait it recorded is over, and unless
+    # workers were asked for a moment ago (their message may still be on its way).
     due = ErasureItem.objects.filter(job=OuterRef("pk")).filter(
-        Q(state=State.UNKNOWN) | Q(state=State.PENDING) & (
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        Q(state=State.UNKNOWN) | Q(state=State.ERASED, settled_at__isnull=True)
+        | Q(state=State.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     )
+    ready = ((Q(throttled_until__isnull=True) | Q(throttled_until__lte=now))
+             & (Q(queued_at__isnull=True) | Q(queued_at__lt=now - REQUEUE_AFTER)))
+    live = Q(connection__isnull=False)
+    queued += ErasureJob.objects.filter(
+        live, ready, nobody, Exists(due),
+        status__in=[ErasureJob.Status.RUNNING, ErasureJob.Status.QUEUED],
+    ).values_list("pk", flat=True)
+    # A cancelled job still reads back what it sent but never settled.
+    unsettled = ErasureItem.objects.filter(worker.TO_READ_BACK, job=OuterRef("pk"))
+    queued += ErasureJob.objects.filter(
+        live, ready, nobody, Exists(unsettled), status=ErasureJob.Status.CANCELLED,
+    ).values_list("pk", flat=True)
+    # Nothing left and nobody on it (all skipped, say): finish it. A job with a worker on
+    # it is that worker's to finish, so the record never says less than the worker knows.
     for job in ErasureJob.objects.filter(
-        Q(status=ErasureJob.Status.RUNNING) & unattended | Q(status=ErasureJob.Status.QUEUED),
-        Exists(due),
-    ):
-        queued.append(job.pk)
-    # A cancelled job still reads back what it sent but never settled (not at every sweep
-    # while the provider is away: a failed read-back sets throttled_until).
-    # Without its connection (removed) nothing can be read back any more.
-    unsettled = ErasureItem.objects.filter(job=OuterRef("pk"), state__in=worker.TO_READ_BACK)
-    for job in ErasureJob.objects.filter(status=ErasureJob.Status.CANCELLED,
-                                         connection__isnull=False).filter(
-        Exists(unsettled), Q(throttled_until__isnull=True) | Q(throttled_until__lte=now),
-    ):
-        queued.append(job.pk)
-    # Nothing open and no worker on it: finish it. A job with a live worker is that worker's
-    # to finish, after its read-back, so the record never says less than the worker knows.
-    for job in ErasureJob.objects.filter(status=ErasureJob.Status.RUNNING).filter(
-        unattended).exclude(
-        Exists(ErasureItem.objects.filter(job=OuterRef("pk"), state__in=ErasureItem.OPEN))
-    ):
+            nobody, status__in=[ErasureJob.Status.RUNNING, ErasureJob.Status.QUEUED]):
         worker.finish_if_settled(job)
+    presence.forget_stale()
+    notify.send_due()
     queued = sorted(set(queued))
     for pk in queued:
         worker.enqueue(pk)

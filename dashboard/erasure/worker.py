@@ -10,17 +10,12 @@ The erasure invariants this keeps are listed in docs/architecture.md.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db import connection as db_connection
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 import providers
@@ -32,7 +27,7 @@ from ..models import Connection, ErasureItem, ErasureJob
 from ..models.jobstate import Event
 from ..team import audit
 from ..team.roles import Role, at_least
-from . import notify
+from . import notify, presence
 from .outcomes import (
     MAX_ATTEMPTS,
     key_of,
@@ -50,56 +45,80 @@ MAX_INLINE_WAIT = 30.0
 RETRY_LATER = 30.0  # seconds before a job whose read-back failed is tried again
 # What a cancelled job still reads back: uncertain sends, and acknowledged ones not verified
 # (the sweeper brings it back for these; an item in flight is its worker's until stuck).
-TO_READ_BACK = (State.UNKNOWN, State.ERASED)
+TO_READ_BACK = Q(state=State.UNKNOWN) | Q(state=State.ERASED, settled_at__isnull=True)
 
 
 def enqueue(job_id: int) -> None:
-    """Queue the job for LETHE_ERASE_WORKERS workers; they share its items by row locks."""
+    """Queue the job for LETHE_ERASE_WORKERS workers; they share its items by row locks (and
+    any more that arrive leave at once: see `presence.join`)."""
+    ErasureJob.objects.filter(pk=job_id).update(queued_at=timezone.now())
     queue.send(queue.ERASE, job_id, copies=settings.LETHE_ERASE_WORKERS)
 
 
 class _Throttled(Exception):
-    def __init__(self, until: datetime) -> None:
+    def __init__(self, until: datetime, reason: str) -> None:
         self.until = until
+        self.reason = reason
 
 
 def work_job(job_id: int) -> ErasureJob:
-    """Work a job until no item is open, the job is paused or cancelled, or the provider
-    asks for a long wait. Safe to call any number of times, from any number of workers."""
+    """Work a job until no item is open, the job is paused or cancelled, the provider asks
+    for a long wait, or this worker's slice of time is up (LETHE_TASK_SLICE; the sweeper
+    then brings the job back). Safe to call any number of times, from any number of
+    workers: at most LETHE_ERASE_WORKERS of them work a job at once."""
     job = ErasureJob.objects.select_related("connection").get(pk=job_id)
     if job.connection is None:
         return _without_connection(job)
     if job.status == ErasureJob.Status.CANCELLED:
-        if job.items.filter(state__in=(State.IN_FLIGHT, *TO_READ_BACK)).exists():
+        if job.items.filter(Q(state=State.IN_FLIGHT) | TO_READ_BACK).exists():
             _settle_uncertain_only(job)
         return job
     if not _requester_may_still_act(job):
         job.refresh_from_db()
         return job
-    if not _start(job):
+    lease = presence.join(job)
+    if lease is None:
         return job
-    job.refresh_from_db()
-    if job.dry_run:
-        job.items.filter(state=State.PENDING).update(
-            state=State.WOULD_ERASE, detail="Dry run: nothing was sent.", settled_at=timezone.now()
-        )
-        return finish_if_settled(job)
     try:
-        _work(job)
+        job.refresh_from_db()
+        if job.dry_run:
+            job.items.filter(state=State.PENDING).update(
+                state=State.WOULD_ERASE, detail="Dry run: nothing was sent.",
+                settled_at=timezone.now())
+            return finish_if_settled(job)
+        _work_guarded(job, lease)
+        return finish_if_settled(job)
+    finally:
+        presence.leave(lease)
+
+
+def _work_guarded(job: ErasureJob, lease: int) -> None:
+    """Work the job; record why it stopped early, in plain words, and when to try again."""
+    now = timezone.now()
+    try:
+        _work(job, lease)
     except providers.AuthError as exc:
         _pause_for_auth(job, exc)
     except _Throttled as exc:
-        ErasureJob.objects.filter(pk=job.pk).update(throttled_until=exc.until)
+        _wait(job, exc.until, exc.reason)
     except providers.RateLimited as exc:
-        wait = timedelta(seconds=exc.retry_after or RETRY_LATER)
-        ErasureJob.objects.filter(pk=job.pk).update(throttled_until=timezone.now() + wait)
+        until = now + timedelta(seconds=exc.retry_after or RETRY_LATER)
+        _wait(job, until, f"{job.provider_label} asked us to wait until {until:%H:%M:%S} UTC.")
     except providers.ProviderError as exc:
         # A read-back failed (an outage, a garbled answer): nothing is sent without it, so
         # the items wait and the sweeper brings the job back later.
-        ErasureJob.objects.filter(pk=job.pk).update(
-            throttled_until=timezone.now() + timedelta(seconds=RETRY_LATER),
-            last_error=f"{job.provider_label}: {exc}. Trying again shortly.")
-    return finish_if_settled(job)
+        until = now + timedelta(seconds=RETRY_LATER)
+        _wait(job, until, f"{_unreachable(exc)} Trying again at {until:%H:%M:%S} UTC.")
+
+
+def _unreachable(exc: providers.ProviderError) -> str:
+    if isinstance(exc, providers.TemporaryError) and exc.status is None:
+        return f"{exc} (the provider could not be reached)."
+    return f"{exc}."
+
+
+def _wait(job: ErasureJob, until: datetime, reason: str) -> None:
+    ErasureJob.objects.filter(pk=job.pk).update(throttled_until=until, last_error=reason)
 
 
 def _without_connection(job: ErasureJob) -> ErasureJob:
@@ -133,18 +152,10 @@ def _requester_may_still_act(job: ErasureJob) -> bool:
     return False
 
 
-def _start(job: ErasureJob) -> bool:
-    now = timezone.now()
-    # The first worker's start time stays when a second one joins.
-    return ErasureJob.objects.transition_if_allowed(
-        job.pk, Event.START, started_at=Coalesce("started_at", Value(now)), heartbeat_at=now,
-        throttled_until=None, last_error="") is not None
-
-
-def _still_running(job: ErasureJob) -> bool:
+def _still_running(job: ErasureJob, lease: int) -> bool:
     """Heartbeat, and stop when someone paused or cancelled the job meanwhile."""
-    return bool(ErasureJob.objects.filter(pk=job.pk, status=ErasureJob.Status.RUNNING)
-                .update(heartbeat_at=timezone.now()))
+    presence.beat(job.pk, lease)
+    return ErasureJob.objects.filter(pk=job.pk, status=ErasureJob.Status.RUNNING).exists()
 
 
 def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
@@ -167,10 +178,11 @@ def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
         return list(ErasureItem.objects.filter(pk__in=ids, state=State.IN_FLIGHT).order_by("id"))
 
 
-def _work(job: ErasureJob) -> None:
+def _work(job: ErasureJob, lease: int) -> None:
+    slice_ends = time.monotonic() + settings.LETHE_TASK_SLICE
     with ProviderSession(job.live_connection().open_provider()) as session:
         size = settings.LETHE_ERASE_BATCH or session.provider.capabilities.max_batch
-        while _still_running(job):
+        while _still_running(job, lease) and time.monotonic() < slice_ends:
             # Uncertain outcomes first: read back before anything could be sent again.
             unknown = _items_in(job, State.UNKNOWN)
             if unknown:
@@ -181,48 +193,33 @@ def _work(job: ErasureJob) -> None:
                 if not _wait_for_backoff(job):
                     break
                 continue
-            _send(session, batch)
+            _send(session, batch, lease)
+        _verify_or_wait(session, job)
+
+
+def _verify_or_wait(session: ProviderSession, job: ErasureJob) -> None:
+    """Verify what was acknowledged. A failed read-back is tried again later; after
+    LETHE_VERIFY_TRIES in a row the items are settled as acknowledged but not verified,
+    which is what the receipt then says."""
+    try:
         verify(session, job)
+    except providers.ProviderError as exc:
+        failures = job.verify_failures + 1
+        ErasureJob.objects.filter(pk=job.pk).update(verify_failures=failures)
+        if failures < settings.LETHE_VERIFY_TRIES:
+            raise
+        ErasureItem.objects.filter(job=job, state=State.ERASED, settled_at__isnull=True
+                                   ).update(settled_at=timezone.now(), detail=(
+                                       "Acknowledged by the provider; the read-back to "
+                                       f"verify it failed {failures} times ({exc})."))
+        return
+    if job.verify_failures:
+        ErasureJob.objects.filter(pk=job.pk).update(verify_failures=0)
 
 
-@contextmanager
-def keepalive(job: ErasureJob, items: list[ErasureItem]) -> Iterator[None]:
-    """While a long provider call runs, keep the job's heartbeat and its items fresh from a
-    side thread, so the sweeper never takes items from a worker that is still sending them.
-    It skips rows someone else holds locked rather than wait, and never fails the call."""
-    stop = threading.Event()
-    ids = [i.pk for i in items]
-    interval = max(0.5, min(10.0, settings.LETHE_STUCK_AFTER / 4))
-
-    def beat() -> None:
-        try:
-            while not stop.wait(interval):
-                try:
-                    with transaction.atomic():
-                        now = timezone.now()
-                        jobs = ErasureJob.objects.select_for_update(skip_locked=True).filter(
-                            pk=job.pk).values_list("pk", flat=True)
-                        ErasureJob.objects.filter(pk__in=list(jobs)).update(heartbeat_at=now)
-                        held = ErasureItem.objects.select_for_update(skip_locked=True).filter(
-                            pk__in=ids, state=State.IN_FLIGHT).values_list("pk", flat=True)
-                        ErasureItem.objects.filter(pk__in=list(held)).update(updated_at=now)
-                except DatabaseError:
-                    pass
-        finally:
-            db_connection.close()
-
-    thread = threading.Thread(target=beat, name=f"keepalive-job-{job.pk}", daemon=True)
-    thread.start()
+def _send(session: ProviderSession, batch: list[ErasureItem], lease: int) -> None:
     try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=interval + 5)
-
-
-def _send(session: ProviderSession, batch: list[ErasureItem]) -> None:
-    try:
-        with keepalive(batch[0].job, batch):
+        with presence.keepalive(batch[0].job_id, lease, [i.pk for i in batch]):
             outcomes = session.call(session.provider.erase([target_of(i) for i in batch]))
     except providers.RateLimited as exc:
         rest = _keep_partial(batch, exc)
@@ -230,7 +227,8 @@ def _send(session: ProviderSession, batch: list[ErasureItem]) -> None:
         until = timezone.now() + timedelta(seconds=wait)
         _release(rest, next_attempt_at=until)
         if wait > MAX_INLINE_WAIT:
-            raise _Throttled(until) from exc
+            raise _Throttled(until, f"{session.provider.label} asked us to wait until "
+                                    f"{until:%H:%M:%S} UTC.") from exc
         time.sleep(wait)
         return
     except providers.AuthError as exc:
@@ -294,7 +292,7 @@ def _wait_for_backoff(job: ErasureJob) -> bool:
         return False
     wait = (earliest - timezone.now()).total_seconds()
     if wait > MAX_INLINE_WAIT:
-        raise _Throttled(earliest)
+        raise _Throttled(earliest, f"Items wait to be tried again at {earliest:%H:%M:%S} UTC.")
     time.sleep(max(wait, 0.0))
     return True
 
@@ -310,8 +308,8 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
     try:
         with ProviderSession(job.live_connection().open_provider()) as session:
             resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)
-            if verify(session, job):
-                return
+            verify(session, job)
+            return
     except providers.ProviderError as exc:
         log.warning("read-back for cancelled job %s failed: %s", job.pk, type(exc).__name__)
     # The sweeper brings it back, but not at every sweep while the provider is away.
@@ -330,12 +328,21 @@ def _pause_for_auth(job: ErasureJob, exc: providers.AuthError) -> None:
                                              last_error=reason)
 
 
+def unsettled(job: ErasureJob) -> bool:
+    """Whether the job still has work: an item not sent or answered yet, or acknowledged
+    but neither verified nor given up on."""
+    return job.items.filter(Q(state__in=ErasureItem.OPEN)
+                            | Q(state=State.ERASED, settled_at__isnull=True)).exists()
+
+
 def finish_if_settled(job: ErasureJob) -> ErasureJob:
-    """The last worker out finishes the job; open items keep it running."""
+    """Finish the job once every item is settled, verification included: decided once,
+    under the job's lock, by whoever settles the last item; the audit entry and the
+    notification are written then."""
     with transaction.atomic():
         locked = ErasureJob.objects.select_for_update().get(pk=job.pk)
-        if (locked.status == ErasureJob.Status.RUNNING
-                and not locked.items.filter(state__in=ErasureItem.OPEN).exists()):
+        if (locked.status in (ErasureJob.Status.RUNNING, ErasureJob.Status.QUEUED)
+                and not unsettled(locked)):
             locked = ErasureJob.objects.transition(job.pk, Event.FINISH,
                                                    finished_at=timezone.now(),
                                                    throttled_until=None)

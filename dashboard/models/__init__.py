@@ -1,6 +1,6 @@
-from .audit import AuditEvent
+from .audit import AuditEvent, Tick
 from .connections import Connection, OIDCIdentity, ProxyIdentity
-from .erasure import ErasureItem, ErasureJob
+from .erasure import ErasureItem, ErasureJob, ErasureLease
 from .mirror import Character, Conversation, Message, MirrorState, ProviderState, SyncRun
 from .policies import JobNotification, PolicyRun, RetentionPolicy
 
@@ -11,6 +11,7 @@ __all__ = [
     "Conversation",
     "ErasureItem",
     "ErasureJob",
+    "ErasureLease",
     "JobNotification",
     "Message",
     "MirrorState",
@@ -20,4 +21,5 @@ __all__ = [
     "ProxyIdentity",
     "RetentionPolicy",
     "SyncRun",
+    "Tick",
 ]

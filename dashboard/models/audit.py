@@ -12,6 +12,17 @@ class AppendOnly(Exception):
     pass
 
 
+class Tick(models.Model):
+    """When a periodic task last ran: with more than one beat running (by mistake, or
+    during a hand-over), each tick is taken by one of them only."""
+
+    name = models.CharField(max_length=40, unique=True)
+    last_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class AuditEvent(models.Model):
     class Action(models.TextChoices):
         SIGN_IN = "sign_in", "Signed in"

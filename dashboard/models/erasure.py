@@ -101,8 +101,13 @@ class ErasureJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # A worker touches this while it works the job; a stale one means nobody is on it.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # The provider asked us to wait (Retry-After) until then.
+    # Nothing is tried before then: the provider asked us to wait, or could not be reached,
+    # or a read-back failed; the sweeper brings the job back once it has passed.
     throttled_until = models.DateTimeField(null=True, blank=True)
+    # When workers were last asked for (a message lost on the way is asked for again).
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # Read-backs to verify acknowledged items that failed in a row.
+    verify_failures = models.PositiveSmallIntegerField(default=0)
     paused_for_auth = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     # Why an approver said no (shown to the requester and in the receipt).
@@ -140,6 +145,21 @@ class ErasureJob(models.Model):
         rows = self.items.values("state").annotate(n=Count("id")).order_by()
         found = {row["state"]: row["n"] for row in rows}
         return {state: found.get(state, 0) for state in ErasureItem.State.values}
+
+
+class ErasureLease(models.Model):
+    """A worker on a job: made when it joins, beaten while it works, deleted when it leaves.
+    One that stopped beating was a worker that died. The leases say how many workers a job
+    has (never more than LETHE_ERASE_WORKERS) and whether anybody is on it at all."""
+
+    job = models.ForeignKey(ErasureJob, on_delete=models.CASCADE, related_name="leases")
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "beat_at"])]
+
+    def __str__(self) -> str:
+        return f"worker on job {self.job_id}"
 
 
 class ErasureItem(models.Model):

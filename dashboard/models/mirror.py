@@ -139,6 +139,9 @@ class SyncRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Beaten from outside the sync's transaction while it works: a stale one was a worker
+    # that died, and the run is failed so that a new one can start.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     characters = models.PositiveIntegerField(default=0)
     conversations = models.PositiveIntegerField(default=0)
     messages = models.PositiveIntegerField(default=0)

@@ -144,20 +144,28 @@ class PolicyRun(models.Model):
 
 
 class JobNotification(models.Model):
-    """One row per job event that was announced: the unique key makes sending idempotent
-    (a redelivered task or a second worker finds the row and sends nothing)."""
+    """The outbox: one row per job event to tell people about, written in the transaction
+    that made the event, and sent (then marked sent) by a worker; what an outage stopped is
+    sent again later. The unique key makes an event announced twice one row."""
 
     job = models.ForeignKey(ErasureJob, on_delete=models.CASCADE, related_name="notifications")
     # The event and when it happened, e.g. "finished:2025-01-01T10:00:00+00:00": a job
     # finished again after a retry is a new event.
     key = models.CharField(max_length=100)
     event = models.CharField(max_length=20)
-    sent_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set once every channel (e-mail, webhook) has delivered it.
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    email_done = models.BooleanField(default=False)
+    webhook_done = models.BooleanField(default=False)
     email_sent = models.PositiveIntegerField(default=0)
     webhook_status = models.CharField(max_length=200, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
 
     class Meta:
-        ordering = ["-sent_at", "-id"]
+        ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["job", "key"], name="notification_once")]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from dashboard.erasure import freeze, lifecycle, sweeper, worker
 from dashboard.lib import queue
-from dashboard.models import Conversation, ErasureItem, ErasureJob, Message
+from dashboard.models import Conversation, ErasureItem, ErasureJob, ErasureLease, Message
 from tests.helpers import draft_jobs, share, with_role
 
 pytestmark = pytest.mark.django_db
@@ -147,9 +147,11 @@ def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced,
     job = worker.work_job(job.pk)
     assert job.status == ErasureJob.Status.RUNNING and job.throttled_until
     assert job.items.filter(state=State.PENDING, next_attempt_at__isnull=False).count() == 2
+    assert "asked us to wait until" in job.last_error
     assert sweeper.sweep() == []  # not due yet
+    # The wait the worker recorded is over: the next sweep brings the job back at once.
     job.items.update(next_attempt_at=timezone.now())
-    ErasureJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    ErasureJob.objects.filter(pk=job.pk).update(throttled_until=timezone.now())
     assert sweeper.sweep() == [job.pk]
     assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
 
@@ -189,8 +191,8 @@ def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fak
     [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job = worker.work_job(job.pk)
     first, second = job.items.order_by("id")
-    ErasureItem.objects.filter(pk=first.pk).update(state=State.ERASED)
-    ErasureItem.objects.filter(pk=second.pk).update(state=State.PENDING)
+    ErasureItem.objects.filter(pk=first.pk).update(state=State.ERASED, settled_at=None)
+    ErasureItem.objects.filter(pk=second.pk).update(state=State.PENDING, settled_at=None)
     ErasureJob.objects.filter(pk=job.pk).update(status="cancelled")
     assert sweeper.sweep() == [job.pk]
     worker.work_job(job.pk)
@@ -202,13 +204,22 @@ def test_a_cancelled_job_still_verifies_what_was_acknowledged(synced, convai_fak
 def test_the_sweeper_leaves_a_job_to_the_worker_still_reading_it_back(synced, convai_fake):
     [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     job.items.update(state=State.ERASED)  # sent and acknowledged, the read-back under way
-    ErasureJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
-    sweeper.sweep()
+    with convai_fake.lock:
+        for item in job.items.all():
+            for char in convai_fake.characters.values():
+                char.sessions.pop(item.provider_id, None)
+    ErasureJob.objects.filter(pk=job.pk).update(status="running")
+    lease = ErasureLease.objects.create(job=job, beat_at=timezone.now())
+    assert sweeper.sweep() == []
     assert ErasureJob.objects.get(pk=job.pk).status == ErasureJob.Status.RUNNING
-    # That worker died: now the sweeper finishes the job, whose receipt says "acknowledged".
-    ErasureJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    sweeper.sweep()
-    assert ErasureJob.objects.get(pk=job.pk).status == ErasureJob.Status.DONE
+    # That worker died: the job is not finished with its items unverified, but queued again,
+    # and the next worker verifies them.
+    ErasureLease.objects.filter(pk=lease.pk).update(beat_at=timezone.now() - timedelta(hours=1))
+    assert sweeper.sweep() == [job.pk]
+    assert ErasureJob.objects.get(pk=job.pk).status == ErasureJob.Status.RUNNING
+    job = worker.work_job(job.pk)
+    assert job.status == ErasureJob.Status.DONE
+    assert set(job.items.values_list("state", flat=True)) == {State.VERIFIED}
 
 
 def test_export_before_erase_records_the_hash_of_what_was_downloaded(client, synced):

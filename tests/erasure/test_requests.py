@@ -131,7 +131,7 @@ def test_a_rejection_needs_a_reason_sends_nothing_and_tells_the_requester(
                                                         ).content.decode()
     from dashboard.erasure import notify
     notify.deliver(job.pk)
-    assert JobNotification.objects.get(job=job).event == notify.REJECTED
+    assert JobNotification.objects.get(job=job, event=notify.REJECTED).sent_at
 
 
 def test_the_demo_has_a_second_person_who_can_approve(db):

@@ -1,0 +1,109 @@
+"""Who is working a job: a lease per worker, made when it joins, beaten while it works
+(from a side thread during long provider calls), deleted when it leaves.
+
+The leases decide how many workers a job has (never more than LETHE_ERASE_WORKERS,
+however many task messages arrive) and whether anybody is on it: a lease that stopped
+beating was a worker that died, and a job with no fresh lease is the sweeper's to bring
+back at once, not after a long heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db import connection as db_connection
+from django.db.models import Exists, OuterRef, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ..models import ErasureItem, ErasureJob, ErasureLease
+from ..models.jobstate import Event
+
+# A live worker beats every few seconds; one silent this long is gone.
+BEAT_EVERY = 5.0
+FRESH = timedelta(seconds=30)
+
+
+def fresh_leases() -> Any:
+    """``Exists`` of a fresh lease on the outer job: somebody is working it."""
+    return Exists(ErasureLease.objects.filter(job=OuterRef("pk"),
+                                              beat_at__gte=timezone.now() - FRESH))
+
+
+def join(job: ErasureJob) -> int | None:
+    """Start (or join) the job as one more worker; its lease id, or None when the job
+    cannot start or already has all the workers it may."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = ErasureJob.objects.select_for_update().get(pk=job.pk)
+        working = locked.leases.filter(beat_at__gte=now - FRESH).count()
+        if working >= settings.LETHE_ERASE_WORKERS:
+            return None
+        # The first worker's start time stays when a second one joins.
+        started = ErasureJob.objects.transition_if_allowed(
+            job.pk, Event.START, started_at=Coalesce("started_at", Value(now)),
+            heartbeat_at=now, throttled_until=None, last_error="")
+        if started is None:
+            return None
+        return int(ErasureLease.objects.create(job=locked, beat_at=now).pk)
+
+
+def leave(lease: int) -> None:
+    try:
+        ErasureLease.objects.filter(pk=lease).delete()
+    except DatabaseError:
+        pass  # the database is away: the lease goes stale, which says the same
+
+
+def beat(job_id: int, lease: int, items: Sequence[int] = ()) -> None:
+    """One heartbeat: the lease, the job, and the items in flight, skipping rows someone
+    else holds locked rather than waiting for them."""
+    with transaction.atomic():
+        now = timezone.now()
+        ErasureLease.objects.filter(pk=lease).update(beat_at=now)
+        jobs = ErasureJob.objects.select_for_update(skip_locked=True).filter(
+            pk=job_id).values_list("pk", flat=True)
+        ErasureJob.objects.filter(pk__in=list(jobs)).update(heartbeat_at=now)
+        if items:
+            held = ErasureItem.objects.select_for_update(skip_locked=True).filter(
+                pk__in=items, state=ErasureItem.State.IN_FLIGHT).values_list("pk", flat=True)
+            ErasureItem.objects.filter(pk__in=list(held)).update(updated_at=now)
+
+
+@contextmanager
+def keepalive(job_id: int, lease: int, items: Sequence[int] = ()) -> Iterator[None]:
+    """Beat from a side thread while a long provider call runs, so that neither the sweeper
+    nor a new worker takes the job or its items from a worker still sending them. It never
+    fails the call."""
+    stop = threading.Event()
+    interval = max(0.5, min(BEAT_EVERY, settings.LETHE_STUCK_AFTER / 4))
+
+    def run() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    beat(job_id, lease, items)
+                except DatabaseError:
+                    pass
+        finally:
+            db_connection.close()
+
+    thread = threading.Thread(target=run, name=f"keepalive-job-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
+
+
+def forget_stale() -> int:
+    """Leases of workers long gone (they count for nothing already)."""
+    return ErasureLease.objects.filter(beat_at__lt=timezone.now() - timedelta(hours=1)
+                                       ).delete()[0]
