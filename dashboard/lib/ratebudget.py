@@ -55,20 +55,32 @@ def redis_url() -> str:
 
 
 class RedisBudget(RateBudget):
-    """A GCRA bucket in Redis: every process using the same key shares one pace."""
+    """A GCRA bucket in Redis: every process using the same key shares one pace.
 
-    def __init__(self, client: Any, key: str, rate: float, burst: int = 1) -> None:
+    While Redis is away, each process paces on its own at a share of the rate: the rate
+    divided by how many processes may call the connection at once (its erase workers and
+    a sync), so that together they still stay under the provider's limit."""
+
+    def __init__(self, client: Any, key: str, rate: float, burst: int = 1,
+                 sharers: int = 1) -> None:
         super().__init__(rate, burst)
         self.key = key
         self._script = client.register_script(_TAKE)
+        self._alone = RateBudget(rate / max(1, sharers), 1)
+        self._away = False
 
     def _take(self) -> float:
         try:
-            return float(self._script(keys=[self.key], args=[1.0 / self.rate, self.window]))
-        except Exception as exc:  # Redis away: pace in-process rather than stop working
-            log.warning("shared rate budget unavailable (%s); pacing in this process only",
-                        type(exc).__name__)
-            return super()._take()
+            wait = float(self._script(keys=[self.key], args=[1.0 / self.rate, self.window]))
+        except Exception as exc:  # Redis away: a conservative share, rather than stop working
+            if not self._away:
+                log.warning("shared rate budget unavailable (%s); pacing this process at "
+                            "%.2f requests/s until it is back", type(exc).__name__,
+                            self._alone.rate)
+                self._away = True
+            return self._alone._take()
+        self._away = False
+        return wait
 
 
 def _client(url: str) -> Any:
@@ -87,7 +99,9 @@ def for_connection(key: str, rate: float, burst: int = 1, *, pace: float | None 
     paced = rate * (settings.LETHE_PROVIDER_PACE if pace is None else pace)
     url = redis_url()
     if url:
-        return RedisBudget(_client(url), f"lethe:budget:{key}", paced, burst)
+        # Its erase workers and a sync may call one connection at once.
+        return RedisBudget(_client(url), f"lethe:budget:{key}", paced, burst,
+                           sharers=settings.LETHE_ERASE_WORKERS + 1)
     with _lock:
         budget = _local.get((key, paced, burst))
         if budget is None:
