@@ -9,19 +9,18 @@ back at once, not after a long heartbeat timeout.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db import connection as db_connection
 from django.db.models import Exists, OuterRef, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ..lib import heartbeat
 from ..models import ErasureItem, ErasureJob, ErasureLease
 from ..models.jobstate import Event
 
@@ -76,31 +75,14 @@ def beat(job_id: int, lease: int, items: Sequence[int] = ()) -> None:
             ErasureItem.objects.filter(pk__in=list(held)).update(updated_at=now)
 
 
-@contextmanager
-def keepalive(job_id: int, lease: int, items: Sequence[int] = ()) -> Iterator[None]:
+def keepalive(job_id: int, lease: int, items: Sequence[int] = ()
+              ) -> AbstractContextManager[None]:
     """Beat from a side thread while a long provider call runs, so that neither the sweeper
     nor a new worker takes the job or its items from a worker still sending them. It never
     fails the call."""
-    stop = threading.Event()
-    interval = max(0.5, min(BEAT_EVERY, settings.LETHE_STUCK_AFTER / 4))
-
-    def run() -> None:
-        try:
-            while not stop.wait(interval):
-                try:
-                    beat(job_id, lease, items)
-                except DatabaseError:
-                    pass
-        finally:
-            db_connection.close()
-
-    thread = threading.Thread(target=run, name=f"keepalive-job-{job_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=interval + 5)
+    every = max(0.5, min(BEAT_EVERY, settings.LETHE_STUCK_AFTER / 4))
+    return heartbeat.beating(lambda: beat(job_id, lease, items), every,
+                             name=f"keepalive-job-{job_id}")
 
 
 def forget_stale() -> int:

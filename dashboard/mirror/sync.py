@@ -27,31 +27,37 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 import providers
 
-from ..lib import locks, queue
+from ..lib import heartbeat, locks, queue
 from ..models import Connection, Message, MirrorState, SyncRun
 from .reader import Known, Reader
 from .writer import Writer
 
 log = logging.getLogger(__name__)
 
-# A run still queued or running after this long lost its worker; it no longer blocks a new one.
-STALE = timedelta(minutes=30)
+# A running sync beats every few seconds from a side thread; silent this long, it died.
+BEAT_EVERY = 5.0
+SILENT = timedelta(seconds=60)
+# A queued run no worker took in this long lost its message.
+NEVER_STARTED = timedelta(minutes=30)
 
 
 def in_progress(connection: Connection) -> SyncRun | None:
-    """The run under way for this connection, after settling runs whose worker was lost."""
+    """The run under way for this connection, after failing runs whose worker died (its
+    heartbeat stopped) or that no worker ever took (their message was lost)."""
+    now = timezone.now()
     unfinished = connection.sync_runs.filter(
-        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING]
-    )
-    unfinished.filter(created_at__lt=timezone.now() - STALE).update(
-        status=SyncRun.Status.FAILED, finished_at=timezone.now(),
-        error="Interrupted: no worker finished it. Nothing was changed; sync again.",
-    )
+        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING])
+    unfinished.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=now - SILENT).update(
+        status=SyncRun.Status.FAILED, finished_at=now,
+        error="The worker stopped while syncing; nothing was changed. Sync again.")
+    unfinished.filter(status=SyncRun.Status.QUEUED, created_at__lt=now - NEVER_STARTED).update(
+        status=SyncRun.Status.FAILED, finished_at=now,
+        error="No worker started it (is one running?); nothing was changed. Sync again.")
     return unfinished.first()
 
 
@@ -68,19 +74,39 @@ def start(connection: Connection, user: Any = None, *, full: bool = False,
         full=full,
     )
     if send:
-        queue.send(queue.SYNC, run.pk)
+        queue.send(queue.SYNC, run.pk, on_failure=lambda exc: _unqueued(run.pk))
     return run
 
 
-def perform_sync(run_id: int) -> SyncRun:
-    """Carry out a queued run; a finished one is returned as it is."""
+def _unqueued(run_id: int) -> None:
+    SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(),
+        error="The task queue could not be reached, so nothing was started. Try again "
+              "shortly.")
+
+
+def perform_sync(run_id: int, *, resume: bool = False) -> SyncRun:
+    """Carry out a queued run, once: a finished run, or one a live worker is on (its
+    message delivered twice), is returned as it is. ``resume``: this worker was on it and
+    lost it (a database outage), so it takes it back whatever its heartbeat says."""
+    now = timezone.now()
+    claimable = Q(status=SyncRun.Status.QUEUED) | Q(
+        status=SyncRun.Status.RUNNING, heartbeat_at__lt=now - SILENT)
+    if resume:
+        claimable |= Q(status=SyncRun.Status.RUNNING)
+    claimed = SyncRun.objects.filter(claimable, pk=run_id).update(
+        status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now)
     sync_run = SyncRun.objects.select_related("connection").get(pk=run_id)
-    if sync_run.finished:
+    if not claimed:
         return sync_run
+    with heartbeat.beating(lambda: SyncRun.objects.filter(
+            pk=run_id, status=SyncRun.Status.RUNNING).update(heartbeat_at=timezone.now()),
+            BEAT_EVERY, name=f"sync-{run_id}"):
+        return _perform(sync_run)
+
+
+def _perform(sync_run: SyncRun) -> SyncRun:
     connection = sync_run.connection
-    sync_run.status = SyncRun.Status.RUNNING
-    sync_run.started_at = timezone.now()
-    sync_run.save(update_fields=["status", "started_at"])
     since = None if sync_run.full else connection.last_synced_at
     reader: Reader | None = None
     try:

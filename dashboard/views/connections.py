@@ -147,10 +147,14 @@ def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
         run = sync.start(connection, request.user, send=True)
         audit.record(request.user, audit.Action.SYNC_REQUESTED, connection, request,
                      sync_run=run.pk)
+        run.refresh_from_db()  # failed at once when the task queue could not be reached
     if is_fragment(request):
         return render(request, "connections/detail.html#sync-status",
                       {"connection": connection, "latest": run})
-    messages.info(request, "Sync queued.")
+    if run.status == run.Status.FAILED:
+        messages.error(request, run.error)
+    else:
+        messages.info(request, "Sync queued.")
     return redirect("connection", pk=connection.pk)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.urls import reverse
+from django.utils import timezone
 
 from dashboard.mirror import sync
 from dashboard.models import Character, Connection, Conversation, Message, SyncRun
@@ -94,14 +98,40 @@ def test_a_fixed_key_makes_the_connection_valid_again(synced):
     assert synced.status == Connection.Status.OK and synced.last_error == ""
 
 
-def test_a_run_whose_worker_was_lost_stops_blocking_new_syncs(connection):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+def test_a_run_no_worker_took_stops_blocking_new_syncs(connection):
     lost = sync.start(connection)
     assert sync.in_progress(connection) == lost
     SyncRun.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(hours=1))
     assert sync.in_progress(connection) is None
     lost.refresh_from_db()
-    assert lost.status == SyncRun.Status.FAILED and "Interrupted" in lost.error
+    assert lost.status == SyncRun.Status.FAILED and "No worker started it" in lost.error
+
+
+def test_a_run_whose_worker_died_is_failed_within_a_minute_and_can_start_again(connection):
+    dead = sync.start(connection)
+    SyncRun.objects.filter(pk=dead.pk).update(status=SyncRun.Status.RUNNING,
+                                              heartbeat_at=timezone.now())
+    assert sync.in_progress(connection) == dead  # a live worker is on it
+    assert sync.perform_sync(dead.pk).status == SyncRun.Status.RUNNING  # a second delivery
+    SyncRun.objects.filter(pk=dead.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    assert sync.in_progress(connection) is None
+    dead.refresh_from_db()
+    assert dead.status == SyncRun.Status.FAILED and "worker stopped" in dead.error
+    assert sync.perform_sync(sync.start(connection).pk).status == SyncRun.Status.OK
+
+
+@pytest.mark.django_db(transaction=True)  # the queue is asked once the run is committed
+def test_a_sync_that_could_not_be_queued_says_so_instead_of_a_500(client, connection, owner,
+                                                                  monkeypatch):
+    from dashboard.lib import queue
+
+    def broker_away(task: str, pk: int, copies: int = 1) -> None:
+        raise ConnectionRefusedError("broker away")
+
+    monkeypatch.setattr(queue, "dispatch", broker_away)
+    client.force_login(owner)
+    response = client.post(reverse("connection_sync", args=[connection.pk]), follow=True)
+    assert response.status_code == 200
+    assert "task queue could not be reached" in response.content.decode()
+    assert connection.sync_runs.get().status == SyncRun.Status.FAILED
+    assert sync.in_progress(connection) is None  # "Sync now" starts a new one
