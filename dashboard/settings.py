@@ -246,10 +246,11 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+LETHE_SWEEP_INTERVAL = float(os.environ.get("LETHE_SWEEP_INTERVAL", "5"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-erasure-jobs": {
         "task": "dashboard.tasks.sweep",
-        "schedule": float(os.environ.get("LETHE_SWEEP_INTERVAL", "5")),
+        "schedule": LETHE_SWEEP_INTERVAL,
     },
 }
 
