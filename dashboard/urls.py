@@ -25,6 +25,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
 # local sign-in otherwise.
 admin.site.login = login.LoginView.as_view()  # type: ignore[method-assign,assignment]
 
+handler500 = "dashboard.errors.unavailable_or_error"
+
 urlpatterns = [
     path("", overview.overview, name="home"),
     path("healthz", healthz),

@@ -4,51 +4,54 @@ sign-ins whatever the method."""
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
+from django.contrib.auth.forms import AuthenticationForm, UsernameField
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 
+from ..models import AuditEvent
 from . import audit
+
+
+def who(request: HttpRequest | None, raw_name: object) -> str:
+    """Who is trying to sign in, as the lockout counts it: the address and the name as
+    authentication reads it (trimmed, NFKC-normalised), folded to one case, so " bob",
+    "BOB" and "ｂob" are one name to the lockout as to the sign-in. Hashed, so that the
+    audit trail does not keep whatever a form was sent."""
+    name = str(UsernameField().to_python(str(raw_name or "").strip()) or "").casefold()
+    address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+    return hashlib.sha256(f"{address}\n{name}".encode()).hexdigest()[:32]
+
+
+def recent_failures(key: str) -> int:
+    """Failed sign-ins of ``key`` within the lockout: counted from the audit trail, so the
+    lockout holds with the cache away (and across every web process)."""
+    since = timezone.now() - timedelta(seconds=settings.LETHE_LOGIN_LOCKOUT)
+    return AuditEvent.objects.filter(action=audit.Action.SIGN_IN_FAILED, at__gte=since,
+                                     details__who=key).count()
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
     """After LETHE_LOGIN_MAX_FAILURES wrong passwords for one name from one address, refuse
-    further tries for LETHE_LOGIN_LOCKOUT seconds, right or wrong. The name is counted as
-    authentication reads it (trimmed, NFKC-normalised), folded to one case, so " bob",
-    "BOB" and "ｂob" are the same name to the lockout as to the sign-in."""
-
-    def _key(self) -> str:
-        if not self.request:
-            return ""
-        raw = str(self.data.get("username", ""))
-        name = str(self.fields["username"].to_python(raw.strip()) or "").casefold()
-        # Hashed: a cache key must not carry whatever a form was sent.
-        who = hashlib.sha256(f"{self.request.META.get('REMOTE_ADDR', '')}\n{name}".encode())
-        return f"lethe:login-failures:{who.hexdigest()}"
+    further tries for LETHE_LOGIN_LOCKOUT seconds, right or wrong (see ``who``)."""
 
     def clean(self) -> dict[str, Any]:
-        key = self._key()
-        if key and cache.get(key, 0) >= settings.LETHE_LOGIN_MAX_FAILURES:
+        key = who(self.request, self.data.get("username", ""))
+        if recent_failures(key) >= settings.LETHE_LOGIN_MAX_FAILURES:
             audit.record(None, audit.Action.SIGN_IN_FAILED, None, self.request,
                          username=str(self.data.get("username", "")).strip()[:150],
-                         reason="locked out")
+                         who=key, reason="locked out")
             raise self.get_invalid_login_error().__class__(
                 "Too many failed sign-ins for this name from this address. "
                 f"Try again in {settings.LETHE_LOGIN_LOCKOUT // 60} minutes.",
                 code="throttled",
             )
-        try:
-            return super().clean()
-        except Exception:
-            if key:
-                cache.add(key, 0, settings.LETHE_LOGIN_LOCKOUT)
-                cache.incr(key)
-            raise
+        return super().clean()
 
 
 class LoginView(auth_views.LoginView):
@@ -72,4 +75,5 @@ def on_sign_in_failed(sender: Any, credentials: dict[str, Any], request: HttpReq
                       **kwargs: Any) -> None:
     # Only the name: credentials also hold the (masked) password.
     audit.record(None, audit.Action.SIGN_IN_FAILED, None, request,
-                 username=str(credentials.get("username", ""))[:150])
+                 username=str(credentials.get("username", ""))[:150],
+                 who=who(request, credentials.get("username", "")))

@@ -15,7 +15,8 @@ class LoginRequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated or request.path.startswith(PUBLIC_PREFIXES):
+        # The path first: /healthz must answer without the session (and so the database).
+        if request.path.startswith(PUBLIC_PREFIXES) or request.user.is_authenticated:
             return self.get_response(request)
         if getattr(request, "htmx", False):
             # A fragment must not swap a login form into the page: send the browser there.
