@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 State = ErasureItem.State
 MAX_INLINE_WAIT = 30.0
 RETRY_LATER = 30.0  # seconds before a job whose read-back failed is tried again
+# Answers that mean the provider as a whole is away (refused, gateway, unavailable): they say
+# nothing about the items, so they do not use up the items' tries.
+UNAVAILABLE = {None, 502, 503, 504}
 # What a cancelled job still reads back: uncertain sends, and acknowledged ones not verified
 # (the sweeper brings it back for these; an item in flight is its worker's until stuck).
 TO_READ_BACK = Q(state=State.UNKNOWN) | Q(state=State.ERASED, settled_at__isnull=True)
@@ -105,8 +108,8 @@ def _work_guarded(job: ErasureJob, lease: int) -> None:
         until = now + timedelta(seconds=exc.retry_after or RETRY_LATER)
         _wait(job, until, f"{job.provider_label} asked us to wait until {until:%H:%M:%S} UTC.")
     except providers.ProviderError as exc:
-        # A read-back failed (an outage, a garbled answer): nothing is sent without it, so
-        # the items wait and the sweeper brings the job back later.
+        # The provider is away, or a read-back failed (nothing is sent without it): the
+        # items wait and the sweeper brings the job back once `until` has passed.
         until = now + timedelta(seconds=RETRY_LATER)
         _wait(job, until, f"{_unreachable(exc)} Trying again at {until:%H:%M:%S} UTC.")
 
@@ -236,6 +239,11 @@ def _send(session: ProviderSession, batch: list[ErasureItem], lease: int) -> Non
         raise
     except providers.TemporaryError as exc:
         rest = _keep_partial(batch, exc)
+        if not exc.sent and exc.status in UNAVAILABLE:
+            # The provider is away, not these items: they go back untouched and the job
+            # waits for it (see _work_guarded), however long the outage lasts.
+            _release(rest)
+            raise
         if not exc.sent:
             _retry_or_fail(rest, str(exc))
             return

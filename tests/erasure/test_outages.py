@@ -154,3 +154,20 @@ def test_a_database_outage_is_a_plain_503_not_a_500(rf):
     except OperationalError:
         response = unavailable_or_error(rf.get("/"))
     assert response.status_code == 503 and b"database is unavailable" in response.content
+
+
+@pytest.mark.django_db
+def test_an_unreachable_provider_is_called_unreachable_not_a_request_to_wait(synced):
+    job = confirmed_job(synced, 1)
+    synced.options = {"base_url": "http://127.0.0.1:9"}  # nothing listens: refused at once
+    synced.save()
+    job = worker.work_job(job.pk)
+    assert job.status == ErasureJob.Status.RUNNING and job.throttled_until
+    assert "could not be reached" in job.last_error
+    assert "asked us to wait" not in job.last_error
+    assert job.last_error.count("Convai") == 1
+    assert job.items.get().state == State.PENDING  # nothing was sent: nothing to doubt
+    page = Client()
+    page.force_login(synced.owner)
+    text = page.get(reverse("job", args=[job.pk])).content.decode()
+    assert "could not be reached" in text and "asked us to wait" not in text
