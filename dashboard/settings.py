@@ -265,8 +265,9 @@ LETHE_APPROVAL_ALL = env_bool("LETHE_APPROVAL_ALL", False)
 LETHE_CANCEL_WINDOW = int(os.environ.get("LETHE_CANCEL_WINDOW", "60"))
 # Above this many items, "Erase" needs the number typed in.
 LETHE_TYPED_CONFIRM_THRESHOLD = int(os.environ.get("LETHE_TYPED_CONFIRM_THRESHOLD", "10"))
-# An item in flight this long, on a job no worker has touched for as long, lost its worker.
-LETHE_STUCK_AFTER = int(os.environ.get("LETHE_STUCK_AFTER", "120"))
+# A worker silent this long is taken for dead: its sync is failed, its erasure jobs are
+# taken over and its items in flight read back. Workers beat at a quarter of it.
+LETHE_STUCK_AFTER = int(os.environ.get("LETHE_STUCK_AFTER", "30"))
 # Items a worker claims at once; 0 means the provider's largest batch.
 LETHE_ERASE_BATCH = int(os.environ.get("LETHE_ERASE_BATCH", "0"))
 # Workers that take one job's batches side by side, each with one batch in flight, all

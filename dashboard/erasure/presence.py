@@ -24,15 +24,11 @@ from ..lib import heartbeat
 from ..models import ErasureItem, ErasureJob, ErasureLease
 from ..models.jobstate import Event
 
-# A live worker beats every few seconds; one silent this long is gone.
-BEAT_EVERY = 5.0
-FRESH = timedelta(seconds=30)
-
 
 def fresh_leases() -> Any:
     """``Exists`` of a fresh lease on the outer job: somebody is working it."""
     return Exists(ErasureLease.objects.filter(job=OuterRef("pk"),
-                                              beat_at__gte=timezone.now() - FRESH))
+                                              beat_at__gte=heartbeat.silent_since()))
 
 
 def join(job: ErasureJob) -> int | None:
@@ -41,7 +37,7 @@ def join(job: ErasureJob) -> int | None:
     now = timezone.now()
     with transaction.atomic():
         locked = ErasureJob.objects.select_for_update().get(pk=job.pk)
-        working = locked.leases.filter(beat_at__gte=now - FRESH).count()
+        working = locked.leases.filter(beat_at__gte=heartbeat.silent_since()).count()
         if working >= settings.LETHE_ERASE_WORKERS:
             return None
         # The first worker's start time stays when a second one joins.
@@ -80,8 +76,7 @@ def keepalive(job_id: int, lease: int, items: Sequence[int] = ()
     """Beat from a side thread while a long provider call runs, so that neither the sweeper
     nor a new worker takes the job or its items from a worker still sending them. It never
     fails the call."""
-    every = max(0.5, min(BEAT_EVERY, settings.LETHE_STUCK_AFTER / 4))
-    return heartbeat.beating(lambda: beat(job_id, lease, items), every,
+    return heartbeat.beating(lambda: beat(job_id, lease, items),
                              name=f"keepalive-job-{job_id}")
 
 

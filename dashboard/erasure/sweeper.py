@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from ..lib import heartbeat
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import Event
 from . import notify, presence, worker
@@ -27,7 +27,7 @@ REQUEUE_AFTER = timedelta(seconds=60)
 def sweep() -> list[int]:
     """Returns the ids of the jobs it queued."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.LETHE_STUCK_AFTER)
+    stale = heartbeat.silent_since()
     queued: list[int] = []
     for pk in ErasureJob.objects.filter(status=ErasureJob.Status.SCHEDULED,
                                         not_before__lte=now).values_list("pk", flat=True):
@@ -44,13 +44,15 @@ def sweep() -> list[int]:
                                          "it will be read back before anything is resent.")
 
     # Work is due and nobody is on it: once any wait it recorded is over, and unless
-    # workers were asked for a moment ago (their message may still be on its way).
+    # workers were asked for a moment ago and none has come since (their message may still
+    # be on its way; one that came and died has left its beat after `queued_at`).
     due = ErasureItem.objects.filter(job=OuterRef("pk")).filter(
         Q(state=State.UNKNOWN) | Q(state=State.ERASED, settled_at__isnull=True)
         | Q(state=State.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     )
     ready = ((Q(throttled_until__isnull=True) | Q(throttled_until__lte=now))
-             & (Q(queued_at__isnull=True) | Q(queued_at__lt=now - REQUEUE_AFTER)))
+             & (Q(queued_at__isnull=True) | Q(queued_at__lt=now - REQUEUE_AFTER)
+                | Q(heartbeat_at__gt=F("queued_at"))))
     live = Q(connection__isnull=False)
     queued += ErasureJob.objects.filter(
         live, ready, nobody, Exists(due),

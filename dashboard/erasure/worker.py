@@ -21,7 +21,7 @@ from django.utils import timezone
 import providers
 from providers.records import Outcome
 
-from ..lib import queue
+from ..lib import heartbeat, queue
 from ..lib.aio import ProviderSession
 from ..models import Connection, ErasureItem, ErasureJob
 from ..models.jobstate import Event
@@ -89,7 +89,9 @@ def work_job(job_id: int) -> ErasureJob:
                 state=State.WOULD_ERASE, detail="Dry run: nothing was sent.",
                 settled_at=timezone.now())
             return finish_if_settled(job)
-        _work_guarded(job, lease)
+        # Beating all along, read-backs included: a worker alive is never taken for dead.
+        with presence.keepalive(job.pk, lease):
+            _work_guarded(job, lease)
         return finish_if_settled(job)
     finally:
         presence.leave(lease)
@@ -309,7 +311,7 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
     """A cancelled job sends nothing more, but its uncertain items are still read back, and
     what was acknowledged is verified. Items in flight are left to the worker sending them
     unless that worker is gone."""
-    stale = timezone.now() - timedelta(seconds=settings.LETHE_STUCK_AFTER)
+    stale = heartbeat.silent_since()
     if not (job.heartbeat_at and job.heartbeat_at > stale):
         ErasureItem.objects.filter(job=job, state=State.IN_FLIGHT, updated_at__lt=stale).update(
             state=State.UNKNOWN)

@@ -39,9 +39,6 @@ from .writer import Writer
 
 log = logging.getLogger(__name__)
 
-# A running sync beats every few seconds from a side thread; silent this long, it died.
-BEAT_EVERY = 5.0
-SILENT = timedelta(seconds=60)
 # A queued run no worker took in this long lost its message.
 NEVER_STARTED = timedelta(minutes=30)
 
@@ -52,7 +49,8 @@ def in_progress(connection: Connection) -> SyncRun | None:
     now = timezone.now()
     unfinished = connection.sync_runs.filter(
         status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING])
-    unfinished.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=now - SILENT).update(
+    silent = heartbeat.silent_since()
+    unfinished.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=silent).update(
         status=SyncRun.Status.FAILED, finished_at=now,
         error="The worker stopped while syncing; nothing was changed. Sync again.")
     unfinished.filter(status=SyncRun.Status.QUEUED, created_at__lt=now - NEVER_STARTED).update(
@@ -91,7 +89,7 @@ def perform_sync(run_id: int, *, resume: bool = False) -> SyncRun:
     lost it (a database outage), so it takes it back whatever its heartbeat says."""
     now = timezone.now()
     claimable = Q(status=SyncRun.Status.QUEUED) | Q(
-        status=SyncRun.Status.RUNNING, heartbeat_at__lt=now - SILENT)
+        status=SyncRun.Status.RUNNING, heartbeat_at__lt=heartbeat.silent_since())
     if resume:
         claimable |= Q(status=SyncRun.Status.RUNNING)
     claimed = SyncRun.objects.filter(claimable, pk=run_id).update(
@@ -101,7 +99,7 @@ def perform_sync(run_id: int, *, resume: bool = False) -> SyncRun:
         return sync_run
     with heartbeat.beating(lambda: SyncRun.objects.filter(
             pk=run_id, status=SyncRun.Status.RUNNING).update(heartbeat_at=timezone.now()),
-            BEAT_EVERY, name=f"sync-{run_id}"):
+            name=f"sync-{run_id}"):
         return _perform(sync_run)
 
 

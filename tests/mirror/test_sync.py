@@ -107,7 +107,7 @@ def test_a_run_no_worker_took_stops_blocking_new_syncs(connection):
     assert lost.status == SyncRun.Status.FAILED and "No worker started it" in lost.error
 
 
-def test_a_run_whose_worker_died_is_failed_within_a_minute_and_can_start_again(connection):
+def test_a_run_whose_worker_fell_silent_is_failed_and_can_start_again(connection):
     dead = sync.start(connection)
     SyncRun.objects.filter(pk=dead.pk).update(status=SyncRun.Status.RUNNING,
                                               heartbeat_at=timezone.now())
@@ -135,3 +135,25 @@ def test_a_sync_that_could_not_be_queued_says_so_instead_of_a_500(client, connec
     assert "task queue could not be reached" in response.content.decode()
     assert connection.sync_runs.get().status == SyncRun.Status.FAILED
     assert sync.in_progress(connection) is None  # "Sync now" starts a new one
+
+
+def test_a_sync_task_retried_after_a_database_error_resumes_its_own_run(connection,
+                                                                         monkeypatch):
+    from django.db import OperationalError
+
+    from dashboard import tasks
+
+    run = sync.start(connection, send=False)
+    real, failures = sync._perform, [OperationalError("server closed the connection")]
+
+    def database_drops_once(sync_run: SyncRun) -> SyncRun:
+        if failures:
+            raise failures.pop()
+        return real(sync_run)
+
+    monkeypatch.setattr(sync, "_perform", database_drops_once)
+    # The first try left the run "running" with a fresh heartbeat, as a live one would be;
+    # the retry is the same task, so it takes the run back rather than leaving it be.
+    tasks.sync_connection.apply(args=[run.pk])
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.OK and not failures
