@@ -22,6 +22,8 @@ import bisect
 import json
 import logging
 import os
+import socket
+import sys
 import tempfile
 import threading
 import time
@@ -76,6 +78,7 @@ class FakeProvider(abc.ABC):
         self.in_flight = 0
         self.peak_in_flight = 0
         self._failures: list[tuple[int, str | None]] = []
+        self._unavailable_until = 0.0  # monotonic; until then every request gets a 503
         self._malformed = 0
         self._stalls: list[float] = []
         self._resets = 0
@@ -92,6 +95,11 @@ class FakeProvider(abc.ABC):
         """
         with self.lock:
             self._failures.extend([(status, path)] * n)
+
+    def unavailable_for(self, seconds: float) -> None:
+        """Answer every request with a 503 for ``seconds``, as a provider in an outage."""
+        with self.lock:
+            self._unavailable_until = time.monotonic() + seconds
 
     def stall_next(self, n: int = 1, seconds: float = 2.0) -> None:
         """Hold the next ``n`` answers for ``seconds`` after the route ran: a client with a
@@ -115,6 +123,7 @@ class FakeProvider(abc.ABC):
         """Forget queued faults, counters and the rate window; keep the data."""
         with self.lock:
             self._failures.clear()
+            self._unavailable_until = 0.0
             self._malformed = self._resets = 0
             self._stalls.clear()
             self._recent.clear()
@@ -263,6 +272,8 @@ class FakeProvider(abc.ABC):
         return self.latency - (time.monotonic() - arrived) if self.latency else 0.0
 
     def _take_failure(self, path: str) -> int | None:
+        if time.monotonic() < self._unavailable_until:
+            return 503
         for index, (status, only) in enumerate(self._failures):
             if only is None or only == path:
                 del self._failures[index]
@@ -328,7 +339,7 @@ class FakeServer:
     def __init__(self, fake: FakeProvider, host: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"fake": fake})
         self.fake = fake
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
         bound = self._httpd.server_address[1]
         self.url = f"http://{host}:{bound}"
@@ -339,8 +350,11 @@ class FakeServer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop as a crashed provider does: new connections are refused and open ones
+        (clients keep them alive) are cut, answers under way included."""
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.cut_connections()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> Self:
@@ -349,6 +363,38 @@ class FakeServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    """Remembers its open connections, so that stopping it can cut them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # a cut connection is no error here
+            super().handle_error(request, client_address)
+
+    def cut_connections(self) -> None:
+        with self._open_lock:
+            cut, self._open = self._open, set()
+        for request in cut:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its client
 
 
 class _Handler(BaseHTTPRequestHandler):

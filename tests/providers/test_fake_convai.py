@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -188,6 +189,14 @@ def test_the_rate_limit_counts_arrivals_however_late_they_are_answered(fake: Con
     assert statuses(200.5, 200.9, 200.7) == [200, 200, 429]
     fake.reset()
     assert statuses(300.0, 300.6, 301.1, 301.7) == [200] * 4  # two a second: allowed
+
+
+def test_an_outage_answers_503_to_everything_until_it_is_over(client: httpx.Client,
+                                                              fake: ConvaiFake) -> None:
+    fake.unavailable_for(0.3)
+    assert [post(client, LIST).status_code for _ in range(3)] == [503] * 3
+    time.sleep(0.3)
+    assert post(client, LIST).status_code == 200
 
 
 def test_fault_knobs_answer_5xx_then_broken_json(client: httpx.Client, fake: ConvaiFake) -> None:
