@@ -1,89 +1,101 @@
 #!/usr/bin/env python3
-"""Run the test suite against PostgreSQL, wherever one can be had.
+"""Run the test suite against PostgreSQL, wherever one can be had, and the fault suite.
 
-DATABASE_URL if set; else the server on 127.0.0.1:5432 if it answers; else a throw-away
-cluster started from this machine's PostgreSQL binaries and removed afterwards.
+    scripts/test.py                  the suite (two processes) and, beside it, the fault suite
+    scripts/test.py [pytest args]    the suite only, with those arguments
+    scripts/test.py --faults [args]  the fault suite only
+
+The suite uses DATABASE_URL if set; else the server on 127.0.0.1:5432 if it answers; else a
+throw-away cluster started from this machine's PostgreSQL binaries and removed afterwards.
+The fault suite (tests/faults) stops and kills the servers it runs on, so it always gets a
+PostgreSQL and a Redis of its own, on free ports (see tests/services.py).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.services import REDIS_HINT, Postgres, answers, binary, free_port  # noqa: E402
 
 
-def answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+class Pytest:
+    """A pytest run in a scratch LETHE_DATA_DIR, removed when it is over."""
+
+    def __init__(self, env: dict[str, str], args: list[str], output: IO[bytes] | None = None):
+        self.data_dir = tempfile.mkdtemp(prefix="lethe-test-")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args], cwd=ROOT,
+            env={**env, "LETHE_DATA_DIR": self.data_dir},
+            stdout=output, stderr=subprocess.STDOUT if output else None)
+
+    def wait(self) -> int:
+        try:
+            return self.process.wait()
+        finally:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
-    )
-    if not found:
-        sys.exit(f"No DATABASE_URL, no PostgreSQL on 127.0.0.1:5432 and no {name} to start one. "
-                 "Install PostgreSQL (Debian: postgresql) or set DATABASE_URL.")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def temporary_cluster() -> tuple[str, callable]:  # type: ignore[valid-type]
-    workdir = Path(tempfile.mkdtemp(prefix="lethe-pg-"))
-    data, port = workdir / "data", free_port()
-    # initdb refuses to run as root; run the cluster as the postgres user if we are root.
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, pg_bin("initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*prefix, pg_bin("pg_ctl"), "-D", str(data), "-l", str(workdir / "log"),
-                    "-o", f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -F", "-w",
-                    "start"], check=True, stdout=subprocess.DEVNULL)
-
-    def stop() -> None:
-        subprocess.run([*prefix, pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    return f"postgres://postgres@127.0.0.1:{port}/lethe", stop
-
-
-def main() -> int:
+def suite(args: list[str]) -> int:
     env = dict(os.environ)
-    stop = None
+    stop: Callable[[], None] | None = None
     if not env.get("DATABASE_URL"):
         if answers("127.0.0.1", 5432):
             env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/lethe"
         else:
-            env["DATABASE_URL"], stop = temporary_cluster()
+            cluster = Postgres().start()
+            env["DATABASE_URL"], stop = cluster.url, cluster.remove
             print("Started a temporary PostgreSQL cluster for the tests", flush=True)
     env.setdefault("CELERY_BROKER_URL", "memory://")
-    env["LETHE_DATA_DIR"] = tempfile.mkdtemp(prefix="lethe-test-")
     try:
-        args = sys.argv[1:] or ["-n", "2"]
-        return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
+        return Pytest(env, args or ["-n", "2"]).wait()
     finally:
-        shutil.rmtree(env["LETHE_DATA_DIR"], ignore_errors=True)
         if stop:
             stop()
 
 
+def faults(args: list[str], output: IO[bytes] | None = None) -> Pytest:
+    """The servers are started by the fault suite's conftest on the ports named here, since
+    it stops and starts them; nothing else is pointed at them."""
+    binary("redis-server", REDIS_HINT)
+    redis = f"redis://127.0.0.1:{free_port()}"
+    env = {**os.environ, "LETHE_FAULT_SUITE": "1",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/lethe",
+           "CELERY_BROKER_URL": f"{redis}/0", "LETHE_REDIS_URL": f"{redis}/1"}
+    return Pytest(env, ["tests/faults", "-p", "no:xdist", *args], output)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--faults"]:
+        return faults(argv[1:]).wait()
+    if argv:
+        return suite(argv)
+    # The fault suite mostly waits out the outages it makes, so it runs beside the suite;
+    # its report follows the suite's.
+    with tempfile.TemporaryFile() as report:
+        beside = faults(["-q"], report)
+        try:
+            failed = suite([])
+        except BaseException:  # interrupted: take the fault suite and its servers down too
+            beside.process.terminate()
+            raise
+        failed_faults = beside.wait()
+        report.seek(0)
+        print("== The fault suite: Redis, PostgreSQL, the provider and workers broken "
+              "mid-job", flush=True)
+        sys.stdout.buffer.write(report.read())
+        sys.stdout.flush()
+    return failed or failed_faults
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

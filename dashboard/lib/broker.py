@@ -5,10 +5,15 @@ holds an unacknowledged message), a prefork worker closes its broker connection 
 the channel, which tries to put the unacknowledged message back: kombu 5.7 then reads the
 connection details from a transport it has already let go of and fails with
 ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which the worker treats
-as unrecoverable and exits on. Here that case is the connection error it really is: the
+as unrecoverable and exits on (the same path as kombu issue #582, closed years ago, back in
+5.7). Here that case is the connection error it really is: the
 worker reconnects once Redis is back, and the message comes back through the broker's
 visibility timeout (the job itself is settled from Lethe's own tables either way).
-Reproduced and tested in tests/erasure/test_outages.py; kombu 5.7.0 is the newest release.
+
+It is a race (whether the transport was let go of before the channel closes), so a worker
+survives some outages without this. tests/faults/test_broker.py sets up the failing step
+directly and fails once kombu fixes it (5.7.0 is the newest release); test_outages.py
+there takes Redis away from a working worker.
 """
 
 from __future__ import annotations

@@ -6,19 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection as db_connection
 
 from dashboard.erasure import worker
 from dashboard.mirror import sync
 from dashboard.models import ErasureItem, ErasureJob
 from providers.fakes.convai import ConvaiFake
-from tests.helpers import ROOT, confirmed_job, wait_for
+from tests import processes
+from tests.helpers import confirmed_job, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,38 +64,10 @@ def test_eight_concurrent_workers_never_send_an_item_twice(connection, convai_fa
 
 
 def start_worker(broker_dir: str) -> subprocess.Popen[bytes]:
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "LETHE_DATA_DIR": broker_dir,
-        "LETHE_SECRET_KEY": "crash-test",
-        "LETHE_ENCRYPTION_KEYS": ",".join(django_settings.LETHE_ENCRYPTION_KEYS),
-        "LETHE_STUCK_AFTER": "2",
-        "LETHE_SWEEP_INTERVAL": "1",
-        "LETHE_ERASE_BATCH": "1",
-        "LETHE_PROVIDER_RATE": "1000",
-        "LETHE_PROVIDER_HOSTS": "127.0.0.1",  # the fake, on loopback
-        "LETHE_SECURE": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--beat", "--pool",
-         "prefork", "--concurrency", "1", "--loglevel", "WARNING",
-         "--schedule", os.path.join(broker_dir, "beat")],
-        # Run from the scratch folder, so whatever the broker writes stays there.
-        cwd=broker_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def pool_child(worker: subprocess.Popen[bytes]) -> int:
-    def children() -> list[int]:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(worker.pid)],
-                             capture_output=True, text=True, check=False).stdout
-        return [int(p) for p in out.split()]
-    return wait_for(lambda: next(iter(children()), 0), what="the pool child to start")
+    """A worker with its beat, on a file-system broker in ``broker_dir``."""
+    env = processes.environment(Path(broker_dir), CELERY_BROKER_URL="filesystem://",
+                                LETHE_STUCK_AFTER="2")
+    return processes.worker(env, "--beat", "--schedule", os.path.join(broker_dir, "beat"))
 
 
 @pytest.mark.parametrize("victim", ["worker", "pool_child"])
@@ -110,7 +82,7 @@ def test_a_killed_worker_leaves_no_item_unsettled_and_none_deleted_twice(
             send_task(broker_dir, job.pk)
             wait_for(lambda: len(convai_fake.deletes) >= 2, timeout=60,
                      what="the worker to start deleting")
-            pid = worker.pid if victim == "worker" else pool_child(worker)
+            pid = worker.pid if victim == "worker" else processes.pool_child(worker)
             os.kill(pid, signal.SIGKILL)
             if victim == "worker":
                 worker.wait(timeout=10)
@@ -119,25 +91,11 @@ def test_a_killed_worker_leaves_no_item_unsettled_and_none_deleted_twice(
             wait_for(lambda: ErasureJob.objects.get(pk=job.pk).status == "done", timeout=120,
                      what="the job to finish after the crash")
         finally:
-            stop(worker)
+            processes.stop(worker)
     job.refresh_from_db()
     states = set(job.items.values_list("state", flat=True))
     assert states <= {ErasureItem.State.VERIFIED}, states
     assert max(convai_fake.deletes.values()) == 1
-
-
-def stop(worker: subprocess.Popen[bytes]) -> None:
-    """Stop the worker and its pool and beat children, whatever state they are in."""
-    try:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=10)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        pass
-    try:
-        os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    worker.wait(timeout=10)
 
 
 def send_task(broker_dir: str, job_id: int) -> None:
