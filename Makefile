@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 
-.PHONY: run test lint install clean bench
+.PHONY: run test lint install clean bench system-deps
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/run.py
 
-test: lint
+# Chromium, and the PostgreSQL and Redis binaries: installed with apt when we may.
+system-deps:
+	$(PYTHON) scripts/system_deps.py
+
+test: system-deps lint
 	$(PY) scripts/audit_deps.py
 	$(PY) scripts/test.py $(PYTEST_ARGS)
 

@@ -24,7 +24,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run .ci/run (it installs it) "
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run make test (it installs it) "
                     "or set LETHE_CHROMIUM.")
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes
     # between browser steps are ordinary blocking calls.
@@ -78,17 +78,31 @@ def test_sign_in_sync_select_three_erase_and_watch_it_finish(
     assert ErasureJob.objects.get().status == "done"
 
 
-def test_every_screen_renders_in_the_browser_without_script_or_policy_errors(
+def accessibility_problems(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """What axe-core (bundled with axe-playwright-python) finds serious or critical on the
+    page as it is now, one line per rule and element."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{page.url}: {v['id']} ({v['impact']}): {v['help']} at {n['target']}"
+            for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+            for n in v["nodes"]]
+
+
+def test_every_screen_renders_in_the_browser_without_script_policy_or_axe_errors(
     browser, live_server, owner, synced
 ):
     """Console errors catch what a server-side test cannot: a CSP violation (an inline
-    script or style slipped in), a missing static file, a script error."""
+    script or style slipped in), a missing static file, a script error. axe-core checks
+    each screen for serious or critical accessibility faults."""
     page = browser.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
             if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+    problems: list[str] = []
     page.goto(f"{live_server.url}/accounts/login/")
+    problems += accessibility_problems(page)
     page.fill("#id_username", owner.username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
@@ -100,10 +114,12 @@ def test_every_screen_renders_in_the_browser_without_script_or_policy_errors(
         response = page.goto(f"{live_server.url}{path}")
         assert response is not None and response.status == 200, path
         assert page.locator("main h1").count() >= 1, path
+        problems += accessibility_problems(page)
     page.goto(f"{live_server.url}/conversations/")
     page.locator("input[data-select-page]").click()
     page.wait_for_selector("button[data-select-all]")
     assert not errors, errors
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
