@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
+from .erasure import readiness
 from .team import login, oidc
 from .views import (
     audit,
@@ -18,7 +19,14 @@ from .views import (
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
+    """The process answers; touches nothing (not even the session)."""
     return HttpResponse("ok", content_type="text/plain")
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    """The database, the broker and beat, each "ok" or why not; 503 unless all are."""
+    found = readiness.check()
+    return JsonResponse(found, status=200 if readiness.ready(found) else 503)
 
 
 # The admin signs in through the same door as everyone: SSO when configured, throttled
@@ -30,6 +38,7 @@ handler500 = "dashboard.errors.unavailable_or_error"
 urlpatterns = [
     path("", overview.overview, name="home"),
     path("healthz", healthz),
+    path("readyz", readyz),
     path("accounts/login/", login.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("connections/", connections.connection_list, name="connections"),

@@ -7,7 +7,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 
-PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/healthz", "/oidc/")
+PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/healthz", "/readyz", "/oidc/")
 
 
 class LoginRequiredMiddleware:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from itertools import pairwise
 
-from dashboard.erasure import worker
+from dashboard.erasure import readiness, worker
 from dashboard.models import Tick
 from tests.helpers import confirmed_job
 
@@ -48,6 +48,7 @@ def test_a_database_outage_in_the_middle_of_a_job_is_waited_out(servers, celery,
     worker.enqueue(job.pk)
     deleting(convai_fake)
     servers.postgres.stop("fast")  # every session ended: the worker's and this test's
+    assert readiness.check()["database"].startswith("unavailable")  # what /readyz says
     time.sleep(OUTAGE)
     servers.postgres.start()
     erased_exactly_once(finished(job), convai_fake)
