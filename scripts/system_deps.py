@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What `make test` needs from the machine beyond Python: Chromium for the browser tests,
-and the PostgreSQL and Redis server binaries the fault suite starts servers of its own
+and the PostgreSQL and Redis server binaries the system suite starts servers of its own
 from. Installed with apt when this user may (root, or sudo without a password); otherwise
 one line says what to install. Standard library only: it runs before the virtualenv.
 """

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Run the test suite against PostgreSQL, wherever one can be had, and the fault suite.
+"""Run the test suite against PostgreSQL, wherever one can be had, and the system suite.
 
-    scripts/test.py                  the suite (two processes) and, beside it, the fault suite
+    scripts/test.py                  the suite (two processes) and, beside it, the system suite
     scripts/test.py [pytest args]    the suite only, with those arguments
-    scripts/test.py --faults [args]  the fault suite only
+    scripts/test.py --system [args]  the system suite only
 
 The suite uses DATABASE_URL if set; else the server on 127.0.0.1:5432 if it answers; else a
 throw-away cluster started from this machine's PostgreSQL binaries and removed afterwards.
-The fault suite (tests/faults) stops and kills the servers it runs on, so it always gets a
+The system suite (tests/system) stops and kills the servers it runs on, so it always gets a
 PostgreSQL and a Redis of its own, on free ports (see tests/services.py).
 """
 
@@ -63,38 +63,37 @@ def suite(args: list[str]) -> int:
             stop()
 
 
-def faults(args: list[str], output: IO[bytes] | None = None) -> Pytest:
-    """The servers are started by the fault suite's conftest on the ports named here, since
+def system(args: list[str], output: IO[bytes] | None = None) -> Pytest:
+    """The servers are started by the system suite's conftest on the ports named here, since
     it stops and starts them; nothing else is pointed at them."""
     binary("redis-server", REDIS_HINT)
     redis = f"redis://127.0.0.1:{free_port()}"
-    env = {**os.environ, "LETHE_FAULT_SUITE": "1",
+    env = {**os.environ, "LETHE_SYSTEM_SUITE": "1",
            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/lethe",
            "CELERY_BROKER_URL": f"{redis}/0", "LETHE_REDIS_URL": f"{redis}/1"}
-    return Pytest(env, ["tests/faults", "-p", "no:xdist", *args], output)
+    return Pytest(env, ["tests/system", "-p", "no:xdist", *args], output)
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--faults"]:
-        return faults(argv[1:]).wait()
+    if argv[:1] == ["--system"]:
+        return system(argv[1:]).wait()
     if argv:
         return suite(argv)
-    # The fault suite mostly waits out the outages it makes, so it runs beside the suite;
-    # its report follows the suite's.
+    # The system suite mostly waits (out the outages it stages, for servers to start), so
+    # it runs beside the suite; its report follows the suite's.
     with tempfile.TemporaryFile() as report:
-        beside = faults(["-q"], report)
+        beside = system(["-q"], report)
         try:
             failed = suite([])
-        except BaseException:  # interrupted: take the fault suite and its servers down too
+        except BaseException:  # interrupted: take the system suite and its servers down too
             beside.process.terminate()
             raise
-        failed_faults = beside.wait()
+        failed_system = beside.wait()
         report.seek(0)
-        print("== The fault suite: Redis, PostgreSQL, the provider and workers broken "
-              "mid-job", flush=True)
+        print("== The system suite: outages staged mid-job, the deploy kit end to end", flush=True)
         sys.stdout.buffer.write(report.read())
         sys.stdout.flush()
-    return failed or failed_faults
+    return failed or failed_system
 
 
 if __name__ == "__main__":

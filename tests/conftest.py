@@ -16,10 +16,10 @@ from providers.fakes.base import FakeServer
 from providers.fakes.convai import ConvaiFake
 from tests.helpers import PASSWORD, make_connection, with_role
 
-# The fault suite stops and kills the servers it runs on, so it runs alone, on servers of its
-# own: `scripts/test.py --faults` (and `make test`, after the rest).
-if not os.environ.get("LETHE_FAULT_SUITE"):
-    collect_ignore = ["faults"]
+# The system suite stops and kills the servers it runs on, so it runs alone, on servers of
+# its own: `scripts/test.py --system` (and `make test`, beside the rest).
+if not os.environ.get("LETHE_SYSTEM_SUITE"):
+    collect_ignore = ["system"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ worker reconnects once Redis is back, and the message comes back through the bro
 visibility timeout (the job itself is settled from Lethe's own tables either way).
 
 It is a race (whether the transport was let go of before the channel closes), so a worker
-survives some outages without this. tests/faults/test_broker.py sets up the failing step
+survives some outages without this. tests/system/test_broker.py sets up the failing step
 directly and fails once kombu fixes it (5.7.0 is the newest release); test_outages.py
 there takes Redis away from a working worker.
 """

@@ -1,7 +1,7 @@
 """Lethe survives its own infrastructure, in-process: a job finishes only once verified,
 resumes when the wait it recorded is over, never has more workers than it may, and what
 an outage held back (notifications, a lost task message) is done later, not lost. The
-outages themselves (Redis, PostgreSQL, killed workers) are staged in tests/faults."""
+outages themselves (Redis, PostgreSQL, killed workers) are staged in tests/system."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""The fault suite's own world: a PostgreSQL cluster and a Redis that the tests stop, kill
+"""The system suite's own world: a PostgreSQL cluster and a Redis that the tests stop, kill
 and start again, a Celery worker and beat as real processes on them, and the Convai fake on
 loopback, slow enough for a fault to land in the middle of a job.
 
-`scripts/test.py --faults` picks the ports (in DATABASE_URL and CELERY_BROKER_URL) before
+`scripts/test.py --system` picks the ports (in DATABASE_URL and CELERY_BROKER_URL) before
 Django reads its settings; the servers are started here, before the test database is made.
 """
 
@@ -27,8 +27,8 @@ def _own_port(variable: str, shared: int) -> int:
     port = urlsplit(os.environ.get(variable, "")).port
     if port is None or port == shared:
         # Never stop or kill a server someone else uses.
-        pytest.exit(f"The fault suite needs {variable} on a port of its own; run it with "
-                    "`scripts/test.py --faults`.", returncode=2)
+        pytest.exit(f"The system suite needs {variable} on a port of its own; run it with "
+                    "`scripts/test.py --system`.", returncode=2)
     return port
 
 
