@@ -316,7 +316,9 @@ OIDC_OP_TOKEN_ENDPOINT = os.environ.get("LETHE_OIDC_TOKEN_ENDPOINT", "")
 OIDC_OP_USER_ENDPOINT = os.environ.get("LETHE_OIDC_USERINFO_ENDPOINT", "")
 OIDC_OP_JWKS_ENDPOINT = os.environ.get("LETHE_OIDC_JWKS_ENDPOINT", "") or None
 OIDC_RP_SIGN_ALGO = "RS256"
-OIDC_RP_SCOPES = "openid email profile"
+# Add the scope that releases groups where the provider needs one (Okta, oidc-provider:
+# "groups"; Keycloak and authentik put them in profile).
+OIDC_RP_SCOPES = os.environ.get("LETHE_OIDC_SCOPES", "openid email profile")
 OIDC_USE_PKCE = True
 OIDC_TIMEOUT = float(os.environ.get("LETHE_OIDC_TIMEOUT", "10"))
 LETHE_OIDC_GROUPS_CLAIM = os.environ.get("LETHE_OIDC_GROUPS_CLAIM", "groups")

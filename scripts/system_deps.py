@@ -21,6 +21,11 @@ NEEDS = {
     "postgresql": lambda: bool(shutil.which("initdb")
                                or glob.glob("/usr/lib/postgresql/*/bin/initdb")),
     "redis-server": lambda: bool(shutil.which("redis-server")),
+    # The deploy kit's end-to-end test: nginx with TLS, and a real OpenID provider on Node.
+    "nginx": lambda: bool(shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
+    "openssl": lambda: bool(shutil.which("openssl")),
+    "nodejs": lambda: bool(shutil.which("node")),
+    "npm": lambda: bool(shutil.which("npm")),
 }
 
 

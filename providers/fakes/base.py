@@ -72,6 +72,7 @@ class FakeProvider(abc.ABC):
         self.plan_gated_delete = plan_gated_delete
         self.requests: Counter[str] = Counter()  # "POST /path" -> requests received
         self.deletes: Counter[str] = Counter()  # item id -> successful deletes
+        self.answered_429 = 0  # requests answered 429 (over the rate limit, or injected)
         # Serve text no database can store (a NUL, a lone surrogate), as JSON may carry it.
         self.odd_text = False
         # Requests being answered right now over HTTP, and the most there ever were at once.
@@ -129,6 +130,7 @@ class FakeProvider(abc.ABC):
             self._recent.clear()
             self.requests.clear()
             self.deletes.clear()
+            self.answered_429 = 0
             self.peak_in_flight = self.in_flight
 
     ODD = "odd \u0000 text \ud800 here"
@@ -302,6 +304,7 @@ class FakeProvider(abc.ABC):
         return False
 
     def _too_many(self) -> FakeResponse:
+        self.answered_429 += 1
         seconds = f"{self.retry_after:g}"
         return self.error(429, "Too many requests", {"Retry-After": seconds})
 
