@@ -246,6 +246,10 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# /metrics for Prometheus: off unless a bearer token or allowed addresses are set.
+LETHE_METRICS_TOKEN = os.environ.get("LETHE_METRICS_TOKEN", "")
+LETHE_METRICS_ALLOW = env_list("LETHE_METRICS_ALLOW")
+
 LETHE_SWEEP_INTERVAL = float(os.environ.get("LETHE_SWEEP_INTERVAL", "5"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-erasure-jobs": {

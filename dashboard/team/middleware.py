@@ -7,7 +7,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 
-PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/healthz", "/readyz", "/oidc/")
+PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/healthz", "/readyz",
+                   "/metrics", "/oidc/")
 
 
 class LoginRequiredMiddleware:
