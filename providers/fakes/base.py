@@ -73,6 +73,7 @@ class FakeProvider(abc.ABC):
         self.requests: Counter[str] = Counter()  # "POST /path" -> requests received
         self.deletes: Counter[str] = Counter()  # item id -> successful deletes
         self.answered_429 = 0  # requests answered 429 (over the rate limit, or injected)
+        self.arrivals: list[float] = []  # when each request arrived (monotonic), in order
         # Serve text no database can store (a NUL, a lone surrogate), as JSON may carry it.
         self.odd_text = False
         # Requests being answered right now over HTTP, and the most there ever were at once.
@@ -131,6 +132,7 @@ class FakeProvider(abc.ABC):
             self.requests.clear()
             self.deletes.clear()
             self.answered_429 = 0
+            self.arrivals.clear()
             self.peak_in_flight = self.in_flight
 
     ODD = "odd \u0000 text \ud800 here"
@@ -247,9 +249,11 @@ class FakeProvider(abc.ABC):
         then takes (latency, or this lock held while another answer is built)."""
         path = path.split("?", 1)[0]
         lowered = {k.lower(): v for k, v in headers.items()}
+        arrived = time.monotonic() if arrived is None else arrived
         with self.lock:
             self.requests[f"{method} {path}"] += 1
-            if self._over_rate(time.monotonic() if arrived is None else arrived):
+            self.arrivals.append(arrived)
+            if self._over_rate(arrived):
                 return self._too_many()
             status = self._take_failure(path)
             if status is not None:
@@ -302,6 +306,14 @@ class FakeProvider(abc.ABC):
                 return True
         bisect.insort(recent, arrived)
         return False
+
+    def busiest(self, seconds: float = 1.0) -> int:
+        """The most requests that arrived within any ``seconds`` (what a provider counting
+        arrivals in a sliding window sees at its worst)."""
+        with self.lock:
+            times = sorted(self.arrivals)
+        return max((bisect.bisect_left(times, t + seconds) - i for i, t in enumerate(times)),
+                   default=0)
 
     def _too_many(self) -> FakeResponse:
         self.answered_429 += 1

@@ -191,6 +191,16 @@ def test_the_rate_limit_counts_arrivals_however_late_they_are_answered(fake: Con
     assert statuses(300.0, 300.6, 301.1, 301.7) == [200] * 4  # two a second: allowed
 
 
+def test_the_fake_counts_arrivals_and_429s_as_a_provider_would(fake: ConvaiFake) -> None:
+    fake.rate_limit = 2
+    statuses = [fake.handle("POST", LIST, {"CONVAI-API-KEY": DEMO_KEY}, b"{}", arrived=t).status
+                for t in (10.0, 10.2, 10.4, 11.3, 13.0)]
+    assert statuses == [200, 200, 429, 200, 200]
+    assert fake.answered_429 == 1
+    assert fake.busiest(1.0) == 3  # the refused one arrived too
+    assert fake.busiest(3.0) == 4 and fake.busiest(3.5) == 5  # windows are [t, t + s)
+
+
 def test_an_outage_answers_503_to_everything_until_it_is_over(client: httpx.Client,
                                                               fake: ConvaiFake) -> None:
     fake.unavailable_for(0.3)
