@@ -35,7 +35,10 @@ def test_readyz_needs_beat_to_have_swept_recently(client):
 @pytest.mark.django_db
 def test_readyz_says_when_the_broker_is_unreachable(client, monkeypatch):
     ticks.take("sweep", 5)
+    # Celery reads CELERY_BROKER_URL from the environment before its own settings (the
+    # suite sets it to memory://), so both must point at the closed port.
     monkeypatch.setattr(current_app.conf, "broker_url", "redis://127.0.0.1:9/0")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["broker"].startswith("unreachable")
