@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 
-.PHONY: run test lint install clean bench system-deps
+.PHONY: run test lint install clean bench system-deps screenshots
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: system-deps lint
 # Speed at scale against the fakes on loopback (PostgreSQL on 127.0.0.1:5432); ~10 minutes.
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+# The README's pictures, from the running demo at 1280 and 390 px (docs/screenshots/).
+screenshots: $(STAMP) system-deps
+	$(PY) scripts/screenshots.py
 
 # Style, types, security smells, and the layers of docs/architecture.md.
 lint: $(STAMP)
