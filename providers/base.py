@@ -24,6 +24,7 @@ from .egress import transport_for
 from .errors import PermanentError
 from .hosts import HostRules
 from .http import DEFAULT_ERROR_KEYS, Classifier, HttpClient, HttpPolicy, RateBudget
+from .meter import Meter
 from .records import (
     Account,
     Capabilities,
@@ -91,6 +92,8 @@ class Provider(abc.ABC):
         # Plain sentences for the person, gathered while working (e.g. "this account has no
         # legacy histories"); the dashboard shows them with the sync run.
         self.notes: list[str] = []
+        # What this connection's clients sent and how often the provider said 429.
+        self.meter = Meter()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.options.get('base_url', '')}>"
@@ -145,6 +148,7 @@ class Provider(abc.ABC):
             auth_statuses=self.auth_statuses,
             classify=self._classifier(),
             auth=self._auth(),
+            meter=self.meter,
         )
 
     async def __aenter__(self) -> Self:

@@ -37,6 +37,7 @@ from .errors import (
     RateLimited,
     TemporaryError,
 )
+from .meter import Meter
 
 log = logging.getLogger("providers.http")
 
@@ -240,8 +241,11 @@ class HttpClient:
         auth_statuses: Collection[int] = (401, 403),
         classify: Classifier | None = None,
         auth: httpx.Auth | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.label = label
+        # Every request that leaves is counted, retries included (what a provider counts).
+        self.meter = meter or Meter()
         self.policy = policy
         self.budget = budget
         self.error_keys = error_keys
@@ -308,6 +312,8 @@ class HttpClient:
                 )
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
+                if sent:
+                    self.meter.sent(None)
                 self._log(method, path, None, started, type(exc).__name__)
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
                 if (write and sent) or attempt >= self.policy.retries:
@@ -319,11 +325,13 @@ class HttpClient:
                 continue
             except httpx.RequestError as exc:
                 # A body that could not be decoded (bad gzip, bad charset) or similar.
+                self.meter.sent(None)
                 self._log(method, path, None, started, type(exc).__name__)
                 raise ProtocolError(
                     f"{self.label} sent a response that could not be read ({type(exc).__name__})"
                 ) from None
             self._log(method, path, response.status_code, started)
+            self.meter.sent(response.status_code)
             refusal = self._refusal(response)
             if refusal is None:
                 return response

@@ -3,7 +3,8 @@ so every web process answers the same and nothing is lost when a worker restarts
 
 Gauges of what is there now (jobs by state, items by outcome and provider, how long the
 oldest job has waited for a worker and for an approver, when beat last swept) and summaries
-of what was done (sync runs and their durations). No label holds a name a person typed, a
+of what was done (sync runs and their durations, provider requests sent and 429s received,
+by provider and kind of work). No label holds a name a person typed, a
 key or text."""
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from collections.abc import Iterator
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Sum
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
-from ..models import ErasureItem, ErasureJob, SyncRun, Tick
+from ..models import ErasureItem, ErasureJob, ProviderTraffic, SyncRun, Tick
 
 
 class LetheCollector(Collector):
@@ -64,3 +70,17 @@ class LetheCollector(Collector):
                                  .order_by()):
             runs.add_metric([status], n, total.total_seconds() if total else 0.0)
         yield runs
+
+        sent = CounterMetricFamily("lethe_provider_requests",
+                                   "Requests sent to providers (retries included), by provider "
+                                   "and kind of work (sync, erase, check).",
+                                   labels=["provider", "kind"])
+        limited = CounterMetricFamily("lethe_provider_rate_limited",
+                                      "429 answers received from providers, by provider and "
+                                      "kind of work.", labels=["provider", "kind"])
+        for provider, kind, requests, rate_limited in ProviderTraffic.objects.values_list(
+                "provider", "kind", "requests", "rate_limited").order_by("provider", "kind"):
+            sent.add_metric([provider, kind], requests)
+            limited.add_metric([provider, kind], rate_limited)
+        yield sent
+        yield limited

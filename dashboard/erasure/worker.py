@@ -23,7 +23,7 @@ from providers.records import Outcome
 
 from ..lib import heartbeat, queue
 from ..lib.aio import ProviderSession
-from ..models import Connection, ErasureItem, ErasureJob
+from ..models import Connection, ErasureItem, ErasureJob, ProviderTraffic
 from ..models.jobstate import Event
 from ..team import audit
 from ..team.roles import Role, at_least
@@ -186,20 +186,35 @@ def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
 def _work(job: ErasureJob, lease: int) -> None:
     slice_ends = time.monotonic() + settings.LETHE_TASK_SLICE
     with ProviderSession(job.live_connection().open_provider()) as session:
-        size = settings.LETHE_ERASE_BATCH or session.provider.capabilities.max_batch
-        while _still_running(job, lease) and time.monotonic() < slice_ends:
-            # Uncertain outcomes first: read back before anything could be sent again.
-            unknown = _items_in(job, State.UNKNOWN)
-            if unknown:
-                resolve_unknown(session, unknown)
-                continue
-            batch = claim(job, size)
-            if not batch:
-                if not _wait_for_backoff(job):
-                    break
-                continue
-            _send(session, batch, lease)
-        _verify_or_wait(session, job)
+        try:
+            _work_slice(session, job, lease, slice_ends)
+        finally:
+            _count(session)
+
+
+def _work_slice(session: ProviderSession, job: ErasureJob, lease: int,
+                slice_ends: float) -> None:
+    size = settings.LETHE_ERASE_BATCH or session.provider.capabilities.max_batch
+    while _still_running(job, lease) and time.monotonic() < slice_ends:
+        # Uncertain outcomes first: read back before anything could be sent again.
+        unknown = _items_in(job, State.UNKNOWN)
+        if unknown:
+            resolve_unknown(session, unknown)
+            continue
+        batch = claim(job, size)
+        if not batch:
+            if not _wait_for_backoff(job):
+                break
+            continue
+        _send(session, batch, lease)
+        _count(session)
+    _verify_or_wait(session, job)
+
+
+def _count(session: ProviderSession) -> None:
+    """Add what was sent since the last count to the traffic /metrics serves."""
+    provider = session.provider
+    ProviderTraffic.add(provider.name, ProviderTraffic.Kind.ERASE, provider.meter.take())
 
 
 def _verify_or_wait(session: ProviderSession, job: ErasureJob) -> None:
@@ -317,8 +332,11 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
             state=State.UNKNOWN)
     try:
         with ProviderSession(job.live_connection().open_provider()) as session:
-            resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)
-            verify(session, job)
+            try:
+                resolve_unknown(session, _items_in(job, State.UNKNOWN), cancelled=True)
+                verify(session, job)
+            finally:
+                _count(session)
             return
     except providers.ProviderError as exc:
         log.warning("read-back for cancelled job %s failed: %s", job.pk, type(exc).__name__)
@@ -330,7 +348,8 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
 def _pause_for_auth(job: ErasureJob, exc: providers.AuthError) -> None:
     connection = job.live_connection()
     reason = (f"{connection.provider_label} refused the key ending {connection.secret_hint}: "
-              f"{exc}. Replace the key in Connections; the job resumes by itself then.")
+              f"{str(exc).rstrip('. ')}. Replace the key in Connections; the job resumes by "
+              "itself then.")
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.INVALID, last_error=reason
     )

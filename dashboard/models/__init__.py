@@ -3,6 +3,7 @@ from .connections import Connection, OIDCIdentity, ProxyIdentity
 from .erasure import ErasureItem, ErasureJob, ErasureLease
 from .mirror import Character, Conversation, Message, MirrorState, ProviderState, SyncRun
 from .policies import JobNotification, PolicyRun, RetentionPolicy
+from .traffic import ProviderTraffic
 
 __all__ = [
     "AuditEvent",
@@ -18,6 +19,7 @@ __all__ = [
     "OIDCIdentity",
     "PolicyRun",
     "ProviderState",
+    "ProviderTraffic",
     "ProxyIdentity",
     "RetentionPolicy",
     "SyncRun",

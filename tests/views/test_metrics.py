@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,8 +72,46 @@ def test_the_example_alert_rules_use_only_metrics_that_exist(client, settings):
     settings.LETHE_METRICS_TOKEN = TOKEN
     text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
     names = {f"{family.name}{suffix}" for family in text_string_to_metric_families(text)
-             for suffix in ("", "_count", "_sum")}  # every family, even with no samples yet
+             for suffix in ("", "_count", "_sum", "_total")}  # every family, even empty
     rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "lethe-alerts.yml").read_text())
     used = {m for group in rules["groups"] for rule in group["rules"]
             for m in re.findall(r"lethe_\w+", rule["expr"])}
     assert used and used <= names, used - names
+
+
+@pytest.mark.django_db
+def test_provider_requests_and_429s_are_what_the_provider_counted(client, settings, connection,
+                                                                   convai_fake):
+    """Every request the fake received and every 429 it answered is in /metrics, under the
+    provider and the kind of work that sent it, and a scrape later still holds them."""
+    from dashboard.erasure import worker
+    from dashboard.mirror import sync
+
+    settings.LETHE_METRICS_TOKEN = TOKEN
+    convai_fake.retry_after = 0.01
+    convai_fake.fail_next(2, status=429)  # the sync's first reads are refused, then retried
+    run = sync.perform_sync(sync.start(connection).pk)
+    assert run.status == "ok", run.error
+    synced_requests = sum(convai_fake.requests.values())
+    assert (run.requests, run.rate_limited) == (synced_requests, 2)
+
+    convai_fake.clear_faults()
+    convai_fake.retry_after = 0.01
+    convai_fake.fail_next(1, status=429)
+    job = worker.work_job(confirmed_job(connection, 3).pk)
+    assert job.status == ErasureJob.Status.DONE
+    erase_requests = sum(convai_fake.requests.values())
+
+    convai_fake.clear_faults()
+    client.force_login(connection.owner)
+    client.post(reverse("connection_test", args=[connection.pk]))
+    check_requests = sum(convai_fake.requests.values())
+
+    found = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"
+                               ).content.decode())
+    for kind, requests, limited in (("sync", synced_requests, 2), ("erase", erase_requests, 1),
+                                    ("check", check_requests, 0)):
+        labels = (("kind", kind), ("provider", "convai"))
+        assert found[("lethe_provider_requests_total", labels)] == requests, kind
+        assert found[("lethe_provider_rate_limited_total", labels)] == limited, kind
+    assert erase_requests and check_requests
