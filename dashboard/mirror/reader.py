@@ -102,6 +102,18 @@ def needs_messages(conv: records.Conversation, known: dict[str, Known],
     return started >= since - RECENT
 
 
+@dataclass(slots=True)
+class Progress:
+    """How far the reader has come, read from the heartbeat thread for the progress shown
+    while a sync runs (plain ints: a torn read is at worst one beat behind)."""
+
+    characters: int = 0
+    conversations: int = 0
+    to_read: int = 0
+    read: int = 0
+    messages: int = 0
+
+
 class _Stopped(Exception):
     """The writer gave up; the reader stops quietly."""
 
@@ -110,8 +122,10 @@ class Reader(threading.Thread):
     """Reads the listing, then the messages of each stale chat, ``in_flight`` at a time."""
 
     def __init__(self, provider: providers.Provider, known: dict[str, Known],
-                 since: datetime | None, in_flight: int) -> None:
+                 since: datetime | None, in_flight: int,
+                 progress: Progress | None = None) -> None:
         super().__init__(name="lethe-sync-reader", daemon=True)
+        self.progress = progress or Progress()
         self.provider = provider
         self.known = known
         self.since = since
@@ -153,10 +167,12 @@ class Reader(threading.Thread):
         async with provider:
             account = await provider.check()
             characters = [c async for c in provider.characters()]
+            self.progress.characters = len(characters)
             listed: dict[int, list[records.Conversation]] = {}
 
             async def list_one(index: int, character: records.Character) -> None:
                 listed[index] = [c async for c in provider.conversations(character)]
+                self.progress.conversations += len(listed[index])
 
             await self._each(enumerate(characters), list_one)
             conversations = [c for i in range(len(characters)) for c in listed[i]]
@@ -166,6 +182,7 @@ class Reader(threading.Thread):
             # A provider may list one chat twice (say, under two characters): read it once.
             unique = {c.provider_id: c for c in conversations}.values()
             stale = [c for c in unique if needs_messages(c, self.known, self.since)]
+            self.progress.to_read = len(stale)
             await self._each(((c,) for c in stale), self._read_one)
         notes = [*provider.notes, self.clean.note()]
         await self._put(Finished([n for n in dict.fromkeys(notes) if n]))
@@ -176,16 +193,23 @@ class Reader(threading.Thread):
             if self.since is not None and mirrored and mirrored.newest_id:
                 newest = await self.provider.newest_messages(conv, mirrored.newest_id)
                 if newest is not None:
+                    self._done(len(newest))
                     await self._put(NewestOfChat(self.clean.text(conv.provider_id),
                                                  [self.clean.record(m) for m in newest]))
                     return
             msgs = [m async for m in self.provider.messages(conv)]
         except providers.NotFound:
             # Listed a moment ago, gone now: deleted elsewhere while we synced.
+            self._done(0)
             await self._put(Vanished(self.clean.text(conv.provider_id)))
             return
+        self._done(len(msgs))
         await self._put(WholeChat(self.clean.text(conv.provider_id),
                                   [self.clean.record(m) for m in msgs]))
+
+    def _done(self, messages: int) -> None:
+        self.progress.read += 1
+        self.progress.messages += messages
 
     async def _each(self, jobs: Iterable[tuple[Any, ...]],
                     call: Callable[..., Awaitable[None]]) -> None:

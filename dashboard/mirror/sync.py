@@ -34,6 +34,7 @@ import providers
 
 from ..lib import heartbeat, locks, queue
 from ..models import Connection, Message, MirrorState, SyncRun
+from .progress import Tracker
 from .reader import Known, Reader
 from .writer import Writer
 
@@ -97,24 +98,27 @@ def perform_sync(run_id: int, *, resume: bool = False) -> SyncRun:
     sync_run = SyncRun.objects.select_related("connection").get(pk=run_id)
     if not claimed:
         return sync_run
-    with heartbeat.beating(lambda: SyncRun.objects.filter(
-            pk=run_id, status=SyncRun.Status.RUNNING).update(heartbeat_at=timezone.now()),
-            name=f"sync-{run_id}"):
-        return _perform(sync_run)
+    tracker = Tracker(run_id, sync_run.connection.provider)
+    try:
+        with heartbeat.beating(tracker.beat, name=f"sync-{run_id}"):
+            return _perform(sync_run, tracker)
+    finally:
+        tracker.finish(sync_run)
 
 
-def _perform(sync_run: SyncRun) -> SyncRun:
+def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
     connection = sync_run.connection
     since = None if sync_run.full else connection.last_synced_at
     reader: Reader | None = None
     try:
         in_flight = max(1, settings.LETHE_SYNC_CONCURRENCY)
         provider = connection.open_provider()
+        tracker.meter = provider.meter
         with _responsive_reader(), transaction.atomic():
             # Purges wait until this commits; what it reads below is after theirs.
             locks.hold(locks.MIRROR, [connection.pk])
             known = _known(connection, incremental=since is not None)
-            reader = Reader(provider, known, since, in_flight)
+            reader = Reader(provider, known, since, in_flight, tracker.progress)
             reader.start()
             Writer(connection, sync_run, known).consume(reader.items())
     except providers.ProviderError as exc:
@@ -155,8 +159,7 @@ def _fail(sync_run: SyncRun, connection: Connection, exc: Exception,
           unexpected: bool = False) -> None:
     provider_label = connection.provider_label
     if isinstance(exc, providers.AuthError):
-        reason = f"{provider_label} refused the key ending {connection.secret_hint}: {exc}. " \
-            "Replace the key on the connection."
+        reason = connection.key_refused(exc)
         connection.status = Connection.Status.INVALID
     elif unexpected:
         reason = f"Internal error while syncing ({type(exc).__name__}); nothing was changed."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -146,6 +147,14 @@ class SyncRun(models.Model):
     conversations = models.PositiveIntegerField(default=0)
     messages = models.PositiveIntegerField(default=0)
     gone = models.PositiveIntegerField(default=0)
+    # Progress, written by the heartbeat while the run works (its own writes stay invisible
+    # until the end): conversations whose messages this run reads, how many are read so
+    # far, requests sent, 429s received, and requests per second over the last beat.
+    to_read = models.PositiveIntegerField(default=0)
+    read = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    rate_limited = models.PositiveIntegerField(default=0)
+    rate = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     # What the provider told us along the way, e.g. "this account has no legacy histories".
     notes = models.TextField(blank=True)
@@ -159,3 +168,13 @@ class SyncRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in {self.Status.OK, self.Status.FAILED}
+
+    @property
+    def eta(self) -> datetime | None:
+        """When a running sync should be done reading, at the pace it has read so far; None
+        before a conversation has been read (no pace to go by yet)."""
+        if (self.status != self.Status.RUNNING or not self.read or self.read >= self.to_read
+                or not self.started_at or not self.heartbeat_at):
+            return None
+        per_conversation = (self.heartbeat_at - self.started_at) / self.read
+        return self.heartbeat_at + per_conversation * (self.to_read - self.read)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.urls import reverse
@@ -146,10 +147,10 @@ def test_a_sync_task_retried_after_a_database_error_resumes_its_own_run(connecti
     run = sync.start(connection, send=False)
     real, failures = sync._perform, [OperationalError("server closed the connection")]
 
-    def database_drops_once(sync_run: SyncRun) -> SyncRun:
+    def database_drops_once(sync_run: SyncRun, *rest: Any) -> SyncRun:
         if failures:
             raise failures.pop()
-        return real(sync_run)
+        return real(sync_run, *rest)
 
     monkeypatch.setattr(sync, "_perform", database_drops_once)
     # The first try left the run "running" with a fresh heartbeat, as a live one would be;
