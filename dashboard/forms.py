@@ -52,7 +52,7 @@ class ConnectionForm(forms.Form):
             if spec.secret:
                 replacing = instance is not None
                 self.fields[f"secret_{spec.name}"] = forms.CharField(
-                    label=f"Replace {spec.label.lower()}" if replacing else spec.label,
+                    label=f"New {spec.label}" if replacing else spec.label,
                     required=spec.required and not replacing,
                     strip=True,
                     widget=forms.PasswordInput(render_value=False,
@@ -65,6 +65,12 @@ class ConnectionForm(forms.Form):
                     label=spec.label, required=spec.required and not spec.default,
                     initial=current or spec.default, help_text=spec.help,
                 )
+
+        if any(spec.secret for spec in self.provider_class.fields):
+            self.fields["skip_check"] = forms.BooleanField(
+                required=False, label="Save without checking",
+                help_text="A new key is saved once the provider accepts it; tick this to "
+                          "save it even if the provider cannot be reached now.")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -212,7 +212,7 @@ class Writer:
         sync_run.save()
         connection.last_synced_at = sync_run.started_at
         connection.last_error = ""
-        if connection.status == Connection.Status.INVALID:
+        if connection.status in (Connection.Status.INVALID, Connection.Status.UNCHECKED):
             connection.status = Connection.Status.OK
         if listing.account:
             connection.account_name = listing.account.name[:200]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -31,6 +32,8 @@ class Connection(models.Model):
         OK = "ok", "OK"
         INVALID = "invalid", "Invalid key"
         PAUSED = "paused", "Paused"
+        # Saved without a check ("save without checking"): no test or sync has read it yet.
+        UNCHECKED = "unchecked", "Not checked yet"
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
@@ -71,6 +74,38 @@ class Connection(models.Model):
             return self.provider_class.label
         except providers.PermanentError:
             return self.provider
+
+    def key_refused(self, exc: Exception) -> str:
+        """What a person reads when the provider refused the stored key (the provider's
+        own sentence may end in a full stop already)."""
+        return (f"{self.provider_label} refused the key ending {self.secret_hint}: "
+                f"{str(exc).rstrip('. ')}. Replace the key (Edit / replace key).")
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """What the last check or sync found, as (css state, words): an "OK" status with
+        an error since (the provider unreachable, say) does not read OK."""
+        if self.status == self.Status.OK and self.last_error:
+            return "failing", "Last check failed"
+        return self.status, self.get_status_display()
+
+    @property
+    def addresses(self) -> list[tuple[str, str]]:
+        """(label, where) of each provider address this connection uses, for its page: the
+        one it was pointed at, or the provider's own (never a user:password in it)."""
+        found = []
+        for spec in self.provider_class.fields:
+            if spec.secret or not spec.name.endswith("_url"):
+                continue
+            value = str(self.options.get(spec.name) or "")
+            if value and value != spec.default:
+                parts = urlsplit(value)
+                where = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+            else:
+                where = (f"{spec.default} (the provider's own)" if spec.default
+                         else "the provider's own for the region")
+            found.append((spec.label, where))
+        return found
 
     def set_secrets(self, secrets: dict[str, str]) -> None:
         self.secrets_encrypted = crypto.encrypt(str(self.uid), secrets)

@@ -14,7 +14,7 @@ from ..erasure import lifecycle, removal
 from ..forms import ConnectionForm, ShareForm
 from ..lib.aio import ProviderSession
 from ..mirror import sync
-from ..models import Connection, MirrorState, SyncRun
+from ..models import Connection, MirrorState, ProviderTraffic, SyncRun
 from ..team import audit
 from ..team.roles import Role
 from .common import is_fragment, require_role, user_connection
@@ -27,6 +27,45 @@ def owned_connection(request: HttpRequest, pk: int) -> Connection:
     if connection.owner_id != request.user.pk:
         raise Http404("Only the owner changes a connection.")
     return connection
+
+
+def check_key(connection: Connection) -> tuple[bool, str]:
+    """Ask the provider who the key belongs to and record what was found on the connection
+    (not saved): (True, what was reached) or (False, why not). Key refused: the status says
+    so; provider unreachable: the error says so and the status is left as it was."""
+    provider = None
+    try:
+        provider = connection.open_provider()
+        with ProviderSession(provider) as session:
+            account = session.call(provider.check())
+    except providers.AuthError as exc:
+        connection.status = Connection.Status.INVALID
+        connection.last_error = connection.key_refused(exc)
+        return False, connection.last_error
+    except providers.ProviderError as exc:
+        connection.last_error = (f"Could not check the key: {str(exc).rstrip('. ')}. "
+                                 "Test again once the provider answers.")
+        return False, connection.last_error
+    finally:
+        if provider is not None:
+            ProviderTraffic.add(connection.provider, ProviderTraffic.Kind.CHECK,
+                                provider.meter.take())
+    connection.account_name = account.name[:200]
+    connection.status, connection.last_error = Connection.Status.OK, ""
+    return True, f"Reached {account.name}: the key works."
+
+
+def _checked_before_saving(connection: Connection, form: ConnectionForm) -> bool:
+    """Unless the person asked to skip it, a new key is saved only once the provider took
+    it; otherwise the form says why and nothing is saved."""
+    if form.cleaned_data.get("skip_check"):
+        connection.status, connection.last_error = Connection.Status.UNCHECKED, ""
+        return True
+    ok, message = check_key(connection)
+    if not ok:
+        form.add_error(None, f"{message} Nothing was saved: type the key again, or tick "
+                             "“Save without checking”.")
+    return ok
 
 
 def connection_list(request: HttpRequest) -> HttpResponse:
@@ -60,11 +99,15 @@ def connection_add(request: HttpRequest) -> HttpResponse:
         connection = Connection(owner=request.user, provider=name,  # type: ignore[misc]
                                 label=form.cleaned_data["label"], options=form.options())
         connection.set_secrets(form.secrets())
-        connection.save()
-        audit.record(request.user, audit.Action.CONNECTION_ADDED, connection, request,
-                     provider=name)
-        messages.success(request, f"Added {connection}. Test it, then sync its histories.")
-        return redirect("connection", pk=connection.pk)
+        if _checked_before_saving(connection, form):
+            connection.save()
+            audit.record(request.user, audit.Action.CONNECTION_ADDED, connection, request,
+                         provider=name)
+            messages.success(request, f"Added {connection}. "
+                             + ("Test it, then sync its histories."
+                                if connection.status == Connection.Status.UNCHECKED
+                                else "The key works: sync to mirror its histories."))
+            return redirect("connection", pk=connection.pk)
     return render(request, "connections/form.html",
                   {"form": form, "provider": form.provider_class, "connection": None})
 
@@ -80,33 +123,45 @@ def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
         new = form.secrets()
         if new:
             connection.set_secrets({**connection.get_secrets(), **new})
-            connection.status = Connection.Status.OK
-            connection.last_error = ""
-        connection.save()
-        audit.record(request.user, audit.Action.CONNECTION_KEY_REPLACED if new
-                     else audit.Action.CONNECTION_CHANGED, connection, request,
-                     fields=sorted(form.changed_data))
-        resumed = lifecycle.resume_after_key_fix(connection.pk) if new else 0
-        messages.success(request, "Saved." + (" The new key is stored encrypted." if new else "")
-                         + (f" {resumed} paused job(s) resumed." if resumed else ""))
-        return redirect("connection", pk=connection.pk)
+        if not new or _checked_before_saving(connection, form):
+            connection.save()
+            audit.record(request.user, audit.Action.CONNECTION_KEY_REPLACED if new
+                         else audit.Action.CONNECTION_CHANGED, connection, request,
+                         fields=sorted(form.changed_data))
+            # A key saved unchecked may be as wrong as the old one: paused jobs wait for a
+            # check (Test, or a sync) to find it good.
+            resumed = (lifecycle.resume_after_key_fix(connection.pk)
+                       if new and connection.status == Connection.Status.OK else 0)
+            messages.success(request, "Saved."
+                             + (" The new key works and is stored encrypted."
+                                if new and connection.status == Connection.Status.OK else "")
+                             + (" The new key is stored encrypted, not checked yet: Test it."
+                                if connection.status == Connection.Status.UNCHECKED else "")
+                             + (f" {resumed} paused job(s) resumed." if resumed else ""))
+            return redirect("connection", pk=connection.pk)
     return render(request, "connections/form.html",
                   {"form": form, "provider": form.provider_class, "connection": connection})
 
 
+def _sync_context(connection: Connection) -> dict[str, object]:
+    """What the parts of the page that a sync changes are drawn from."""
+    runs = list(connection.sync_runs.all()[:10])
+    present = Q(conversations__mirror_state=MirrorState.PRESENT)
+    return {"connection": connection, "runs": runs, "latest": runs[0] if runs else None,
+            "characters": connection.characters.annotate(
+                held=Count("conversations", filter=present))}
+
+
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connection = user_connection(request, pk)
-    runs = list(connection.sync_runs.all()[:10])
-    context = {"connection": connection, "runs": runs, "latest": runs[0] if runs else None}
+    context = _sync_context(connection)
     if is_fragment(request):
-        return render(request, "connections/detail.html#sync-status", context)
+        # While a sync runs its section polls here; the answer that finds it finished also
+        # redraws, out of band, every part it changed (status, characters, recent syncs).
+        return render(request, "connections/detail.html#sync-update", context)
     if connection.owner_id == request.user.pk:
         context["share_form"] = ShareForm(
             request.user, initial={"groups": connection.shared_with.all()})
-    present = Q(conversations__mirror_state=MirrorState.PRESENT)
-    context["characters"] = connection.characters.annotate(
-        held=Count("conversations", filter=present)
-    )
     return render(request, "connections/detail.html", context)
 
 
@@ -114,26 +169,11 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role(Role.OPERATOR, lookup=user_connection)
 def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     connection = user_connection(request, pk)
-    try:
-        with ProviderSession(connection.open_provider()) as session:
-            account = session.call(session.provider.check())
-    except providers.AuthError as exc:
-        connection.status = Connection.Status.INVALID
-        connection.last_error = (f"{connection.provider_label} refused the key ending "
-                                 f"{connection.secret_hint}: {exc}. Replace the key.")
-        connection.save(update_fields=["status", "last_error"])
-        ok, message = False, connection.last_error
-    except providers.ProviderError as exc:
-        ok, message = False, f"{connection.provider_label}: {exc}"
-    else:
-        connection.account_name = account.name[:200]
-        if connection.status == Connection.Status.INVALID:
-            connection.status, connection.last_error = Connection.Status.OK, ""
-        connection.save(update_fields=["account_name", "status", "last_error"])
-        ok, message = True, f"Reached {account.name}."
+    ok, message = check_key(connection)
+    connection.save(update_fields=["account_name", "status", "last_error"])
     if is_fragment(request):
-        return render(request, "connections/detail.html#test-result",
-                      {"result": {"ok": ok, "message": message}})
+        return render(request, "connections/detail.html#test-update",
+                      {"result": {"ok": ok, "message": message}, "connection": connection})
     (messages.success if ok else messages.error)(request, message)
     return redirect("connection", pk=connection.pk)
 
@@ -149,12 +189,14 @@ def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
                      sync_run=run.pk)
         run.refresh_from_db()  # failed at once when the task queue could not be reached
     if is_fragment(request):
-        return render(request, "connections/detail.html#sync-status",
-                      {"connection": connection, "latest": run})
+        return render(request, "connections/detail.html#sync-update",
+                      _sync_context(connection))
     if run.status == run.Status.FAILED:
         messages.error(request, run.error)
     else:
-        messages.info(request, "Sync queued.")
+        messages.info(request, f"Sync of {connection.label} queued.")
+    if request.POST.get("back") == "overview":
+        return redirect("home")  # the overview's Sync buttons: it shows the progress
     return redirect("connection", pk=connection.pk)
 
 
