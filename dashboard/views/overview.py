@@ -1,6 +1,8 @@
-"""The overview, the landing page: per provider and connection, how much is held and how
-old it is (an SVG bar chart drawn here, no script), last sync, failing connections,
-running and waiting jobs, and what the retention policies will remove next."""
+"""The overview, the landing page: totals, then per provider and connection how much is held
+and how old it is (an SVG bar chart drawn here, no script), the last sync with its progress
+while one runs and a Sync button, failing connections, running and waiting jobs, what the
+retention policies will remove next, and the next step wherever something is still empty.
+While a sync runs, the live region re-renders itself from this view every two seconds."""
 
 from __future__ import annotations
 
@@ -14,7 +16,16 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from ..erasure import retention
-from ..models import Connection, Conversation, ErasureJob, MirrorState, RetentionPolicy, SyncRun
+from ..models import (
+    Character,
+    Connection,
+    Conversation,
+    ErasureJob,
+    MirrorState,
+    RetentionPolicy,
+    SyncRun,
+)
+from ..team.roles import Role, role_of
 
 BUCKETS = [("< 30 d", "age-new"), ("30–90 d", "age-recent"), ("90–365 d", "age-old"),
            ("older", "age-oldest")]
@@ -55,6 +66,14 @@ def chart(counts: list[int]) -> dict[str, Any]:
             "label_y": BASE + 14}
 
 
+def latest_runs(connections: Any) -> dict[int, SyncRun]:
+    """Each connection's newest sync run (one query)."""
+    newest = SyncRun.objects.filter(connection=OuterRef("connection")).order_by(
+        "-created_at", "-id").values("pk")[:1]
+    return {run.connection_id: run for run in SyncRun.objects.filter(
+        connection__in=connections, pk=Subquery(newest))}
+
+
 def overview(request: HttpRequest) -> HttpResponse:
     last_run = SyncRun.objects.filter(connection=OuterRef("pk")).order_by("-created_at", "-id")
     connections = Connection.objects.visible_to(request.user).annotate(
@@ -62,6 +81,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         last_run_error=Subquery(last_run.values("error")[:1]),
     ).order_by("provider", "label", "id")
     stats = age_stats(connections)
+    runs = latest_runs(connections)
     providers: dict[str, dict[str, Any]] = {}
     failing = []
     for connection in connections:
@@ -69,7 +89,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         counts = [row.get(f"b{i}", 0) for i in range(4)]
         entry = {"connection": connection, "conversations": row.get("conversations", 0),
                  "messages": row.get("held") or 0, "oldest": row.get("oldest"),
-                 "chart": chart(counts)}
+                 "chart": chart(counts), "run": runs.get(connection.pk)}
         group = providers.setdefault(connection.provider, {
             "sample": connection, "connections": [], "conversations": 0, "messages": 0,
             "counts": [0, 0, 0, 0]})
@@ -77,7 +97,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         group["conversations"] += entry["conversations"]
         group["messages"] += entry["messages"]
         group["counts"] = [a + b for a, b in zip(group["counts"], counts, strict=True)]
-        if (connection.status != Connection.Status.OK or connection.last_error
+        if (connection.status not in (Connection.Status.OK, Connection.Status.UNCHECKED)
+                or connection.last_error
                 or getattr(connection, "last_run_status", "") == SyncRun.Status.FAILED):
             failing.append(connection)
     for group in providers.values():
@@ -88,12 +109,26 @@ def overview(request: HttpRequest) -> HttpResponse:
             "next_run_at", "id")[:10]:
         policies.append({"policy": policy,
                          "would": retention.would_erase(policy, request.user).count()})
+    jobs = ErasureJob.objects.visible_to(request.user)
+    groups = list(providers.values())
+    totals = {
+        "connections": len(connections),
+        "characters": Character.objects.filter(connection__in=connections,
+                                               mirror_state=MirrorState.PRESENT).count(),
+        "conversations": sum(g["conversations"] for g in groups),
+        "messages": sum(g["messages"] for g in groups),
+        "jobs_open": jobs.filter(status__in=WAITING).count(),
+        "jobs": jobs.count(),
+    }
     return render(request, "overview/index.html", {
-        "providers": list(providers.values()),
+        "providers": groups,
         "failing": failing,
-        "jobs": ErasureJob.objects.visible_to(request.user).filter(
-            status__in=WAITING).order_by("-created_at")[:20],
+        "jobs": jobs.filter(status__in=WAITING).order_by("-created_at")[:20],
         "policies": policies,
         "has_connections": bool(connections),
+        "totals": totals,
+        "never_synced": [c for c in connections if c.pk not in runs],
+        "syncing": any(not run.finished for run in runs.values()),
+        "may_sync": role_of(request.user) >= Role.OPERATOR,
     })
 

@@ -142,6 +142,11 @@ def test_the_demo_has_a_second_person_who_can_approve(db):
     for connection in demo.connections.all():
         assert connection.shared_with.filter(user=approver).exists()
     assert Conversation.objects.count() == 0  # nothing mirrored until the demo syncs
+    # ... which the first start asks for: each new connection has its first sync queued.
+    assert all(c.sync_runs.filter(status="queued").count() == 1
+               for c in demo.connections.all())
+    call_command("demo", stdout=io.StringIO())  # run again: nothing more is queued
+    assert all(c.sync_runs.count() == 1 for c in demo.connections.all())
 
 
 def test_the_real_run_respects_a_keep_list_made_after_the_dry_run(synced):

@@ -74,3 +74,57 @@ def test_an_outsider_sees_nothing_of_other_peoples_connections(client, synced, o
     client.force_login(outsider)
     page = client.get(reverse("home")).content.decode()
     assert "Team Convai" not in page and "No connections yet" in page
+
+
+def totals_of(page: str) -> dict[str, int]:
+    import re
+
+    return {name: int(n) for name, n in re.findall(
+        r'data-total="([\w-]+)">(?:<a [^>]*>)?(\d+)', page)}
+
+
+def test_a_connection_never_synced_gets_a_next_step_and_a_sync_button_not_empty_charts(
+        client, connection):
+    client.force_login(connection.owner)
+    page = client.get(reverse("home")).content.decode()
+    assert totals_of(page) == {"connections": 1, "characters": 0, "conversations": 0,
+                               "messages": 0, "jobs-open": 0}
+    assert "Next: sync Team Convai" in page and "<svg" not in page
+    assert "last sync" not in page and "never synced" in page
+    assert f'action="{reverse("connection_sync", args=[connection.pk])}"' in page
+    assert "Convai Convai" not in " ".join(page.split())  # the provider is named once
+
+
+def test_after_a_sync_the_totals_are_what_the_mirror_holds(client, synced):
+    from dashboard.models import Character, Message
+
+    client.force_login(synced.owner)
+    page = client.get(reverse("home")).content.decode()
+    assert totals_of(page) == {
+        "connections": 1, "characters": Character.objects.count(),
+        "conversations": synced.conversations.count(),
+        "messages": Message.objects.filter(conversation__connection=synced).count(),
+        "jobs-open": 0}
+    assert "<svg" in page and "last synced" in page
+    assert "pick conversations to erase" in page  # nothing erased yet: the next step
+
+
+def test_the_overview_sync_button_comes_back_to_the_overview_which_follows_the_sync(
+        client, connection, monkeypatch, django_capture_on_commit_callbacks):
+    from dashboard.lib import queue
+    from dashboard.mirror import sync
+
+    sent: list[int] = []
+    monkeypatch.setattr(queue, "dispatch", lambda task, pk, copies=1: sent.append(pk))
+    client.force_login(connection.owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("connection_sync", args=[connection.pk]),
+                               {"back": "overview"})
+    assert response.status_code == 302 and response.url == reverse("home")
+    page = client.get(reverse("home")).content.decode()
+    assert 'hx-select="#overview-live"' in page and "Sync queued" in page
+    assert "Syncing: the figures fill in" in page
+
+    sync.perform_sync(sent[0])  # the worker's part
+    page = client.get(reverse("home")).content.decode()
+    assert 'hx-select="#overview-live"' not in page and "<svg" in page

@@ -6,6 +6,8 @@ shared with.
 
 Safe to run again: it keeps existing data and only fills in what is missing. The fakes are
 expected on consecutive loopback ports from --fake-port, in the order of `demo_ports()`.
+A connection never synced gets a sync queued, so the first start arrives to a mirror (the
+worker `make run` starts takes it, and the overview shows its progress).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandParser
 import providers
 from providers.fakes import FAKES, demo_ports
 
+from ...mirror import sync
 from ...models import Connection
 
 DEMO_USER = "demo"
@@ -34,6 +37,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--fake-port", type=int, default=8101,
                             help="port of the first fake (the others follow)")
+        parser.add_argument("--no-sync", action="store_true",
+                            help="do not queue the first sync of new demo connections")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         User = get_user_model()
@@ -63,5 +68,7 @@ class Command(BaseCommand):
             connection.options = {**connection.options, **options}
             connection.save()
             connection.shared_with.add(team)
+            if not opts["no_sync"] and not connection.sync_runs.exists():
+                sync.start(connection, user, send=True)
         self.stdout.write(f"demo logins: {DEMO_USER} / {DEMO_PASSWORD} (admin), "
                           f"{APPROVER} / {DEMO_PASSWORD} (approver)")
