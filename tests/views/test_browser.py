@@ -179,3 +179,110 @@ def test_the_count_follows_the_pinned_checkbox_and_a_dry_run_leads_to_the_real_o
     pinned = conv.messages.get(pinned=True)
     assert fake.message_ids(conv.provider_id) == [pinned.provider_id]
     assert not errors, errors
+
+
+def signed_in_page(browser, live_server, owner):  # type: ignore[no-untyped-def]
+    """A page signed in as ``owner`` that collects console errors in ``page.errors``."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("main h1")
+    return page, errors
+
+
+def test_first_arrival_then_a_sync_whose_counts_grow_and_whose_end_redraws_the_page(
+    browser, live_server, owner, connection, convai_fake, celery_worker, settings
+):
+    """An instance with one connection never synced: the overview says what to do next
+    and holds no empty chart; the sync's counts appear while it runs (beats every 0.5 s,
+    one request at a time to a slow fake) and its end redraws the status, characters and
+    recent syncs without a reload."""
+    from dashboard.models import Character, Message
+
+    settings.LETHE_STUCK_AFTER = 2
+    settings.LETHE_SYNC_CONCURRENCY = 1
+    convai_fake.latency = 0.3
+    page, errors = signed_in_page(browser, live_server, owner)
+    problems = accessibility_problems(page)
+    assert "Next: sync Team Convai" in page.inner_text("[data-next-step]")
+    assert page.locator("svg.chart").count() == 0
+    assert page.inner_text('[data-total="conversations"]') == "0"
+
+    page.goto(f"{live_server.url}/connections/{connection.pk}/")
+    assert "No characters mirrored yet" in page.inner_text("#characters")
+    assert "No syncs yet" in page.inner_text("#runs")
+    page.click("text=Sync now")
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-sync-count=read]')?.textContent) > 0")
+    running = page.inner_text("#sync-status")
+    assert "of 12 read" in running and "requests sent" in running
+    problems += accessibility_problems(page)
+
+    page.wait_for_selector("#sync-status .banner-success")
+    assert "12 conversations" in page.inner_text("#sync-status")
+    characters = page.inner_text("#characters")
+    assert "No characters mirrored yet" not in characters
+    assert page.locator("#characters tbody tr").count() == Character.objects.count() == 2
+    assert page.locator("#runs tbody tr").count() == 1 and "No syncs yet" not in page.content()
+    assert page.get_attribute("[data-connection-status]", "data-connection-status") == "ok"
+    problems += accessibility_problems(page)
+
+    page.goto(f"{live_server.url}/")
+    assert page.inner_text('[data-total="conversations"]') == "12"
+    assert page.inner_text('[data-total="messages"]') == str(
+        Message.objects.filter(conversation__connection=connection).count())
+    assert page.locator("svg.chart").count() == 1  # the connection's age chart
+    problems += accessibility_problems(page)
+    assert not errors, errors
+    assert not problems, "\n".join(problems)
+
+
+def test_a_wrong_key_saved_unchecked_reads_invalid_once_tested(
+    browser, live_server, owner, convai_server
+):
+    page, errors = signed_in_page(browser, live_server, owner)
+    page.goto(f"{live_server.url}/connections/add/?provider=convai")
+    page.fill("#id_label", "Wrong key")
+    page.fill("#id_secret_api_key", "wrong-key-0000000000000000")
+    page.fill("#id_option_base_url", convai_server.url)
+    page.click("button.primary")
+    assert "refused the key" in page.inner_text(".banner-error")  # nothing saved
+    problems = accessibility_problems(page)
+
+    page.fill("#id_secret_api_key", "wrong-key-0000000000000000")
+    page.check("#id_skip_check")
+    page.click("button.primary")
+    status = page.locator("[data-connection-status]")
+    assert status.inner_text() == "Not checked yet"
+    page.click("button:text-is('Test')")
+    page.wait_for_selector("[data-connection-status=invalid]")
+    assert "refused the key ending …0000" in page.inner_text("#connection-status")
+    assert "Invalid key" in page.inner_text("#connection-status")
+    problems += accessibility_problems(page)
+    assert not errors, errors
+    assert not problems, "\n".join(problems)
+
+
+def test_the_overview_follows_a_sync_started_from_it_without_a_reload(
+    browser, live_server, owner, connection, convai_fake, celery_worker
+):
+    convai_fake.latency = 0.2  # the sync outlasts the redirect back to the overview
+    page, errors = signed_in_page(browser, live_server, owner)
+    page.click(f"form[action='/connections/{connection.pk}/sync/'] button")
+    page.wait_for_selector("#overview-live[hx-get]")  # a sync runs: the region polls
+    page.evaluate("window.lethe_no_reload = true")  # gone if the page were loaded again
+    page.wait_for_selector("svg.chart")
+    assert page.evaluate("window.lethe_no_reload") is True
+    assert page.locator("#overview-live[hx-get]").count() == 0  # done: polling stopped
+    assert page.inner_text('[data-total="conversations"]') == "12"
+    assert "last synced" in page.inner_text(f"[data-connection='{connection.pk}']")
+    problems = accessibility_problems(page)
+    assert not errors, errors
+    assert not problems, "\n".join(problems)
