@@ -26,6 +26,13 @@ class ProviderError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def sentence(self) -> str:
+        """The message ending in exactly one full stop, for text that goes on after it
+        (a provider's own words often end in one already)."""
+        text = self.message.rstrip()
+        return text if text.endswith((".", "!", "?")) else f"{text}."
+
 
 class AuthError(ProviderError):
     """The provider refused the credentials (a wrong, expired or revoked key)."""

@@ -119,7 +119,7 @@ def _work_guarded(job: ErasureJob, lease: int) -> None:
 def _unreachable(exc: providers.ProviderError) -> str:
     if isinstance(exc, providers.TemporaryError) and exc.status is None:
         return f"{exc} (the provider could not be reached)."
-    return f"{exc}."
+    return exc.sentence
 
 
 def _wait(job: ErasureJob, until: datetime, reason: str) -> None:
@@ -348,8 +348,8 @@ def _settle_uncertain_only(job: ErasureJob) -> None:
 def _pause_for_auth(job: ErasureJob, exc: providers.AuthError) -> None:
     connection = job.live_connection()
     reason = (f"{connection.provider_label} refused the key ending {connection.secret_hint}: "
-              f"{str(exc).rstrip('. ')}. Replace the key in Connections; the job resumes by "
-              "itself then.")
+              f"{exc.sentence} Replace the key in Connections; the job resumes by itself "
+              "then.")
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.INVALID, last_error=reason
     )

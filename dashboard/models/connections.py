@@ -75,11 +75,10 @@ class Connection(models.Model):
         except providers.PermanentError:
             return self.provider
 
-    def key_refused(self, exc: Exception) -> str:
-        """What a person reads when the provider refused the stored key (the provider's
-        own sentence may end in a full stop already)."""
+    def key_refused(self, exc: providers.ProviderError) -> str:
+        """What a person reads when the provider refused the stored key."""
         return (f"{self.provider_label} refused the key ending {self.secret_hint}: "
-                f"{str(exc).rstrip('. ')}. Replace the key (Edit / replace key).")
+                f"{exc.sentence} Replace the key (Edit / replace key).")
 
     @property
     def health(self) -> tuple[str, str]:

@@ -43,8 +43,8 @@ def check_key(connection: Connection) -> tuple[bool, str]:
         connection.last_error = connection.key_refused(exc)
         return False, connection.last_error
     except providers.ProviderError as exc:
-        connection.last_error = (f"Could not check the key: {str(exc).rstrip('. ')}. "
-                                 "Test again once the provider answers.")
+        connection.last_error = (f"Could not check the key: {exc.sentence} Test again once "
+                                 "the provider answers.")
         return False, connection.last_error
     finally:
         if provider is not None:

@@ -74,10 +74,10 @@ class Command(BaseCommand):
                 with ProviderSession(connection.open_provider()) as session:
                     account = session.call(session.provider.check())
             except providers.AuthError as exc:
-                raise CommandError(f"{cls.label} refused the key: {exc}. Nothing was saved.") \
-                    from None
+                raise CommandError(f"{cls.label} refused the key: {exc.sentence} Nothing was "
+                                   "saved.") from None
             except providers.ProviderError as exc:
-                raise CommandError(f"Could not reach {cls.label}: {exc}. Nothing was saved "
+                raise CommandError(f"Could not reach {cls.label}: {exc.sentence} Nothing was saved "
                                    "(use --no-check to store it anyway).") from None
             connection.account_name = account.name[:200]
         connection.save()
