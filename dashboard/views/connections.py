@@ -171,6 +171,11 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     connection = user_connection(request, pk)
     ok, message = check_key(connection)
     connection.save(update_fields=["account_name", "status", "last_error"])
+    # Jobs paused on a refused key wait for a key found good: a key saved unchecked is
+    # found good here.
+    resumed = lifecycle.resume_after_key_fix(connection.pk) if ok else 0
+    if resumed:
+        message += f" {resumed} paused job{'s' * (resumed != 1)} resumed."
     if is_fragment(request):
         return render(request, "connections/detail.html#test-update",
                       {"result": {"ok": ok, "message": message}, "connection": connection})

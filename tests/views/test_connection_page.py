@@ -133,3 +133,22 @@ def test_a_running_sync_shows_its_counts_and_an_estimate(owner_client, connectio
     assert "3 characters, 90 conversations listed, 30 of 90 read, 412 messages." in text
     assert "151 requests sent, 3.5/s now; throttled: 2 × 429." in text
     assert "About 1" in text and "minute" in text  # 30 read in 40 s: 60 more take 80 s
+
+
+def test_a_job_paused_on_a_refused_key_resumes_once_test_finds_the_new_key_good(
+        owner_client, synced):
+    from dashboard.models import ErasureJob
+    from tests.helpers import confirmed_job
+
+    job = confirmed_job(synced, 2)
+    ErasureJob.objects.filter(pk=job.pk).update(status=ErasureJob.Status.PAUSED,
+                                                paused_for_auth=True)
+    edit = reverse("connection_edit", args=[synced.pk])
+    owner_client.post(edit, {"label": synced.label, "secret_api_key": DEMO_KEY,
+                             "option_base_url": synced.options["base_url"],
+                             "skip_check": "on"})
+    assert ErasureJob.objects.get(pk=job.pk).status == ErasureJob.Status.PAUSED  # unchecked
+    answer = owner_client.post(reverse("connection_test", args=[synced.pk]),
+                               HTTP_HX_REQUEST="true").content.decode()
+    assert "1 paused job resumed" in answer
+    assert ErasureJob.objects.get(pk=job.pk).status != ErasureJob.Status.PAUSED
