@@ -129,7 +129,7 @@ def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
                          else audit.Action.CONNECTION_CHANGED, connection, request,
                          fields=sorted(form.changed_data))
             # A key saved unchecked may be as wrong as the old one: paused jobs wait for a
-            # check (Test, or a sync) to find it good.
+            # Test to find it good.
             resumed = (lifecycle.resume_after_key_fix(connection.pk)
                        if new and connection.status == Connection.Status.OK else 0)
             messages.success(request, "Saved."
