@@ -219,9 +219,11 @@ def test_first_arrival_then_a_sync_whose_counts_grow_and_whose_end_redraws_the_p
     assert "No characters mirrored yet" in page.inner_text("#characters")
     assert "No syncs yet" in page.inner_text("#runs")
     page.click("text=Sync now")
-    page.wait_for_function(
-        "() => Number(document.querySelector('[data-sync-count=read]')?.textContent) > 0")
-    running = page.inner_text("#sync-status")
+    # The section's text as it is when the first conversations are read (the same moment,
+    # so the poll that finds the sync finished cannot come in between).
+    running = page.wait_for_function(
+        "() => Number(document.querySelector('[data-sync-count=read]')?.textContent) > 0"
+        " && document.querySelector('#sync-status').innerText").json_value()
     assert "of 12 read" in running and "requests sent" in running
     problems += accessibility_problems(page)
 
@@ -271,8 +273,9 @@ def test_a_wrong_key_saved_unchecked_reads_invalid_once_tested(
 
 
 def test_the_overview_follows_a_sync_started_from_it_without_a_reload(
-    browser, live_server, owner, connection, convai_fake, celery_worker
+    browser, live_server, owner, connection, convai_fake, celery_worker, settings
 ):
+    settings.LETHE_SYNC_CONCURRENCY = 1
     convai_fake.latency = 0.2  # the sync outlasts the redirect back to the overview
     page, errors = signed_in_page(browser, live_server, owner)
     page.click(f"form[action='/connections/{connection.pk}/sync/'] button")
