@@ -104,8 +104,14 @@ def walk(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector("text=Review what will be erased")
     shoot(page, base, "preview")
 
+    # A selection over several connections becomes a request of one job per connection.
     page.click("button[value=dry_run]")
-    page.wait_for_selector("#job-status[data-job-status=done]", timeout=60_000)
+    page.wait_for_url(re.compile(r"/(jobs|requests)/"))
+    if "/requests/" in page.url:
+        page.wait_for_selector("#request-status:not([hx-get])", timeout=120_000)
+        shoot(page, base, "request")
+        page.locator("#request-status a[href^='/jobs/']").first.click()
+    page.wait_for_selector("#job-status[data-job-status=done]", timeout=120_000)
     shoot(page, base, "job")
     page.locator("a[href$='/receipt/']").first.click()
     shoot(page, base, "receipt")
