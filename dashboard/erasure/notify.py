@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from ..lib import queue
+from ..lib import labels, queue
 from ..models import ErasureItem, ErasureJob, JobNotification
 from ..models.jobstate import Status
 from .approvers import approvers
@@ -166,11 +166,10 @@ def _email(job: ErasureJob, event: str, body: dict[str, Any]) -> int:
     to = recipients(job, event)
     if not to:
         return 0
-    counts = ", ".join(f"{ErasureItem.State(s).label.lower()}: {n}"
-                       for s, n in body["counts"].items()) or "no items"
+    counts = labels.outcomes(body["counts"]) or "no items"
     kind = "Dry run" if job.dry_run else "Erasure"
     text = (f"{kind} job #{job.pk} on {job.connection_label} ({job.provider_label})"
-            f" is now: {ErasureJob.LABELS[Status(job.status)]}.\nItems: {counts}.\n\n"
+            f" is now: {labels.label(labels.JOB_STATUS, job.status)}.\nItems: {counts}.\n\n"
             f"{body['link']}\n")
     return send_mail(SUBJECTS[event].format(job=job.pk), text, None, to)
 

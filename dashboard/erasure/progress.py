@@ -8,6 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..lib import labels
 from ..models import ErasureItem, ErasureJob
 
 State = ErasureItem.State
@@ -19,13 +20,14 @@ def progress(job: ErasureJob) -> dict[str, Any]:
     settled = total - sum(counts[s] for s in ErasureItem.OPEN)
     return {
         "job": job,
-        "counts": [(State(s).label, s, n) for s, n in counts.items() if n],
+        "counts": [(labels.label(labels.ITEM_STATE, s), s, n) for s, n in counts.items() if n],
         "total": total,
         "settled": settled,
         "percent": int(settled * 100 / total) if total else 100,
         "eta": _eta(job, settled, total),
         "failed": sum(counts[s] for s in ErasureItem.FAILING),
         "would_erase": counts[State.WOULD_ERASE],
+        "outcome": labels.outcomes(counts),
         # A finished job may still be reading back what it sent (a cancelled one, say).
         "polling": not job.finished or bool(counts[State.UNKNOWN] or counts[State.IN_FLIGHT]),
     }

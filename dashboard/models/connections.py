@@ -11,7 +11,7 @@ from django.db.models import Q
 
 import providers
 
-from ..lib import crypto, ratebudget
+from ..lib import crypto, labels, ratebudget
 from ..lib.tokens import EncryptedTokenCache
 
 
@@ -29,11 +29,11 @@ class ConnectionQuerySet(models.QuerySet["Connection"]):
 
 class Connection(models.Model):
     class Status(models.TextChoices):
-        OK = "ok", "OK"
-        INVALID = "invalid", "Invalid key"
-        PAUSED = "paused", "Paused"
+        OK = "ok", labels.CONNECTION_STATUS["ok"]
+        INVALID = "invalid", labels.CONNECTION_STATUS["invalid"]
+        PAUSED = "paused", labels.CONNECTION_STATUS["paused"]
         # Saved without a check ("save without checking"): no test or sync has read it yet.
-        UNCHECKED = "unchecked", "Not checked yet"
+        UNCHECKED = "unchecked", labels.CONNECTION_STATUS["unchecked"]
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(

@@ -14,6 +14,7 @@ from django.db.models import Count, Q
 
 import providers
 
+from ..lib import labels
 from .connections import Connection
 from .jobstate import Event, IllegalTransition, Status, advance
 from .mirror import Conversation, Message
@@ -55,16 +56,7 @@ class ErasureJobQuerySet(models.QuerySet["ErasureJob"]):
 
 class ErasureJob(models.Model):
     Status = Status
-    LABELS = {
-        Status.DRAFT: "Awaiting confirmation",
-        Status.AWAITING_APPROVAL: "Awaiting approval",
-        Status.SCHEDULED: "Scheduled (cancel window)",
-        Status.QUEUED: "Queued",
-        Status.RUNNING: "Running",
-        Status.PAUSED: "Paused",
-        Status.DONE: "Finished",
-        Status.CANCELLED: "Cancelled",
-    }
+    LABELS = {Status(value): text for value, text in labels.JOB_STATUS.items()}
 
     request = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
     # Null once the connection was removed; the receipt then reads the snapshot below.
@@ -164,17 +156,17 @@ class ErasureLease(models.Model):
 
 class ErasureItem(models.Model):
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        IN_FLIGHT = "in_flight", "In flight"
-        ERASED = "erased", "Erased (not yet verified)"
-        VERIFIED = "verified", "Erased and verified"
-        ALREADY_GONE = "already_gone", "Already gone"
-        SOFT_DELETED = "soft_deleted", "Soft-deleted at provider"
-        STILL_THERE = "still_there", "Acknowledged, but still there"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Outcome unknown"
-        SKIPPED = "skipped", "Skipped"
-        WOULD_ERASE = "would_erase", "Would be erased (dry run)"
+        PENDING = "pending", labels.ITEM_STATE["pending"]
+        IN_FLIGHT = "in_flight", labels.ITEM_STATE["in_flight"]
+        ERASED = "erased", labels.ITEM_STATE["erased"]
+        VERIFIED = "verified", labels.ITEM_STATE["verified"]
+        ALREADY_GONE = "already_gone", labels.ITEM_STATE["already_gone"]
+        SOFT_DELETED = "soft_deleted", labels.ITEM_STATE["soft_deleted"]
+        STILL_THERE = "still_there", labels.ITEM_STATE["still_there"]
+        FAILED = "failed", labels.ITEM_STATE["failed"]
+        UNKNOWN = "unknown", labels.ITEM_STATE["unknown"]
+        SKIPPED = "skipped", labels.ITEM_STATE["skipped"]
+        WOULD_ERASE = "would_erase", labels.ITEM_STATE["would_erase"]
 
     # What "failed" means to people: retried or skipped together from the job page.
     FAILING = (State.FAILED, State.STILL_THERE)
@@ -193,8 +185,8 @@ class ErasureItem(models.Model):
         PINNED_INCLUDED = "pinned_included", "Only if pinned messages are included"
 
     class Kind(models.TextChoices):
-        CONVERSATION = "conversation", "Conversation"
-        MESSAGE = "message", "Message"
+        CONVERSATION = "conversation", labels.ITEM_KIND["conversation"]
+        MESSAGE = "message", labels.ITEM_KIND["message"]
 
     job = models.ForeignKey(ErasureJob, on_delete=models.CASCADE, related_name="items")
     kind = models.CharField(max_length=12, choices=Kind.choices)

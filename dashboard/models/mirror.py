@@ -8,19 +8,20 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from ..lib import labels
 from .connections import Connection
 
 
 class MirrorState(models.TextChoices):
-    PRESENT = "present", "Present"
-    GONE = "gone", "Gone at provider"
-    ERASED = "erased", "Erased"
+    PRESENT = "present", labels.MIRROR_STATE["present"]
+    GONE = "gone", labels.MIRROR_STATE["gone"]
+    ERASED = "erased", labels.MIRROR_STATE["erased"]
 
 
 class ProviderState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    ARCHIVED = "archived", "Archived"
-    SOFT_DELETED = "soft_deleted", "Soft-deleted at provider"
+    ACTIVE = "active", labels.PROVIDER_STATE["active"]
+    ARCHIVED = "archived", labels.PROVIDER_STATE["archived"]
+    SOFT_DELETED = "soft_deleted", labels.PROVIDER_STATE["soft_deleted"]
 
 
 class Character(models.Model):
@@ -126,10 +127,10 @@ class Message(models.Model):
 
 class SyncRun(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        OK = "ok", "Finished"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", labels.SYNC_STATUS["queued"]
+        RUNNING = "running", labels.SYNC_STATUS["running"]
+        OK = "ok", labels.SYNC_STATUS["ok"]
+        FAILED = "failed", labels.SYNC_STATUS["failed"]
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="sync_runs")
     requested_by = models.ForeignKey(

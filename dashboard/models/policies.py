@@ -16,6 +16,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from ..lib import labels
 from .connections import Connection
 from .erasure import ErasureJob
 from .mirror import Character
@@ -115,12 +116,12 @@ def _lines(text: str) -> list[str]:
 
 class PolicyRun(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        NOTHING = "nothing", "Nothing to erase"
-        CREATED = "created", "Job created"
-        REFUSED = "refused", "Did nothing (see why)"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", labels.POLICY_RUN_STATUS["queued"]
+        RUNNING = "running", labels.POLICY_RUN_STATUS["running"]
+        NOTHING = "nothing", labels.POLICY_RUN_STATUS["nothing"]
+        CREATED = "created", labels.POLICY_RUN_STATUS["created"]
+        REFUSED = "refused", labels.POLICY_RUN_STATUS["refused"]
+        FAILED = "failed", labels.POLICY_RUN_STATUS["failed"]
 
     policy = models.ForeignKey(RetentionPolicy, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
