@@ -125,16 +125,13 @@ class ConvaiProvider(Provider):
         max_batch=100,  # the real limit per delete call is UNCONFIRMED
         soft_delete=False,
         verify="Lists the character's sessions again and checks the session id is gone.",
-        can=(
-            "Deletes whole sessions (every message in them).",
-            "Deletes up to 100 sessions of one character per request.",
-        ),
+        can=("Lethe can delete whole sessions, with every message in them.",),
         cannot=(
-            "Cannot delete single messages.",
-            "A session marked 'in memory' (is_added_to_memory) may have taught the character "
-            "things the delete does not remove.",
-            "The delete endpoint is only enabled for some Convai plans; a refused delete is "
-            "reported as failed.",
+            "Lethe cannot delete single messages of a session.",
+            "Lethe cannot undo what a character learned from a session added to its "
+            "memory: deleting the session leaves what the character learned.",
+            "Lethe cannot delete on every Convai plan: where the plan does not allow "
+            "deleting, each delete is reported as failed.",
         ),
         requests_per_second=5.0,
         burst=5,

@@ -98,7 +98,9 @@ class Capabilities:
     max_batch: int
     soft_delete: bool
     verify: str  # how erasure is verified, in words
-    can: tuple[str, ...]  # sentences: what erasing does at this provider
-    cannot: tuple[str, ...]  # sentences: what it will not do
+    # Sentences a person understands without the API docs, shown as they are: each `can`
+    # starts "Lethe can", each `cannot` "Lethe cannot" (no double negatives, no API names).
+    can: tuple[str, ...]
+    cannot: tuple[str, ...]
     requests_per_second: float = 5.0
     burst: int = 5

@@ -14,6 +14,7 @@ from .freeze import HELD, PINNED, PINNED_MESSAGE, sent
 State = ErasureItem.State
 SentIf = ErasureItem.SentIf
 SAMPLE = 10
+EXCERPT = 80  # characters of a message shown in the sample
 
 
 def _skipped(include_pinned: bool) -> Q:
@@ -49,14 +50,48 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         # Conversations holding pinned messages, erased message by message when kept.
         "split": 0 if include_pinned else split,
         "pinned_kept": 0 if include_pinned else items.filter(detail=PINNED_MESSAGE).count(),
-        "characters": going.values("conversation__character__name").annotate(
-            n=Count("id")).order_by("-n", "conversation__character__name"),
-        "sample": going.select_related("conversation__character", "message").order_by(
-            "id")[:SAMPLE],
+        # Lists, not querysets, so a template's "if" and "for" see the same rows and an
+        # empty section is left out rather than drawn as a bare heading.
+        "characters": [
+            {"name": row["conversation__character__name"] or "", "n": row["n"]}
+            for row in going.values("conversation__character__name").annotate(
+                n=Count("id")).order_by("-n", "conversation__character__name")],
+        "sample": [_sample_row(item) for item in going.select_related(
+            "conversation__character", "message").order_by("id")[:SAMPLE]],
         "in_memory": going.filter(conversation__flags__in_memory=True).count(),
         "capabilities": connection.provider_class.capabilities,
         "connection": connection,
     }
+
+
+def _sample_row(item: ErasureItem) -> dict[str, Any]:
+    """One line of the sample: whose message it is and how it starts, or for a whole
+    conversation how many messages go with it."""
+    conversation = item.conversation
+    row: dict[str, Any] = {
+        "item": item,
+        "kind": item.get_kind_display(),
+        "character": conversation.character.name if conversation and conversation.character
+        else "",
+        "title": (conversation.title if conversation else "") or item.conversation_provider_id,
+        "last_message_at": conversation.last_message_at if conversation else None,
+        "author": "", "excerpt": "", "messages": 0,
+    }
+    if item.message is not None:
+        row["author"] = item.message.author
+        row["excerpt"] = excerpt(item.message.text)
+    elif conversation is not None:
+        row["messages"] = conversation.message_count
+    return row
+
+
+def excerpt(text: str, length: int = EXCERPT) -> str:
+    """The start of a message on one line, cut at a word where it can be."""
+    flat = " ".join(text.split())
+    if len(flat) <= length:
+        return flat
+    cut = flat[:length].rsplit(" ", 1)[0] if " " in flat[:length] else flat[:length]
+    return cut.rstrip(",.;:") + "…"
 
 
 def _held_job(detail: str) -> int | None:

@@ -172,17 +172,18 @@ class CharacterAIProvider(Provider):
         verify="Lists the chat's messages again and checks the removed ones are gone; a "
                "whole chat counts as gone once it is archived and empty.",
         can=(
-            "Removes single messages (turns) from a chat.",
-            "Erasing a whole chat removes every message, then archives the now-empty chat.",
-            "Removes up to 50 messages of one chat per request.",
+            "Lethe can delete single messages of a chat.",
+            "Lethe can erase a whole chat: it deletes every message, then archives the "
+            "empty chat.",
         ),
         cannot=(
-            "Cannot delete the chat itself: an empty, archived chat remains in the account.",
-            "Pinned messages are erased only when selected explicitly.",
-            "Sees only characters in the account's recent chats; a character hidden from the "
-            "recents, or with only archived chats, is not listed.",
-            "Cannot erase what the character's creator or Character.AI keep elsewhere "
-            "(memories, moderation copies).",
+            "Lethe cannot delete the chat itself: the empty, archived chat stays in the "
+            "account.",
+            "Lethe cannot erase pinned messages unless you choose to include them.",
+            "Lethe cannot see characters missing from the account's recent chats, or whose "
+            "chats are all archived, so it cannot erase their chats either.",
+            "Lethe cannot erase what the character's creator or Character.AI keep "
+            "elsewhere, such as memories or moderation copies.",
         ),
         # Character.AI sits behind Cloudflare, which blocks bursts (error 1015); the real
         # numbers are UNCONFIRMED, so stay gentle.

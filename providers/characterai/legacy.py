@@ -120,16 +120,17 @@ class CharacterAILegacyProvider(Provider):
         soft_delete=False,
         verify="Reads the history's messages again and checks each uuid is no longer listed.",
         can=(
-            "Deletes single messages of a legacy (chat v1) history by their uuid.",
-            "Erasing a whole history deletes every message in it, including reply "
-            "alternatives that were swiped away.",
+            "Lethe can delete single messages of a legacy (chat v1) history.",
+            "Lethe can erase a whole history, including the replies that were swiped "
+            "away.",
         ),
         cannot=(
-            "Erasing a whole history deletes every message in it; the empty history itself "
-            "remains.",
-            "Deleting one message leaves the swiped-away alternatives of that reply.",
-            "Legacy histories are deprecated at Character.AI: the endpoints may answer 410 "
-            "Gone, and then nothing can be listed or erased here.",
+            "Lethe cannot delete the history itself: the empty history stays in the "
+            "account.",
+            "Lethe cannot delete the swiped-away alternatives of a reply when it deletes "
+            "only that message.",
+            "Lethe cannot reach legacy histories once Character.AI retires them: then "
+            "nothing can be listed or erased here.",
         ),
         requests_per_second=2.0,
         burst=4,

@@ -110,15 +110,16 @@ class KooSearchProvider(HuaweiTokenProvider):
         max_batch=100,  # the real limit per batch delete is UNCONFIRMED
         soft_delete=True,
         verify="Lists the application's chats again by chat id and checks each one is gone, "
-               "not merely marked deleted (is_del=1).",
+               "not merely marked deleted.",
         can=(
-            "Deletes whole chats (question and answer pairs) in batches of up to 100.",
-            "A batch that deletes fewer chats than asked is read back to tell which.",
+            "Lethe can delete whole chats, each question with its answer.",
+            "Lethe can tell which chats a partly failed delete missed, by reading the "
+            "list again.",
         ),
         cannot=(
-            "Cannot delete single questions or answers.",
-            "Some deployments only mark a chat deleted (is_del=1): Lethe reports it as "
-            "soft-deleted, not erased.",
+            "Lethe cannot delete a single question or answer.",
+            "Lethe cannot force a real delete where a deployment only marks chats "
+            "deleted: those are reported as soft-deleted, not erased.",
         ),
         requests_per_second=5.0,  # UNCONFIRMED
         burst=5,

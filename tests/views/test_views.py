@@ -188,7 +188,7 @@ def test_preview_shows_counts_characters_sample_and_the_provider_limits(owner_cl
         flags={"in_memory": True})
     page = owner_client.get(reverse("erase_preview", args=[draft])).content.decode()
     assert "<strong>2</strong> whole conversations" in page
-    assert "Cannot delete single messages" in page or "single messages" in page
+    assert "Lethe cannot delete single messages" in page or "single messages" in page
     assert "memory" in page
     assert "Dry run" in page and "Nothing was exported" in page
     assert "type 2" not in page  # two items are under the typing threshold
@@ -242,7 +242,7 @@ def test_single_messages_cannot_be_selected_where_the_provider_erases_sessions_o
         owner_client, synced):
     conv = synced.conversations.first()
     page = owner_client.get(reverse("transcript", args=[conv.pk])).content.decode()
-    assert 'name="message"' not in page and "Cannot delete single messages" in page
+    assert 'name="message"' not in page and "Lethe cannot delete single messages" in page
     response = owner_client.post(reverse("erase_selected"),
                                  {"message": [conv.messages.first().pk], "back": conv.pk},
                                  follow=True)
