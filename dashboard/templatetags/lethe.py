@@ -1,25 +1,45 @@
-"""Display helpers: times with the absolute value on hover, short ids, search highlights."""
+"""Display helpers: times in the viewer's zone with the zone shown, short ids, search
+highlights, and the human labels of stored states."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+
+from ..lib import labels
 
 register = template.Library()
 
 
 @register.simple_tag
-def when(value: datetime | None) -> SafeString:
+def when(value: datetime | str | None) -> SafeString:
+    """A moment in the viewer's time zone (``lib.timezones``), with the zone's short name
+    shown and the full zone and seconds on hover. Takes an ISO string too (receipts)."""
+    if isinstance(value, str):
+        value = _parse_iso(value)
     if value is None:
         return mark_safe('<span class="muted">—</span>')  # noqa: S308  # nosec B308
     local = timezone.localtime(value)
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
-                       local.strftime("%Y-%m-%d %H:%M:%S %Z"), local.strftime("%Y-%m-%d %H:%M"))
+    return format_html('<time datetime="{}" title="{} ({})">{} <span class="tz">{}</span></time>',
+                       value.isoformat(), local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                       timezone.get_current_timezone_name(), local.strftime("%Y-%m-%d %H:%M"),
+                       local.strftime("%Z"))
+
+
+def _parse_iso(text: str) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if timezone.is_aware(value) else None
 
 
 @register.simple_tag
@@ -48,3 +68,44 @@ def provider_badge(connection: object) -> SafeString:
     return format_html('<span class="badge provider provider-{}">{}</span>',
                        getattr(connection, "provider", ""),
                        getattr(connection, "provider_label", ""))
+
+
+TABLES: dict[str, Mapping[str, str]] = {
+    "item": labels.ITEM_STATE, "job": labels.JOB_STATUS, "kind": labels.ITEM_KIND,
+    "mirror": labels.MIRROR_STATE, "connection": labels.CONNECTION_STATUS,
+    "sync": labels.SYNC_STATUS, "run": labels.POLICY_RUN_STATUS,
+}
+
+
+@register.filter
+def state_label(value: str, table: str = "item") -> str:
+    """The human label of a stored state: ``{{ item.outcome|state_label }}``,
+    ``{{ receipt.status|state_label:"job" }}``."""
+    return labels.label(TABLES[table], str(value))
+
+
+@register.filter
+def outcomes(counts: Mapping[str, int]) -> str:
+    """Item counts as a phrase: "113 verified, 2 failed"."""
+    return labels.outcomes(counts)
+
+
+@register.simple_tag
+def next_run(policy: Any) -> SafeString:
+    """When a retention policy runs next, the same words on every page: "off", "due now"
+    (the scheduler looks every LETHE_POLICY_INTERVAL seconds), or the time."""
+    if not policy.enabled:
+        return format_html("{}", "off")
+    at = policy.next_run_at
+    if at is None or at <= timezone.now():
+        return format_html('<span data-next-run="due">{}</span>',
+                           f"due now (starts within {_seconds(settings.LETHE_POLICY_INTERVAL)})")
+    return when(at)
+
+
+def _seconds(value: float) -> str:
+    n = max(1, round(value))
+    if n % 60 == 0:
+        minutes = n // 60
+        return "a minute" if minutes == 1 else f"{minutes} minutes"
+    return f"{n} seconds"

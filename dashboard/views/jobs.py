@@ -8,6 +8,8 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -17,11 +19,14 @@ from ..erasure import lifecycle, preview
 from ..erasure.approvers import approvers, can_approve
 from ..erasure.progress import progress
 from ..erasure.receipts import receipt
-from ..models import ErasureItem, ErasureJob
+from ..lib import labels
+from ..models import ErasureItem, ErasureJob, RetentionPolicy
 from ..models.jobstate import IllegalTransition, allowed
 from ..team import audit
 from ..team.roles import Role, role_of
 from .common import is_fragment, require_role
+
+ITEMS_PER_PAGE = 50
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -34,7 +39,34 @@ def job_list(request: HttpRequest) -> HttpResponse:
             jobs = jobs.none()
         else:
             jobs = jobs.filter(request=request_id)
-    return render(request, "jobs/list.html", {"jobs": jobs[:200], "request_id": request_id})
+    policy = None
+    if "policy" in request.GET:
+        policy = _policy_filter(request)
+        jobs = jobs.filter(scope__policy=policy["pk"]) if policy else jobs.none()
+    shown = list(jobs[:200])
+    return render(request, "jobs/list.html", {
+        "rows": [{"job": job, "outcome": outcome} for job, outcome in
+                 zip(shown, job_outcomes(shown), strict=True)],
+        "request_id": request_id, "policy": policy})
+
+
+def _policy_filter(request: HttpRequest) -> dict[str, object] | None:
+    """The policy named by ?policy=, as far as this person may see it (its name only when
+    they see the policy; its jobs are filtered by visibility anyway)."""
+    raw = request.GET.get("policy", "")
+    if not raw.isdigit():
+        return None
+    found = RetentionPolicy.objects.visible_to(request.user).filter(pk=int(raw)).first()
+    return {"pk": int(raw), "name": found.name if found else None}
+
+
+def job_outcomes(jobs: list[ErasureJob]) -> list[str]:
+    """Each job's outcome as a phrase ("113 verified, 2 failed"), one query for them all."""
+    counts: dict[int, dict[str, int]] = {job.pk: {} for job in jobs}
+    for row in ErasureItem.objects.filter(job__in=[job.pk for job in jobs]).values(
+            "job_id", "state").annotate(n=Count("id")).order_by():
+        counts[row["job_id"]][row["state"]] = row["n"]
+    return [labels.outcomes(counts[job.pk]) or "no items" for job in jobs]
 
 
 @require_role(Role.APPROVER)
@@ -55,14 +87,18 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     items = job.items.select_related("conversation")
     if state in ErasureItem.State.values:
         items = items.filter(state=state)
+    else:
+        state = ""
+    page = Paginator(items.order_by("id"), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
     can = {event.value for event in allowed(job.status)}
     context = {
         **progress(job),
         "starts_in": max(0, int((job.not_before - timezone.now()).total_seconds()))
         if job.status == ErasureJob.Status.SCHEDULED and job.not_before else None,
-        "items": items[:500],
+        "items": page,
         "state": state,
         "states": ErasureItem.State.choices,
+        "policy": _policy_of(job),
         "can": can,
         "can_approve": "approve" in can and can_approve(request.user, job),
         "siblings": ErasureJob.objects.filter(request=job.request).exclude(pk=job.pk).exists(),
@@ -72,8 +108,19 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         context["approver_group"] = settings.LETHE_ROLE_GROUPS["approver"]
         context["preview"] = preview.summary(job, job.include_pinned)
     if is_fragment(request):
-        return render(request, "jobs/detail.html#status", context)
+        part = "items" if request.GET.get("part") == "items" else "status"
+        return render(request, f"jobs/detail.html#{part}", context)
     return render(request, "jobs/detail.html", context)
+
+
+def _policy_of(job: ErasureJob) -> dict[str, object] | None:
+    """The retention policy that made this job, from its scope: its name as it was then,
+    and a link while the policy still exists."""
+    pk = job.scope.get("policy") if isinstance(job.scope, dict) else None
+    if not isinstance(pk, int):
+        return None
+    return {"pk": pk, "name": job.scope.get("policy_name") or f"#{pk}",
+            "exists": RetentionPolicy.objects.filter(pk=pk).exists()}
 
 
 @require_POST

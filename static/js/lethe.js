@@ -66,3 +66,38 @@
     if (form) refresh(form);
   });
 })();
+
+// The viewer's time zone, for the server to show times in it (dashboard/lib/timezones.py).
+(function () {
+  "use strict";
+  let zone = "";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return; }
+  if (!zone) return;
+  const current = document.cookie.split("; ").find((c) => c.startsWith("lethe_tz="));
+  if (current && decodeURIComponent(current.slice(9)) === zone) return;
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = "lethe_tz=" + encodeURIComponent(zone) +
+    "; path=/; max-age=31536000; SameSite=Lax" + secure;
+})();
+
+// A policy form shows only the field its scope uses (every field shows without script).
+(function () {
+  "use strict";
+  function follow(form) {
+    const scope = form.querySelector("select[name=scope]");
+    if (!scope) return;
+    form.querySelectorAll("[data-for-scope]").forEach(function (field) {
+      field.hidden = field.dataset.forScope !== scope.value;
+    });
+  }
+  document.addEventListener("change", function (event) {
+    const target = event.target;
+    if (target instanceof HTMLSelectElement && target.name === "scope") {
+      const form = target.closest("form[data-policy-form]");
+      if (form) follow(form);
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-policy-form]").forEach(follow);
+  });
+})();
