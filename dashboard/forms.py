@@ -147,6 +147,7 @@ class ShareForm(forms.Form):
 
 
 class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    SCOPED = ("provider", "connection", "character")  # each named after the scope using it
     provider = forms.ChoiceField(required=False, choices=[("", "—")] + [
         (name, cls.label) for name, cls in providers.REGISTRY.items()])
 
@@ -169,6 +170,11 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
             connection__in=visible).select_related("connection")
         self.fields["older_than_days"].min_value = 1  # type: ignore[attr-defined]
         self.fields["every_hours"].min_value = 1  # type: ignore[attr-defined]
+        # Each of these is used by one scope only: the page shows it for that scope (lethe.js
+        # hides the others; without script every field shows with this line).
+        for name in self.SCOPED:
+            self.fields[name].help_text = (
+                f"Used only when the scope is “{RetentionPolicy.Scope(name).label}”.")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

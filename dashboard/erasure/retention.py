@@ -73,11 +73,10 @@ def _phrase(text: str) -> Q:
     return Q(title__icontains=text) | Q(Exists(selection.message_hits(text)))
 
 
-def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
-             ) -> QuerySet[Conversation]:
-    """Present conversations the policy would erase now, protected ones included (the
-    freeze turns those into skipped items, with the reason, like any hand-made job).
-    `leave_out`: connections whose sync failed in this run."""
+def _candidates(policy: RetentionPolicy, leave_out: Collection[int] = ()
+                ) -> QuerySet[Conversation]:
+    """Present conversations in the policy's scope, old enough, with its keywords; those an
+    unfinished job holds included."""
     cutoff = timezone.now() - timedelta(days=policy.older_than_days)
     qs = Conversation.objects.visible_to(policy.owner).filter(
         connection__in=connections_in_scope(policy), mirror_state=MirrorState.PRESENT,
@@ -86,9 +85,6 @@ def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
     ).filter(age_at__lt=cutoff)
     if policy.scope == Scope.CHARACTER:
         qs = qs.filter(character_id=policy.character_id or 0)
-    # Already in a job that is waiting or under way (e.g. yesterday's run, still held for
-    # approval): not frozen again, so held jobs do not pile up one per run.
-    qs = qs.exclude(Exists(freeze.open_items().filter(conversation=OuterRef("pk"))))
     keywords = policy.keyword_list()
     if keywords:
         wanted = Q()
@@ -100,11 +96,40 @@ def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
     return qs
 
 
+def _held(items: QuerySet[Any]) -> Exists:
+    return Exists(items.filter(conversation=OuterRef("pk")))
+
+
+def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
+             ) -> QuerySet[Conversation]:
+    """Present conversations the policy would erase now, protected ones included (the
+    freeze turns those into skipped items, with the reason, like any hand-made job).
+    `leave_out`: connections whose sync failed in this run."""
+    # Already in a job that is waiting or under way (e.g. yesterday's run, still held for
+    # approval): not frozen again, so held jobs do not pile up one per run.
+    return _candidates(policy, leave_out).exclude(_held(freeze.open_items()))
+
+
 def would_erase(policy: RetentionPolicy, viewer: Any) -> QuerySet[Conversation]:
     """What the policy would send now, seen through both pairs of eyes: the owner's scope,
     but never more than ``viewer`` may see (invariant 5 in docs/architecture.md)."""
     return matching(policy).filter(
         protected=False, pk__in=Conversation.objects.visible_to(viewer).values("pk"))
+
+
+def standing(policy: RetentionPolicy, viewer: Any) -> dict[str, int]:
+    """What is old enough for the policy, as ``viewer`` may see it, in three counts: what
+    a run would erase now (``would``), and what unfinished jobs already hold, apart, so
+    that sessions waiting for approval never read as "nothing is old enough"."""
+    seen = _candidates(policy).filter(
+        protected=False, pk__in=Conversation.objects.visible_to(viewer).values("pk"))
+    held = freeze.open_items()
+    awaiting = held.filter(job__status=ErasureJob.Status.AWAITING_APPROVAL)
+    return {
+        "would": seen.exclude(_held(held)).count(),
+        "awaiting_approval": seen.filter(_held(awaiting)).count(),
+        "under_way": seen.filter(_held(held)).exclude(_held(awaiting)).count(),
+    }
 
 
 def report(policy: RetentionPolicy, leave_out: Collection[int] = ()) -> dict[str, Any]:

@@ -107,8 +107,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     for policy in RetentionPolicy.objects.visible_to(request.user).filter(
             enabled=True).select_related("owner", "connection", "character").order_by(
             "next_run_at", "id")[:10]:
-        policies.append({"policy": policy,
-                         "would": retention.would_erase(policy, request.user).count()})
+        policies.append({"policy": policy, **retention.standing(policy, request.user)})
     jobs = ErasureJob.objects.visible_to(request.user)
     groups = list(providers.values())
     totals = {

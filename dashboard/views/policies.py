@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ..erasure import retention
@@ -34,7 +35,7 @@ def policy_list(request: HttpRequest) -> HttpResponse:
     for policy in RetentionPolicy.objects.visible_to(request.user).select_related(
             "owner", "connection", "character"):
         rows.append({"policy": policy, "last": policy.runs.first(),
-                     "would": retention.would_erase(policy, request.user).count()})
+                     **retention.standing(policy, request.user)})
     return render(request, "policies/list.html", {
         "rows": rows, "can_add": at_least(request.user, Role.OPERATOR)})
 
@@ -45,7 +46,7 @@ def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "policies/detail.html", {
         "policy": policy,
         "runs": policy.runs.all()[:20],
-        "would_count": would.count(),
+        **retention.standing(policy, request.user),
         "sample": would.order_by("last_message_at", "id")[:10],
         "refusal": retention.refusal(policy),
         "is_owner": policy.owner_id == request.user.pk,
@@ -59,11 +60,15 @@ def policy_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         policy = form.save(commit=False)
         policy.owner = request.user
+        # Due at once: the page then says "due now" wherever it names the next run.
+        policy.next_run_at = timezone.now()
         policy.save()
         audit.record(request.user, audit.Action.POLICY_CHANGED, policy, request,
                      created=True)
-        messages.success(request, f"Policy “{policy.name}” saved. Its first run is due now; "
-                                  "jobs it makes follow your policy's mode.")
+        first = ("Its first run is due now" if policy.enabled
+                 else "It is switched off, so it does not run until you switch it on")
+        messages.success(request, f"Policy “{policy.name}” saved. {first}; jobs it makes "
+                                  "follow its mode.")
         return redirect("policy", pk=policy.pk)
     return render(request, "policies/form.html", {"form": form, "policy": None})
 
