@@ -118,7 +118,7 @@ class CharacterAILegacyProvider(Provider):
         erase_kinds=("message", "conversation"),
         max_batch=50,
         soft_delete=False,
-        verify="Reads the history's messages again and checks each uuid is no longer listed.",
+        verify="Reads the history's messages again and checks each one is no longer listed.",
         can=(
             "Lethe can delete single messages of a legacy (chat v1) history.",
             "Lethe can erase a whole history, including the replies that were swiped "

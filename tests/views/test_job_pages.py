@@ -1,0 +1,154 @@
+"""The jobs list, a job's page and its receipt as people read them: outcomes in words,
+items paged under their filter, one live status line, times in the viewer's zone."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import reverse
+
+from dashboard.erasure import freeze, lifecycle, worker
+from dashboard.lib.timezones import COOKIE
+from dashboard.models import ErasureItem, ErasureJob, RetentionPolicy
+
+pytestmark = pytest.mark.django_db
+
+MOMENT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def erase(synced, n: int = 2, dry_run: bool = False, scope: dict | None = None,
+          ) -> ErasureJob:
+    """A job over the next ``n`` conversations nobody erased yet, worked to its end."""
+    chosen = synced.conversations.filter(pk__in=synced.conversations.filter(
+        mirror_state="present").order_by("id").values("pk")[:n])
+    request_id = freeze.conversations(synced.owner, chosen, scope or {})
+    job = lifecycle.confirm(ErasureJob.objects.filter(request=request_id), dry_run=dry_run,
+                            enqueue=False)[0]
+    worker.work_job(job.pk)
+    return ErasureJob.objects.get(pk=job.pk)
+
+
+def outcome_cell(page: str, job: ErasureJob) -> str:
+    row = re.search(rf'href="/jobs/{job.pk}/">#{job.pk}</a>.*?</tr>', page, re.S)
+    assert row, page
+    cell = re.search(r"<td data-outcome>(.*?)</td>", row.group(0))
+    assert cell
+    return cell.group(1)
+
+
+def test_the_jobs_list_says_what_each_job_came_to(owner_client, synced):
+    done = erase(synced, 2)
+    rehearsal = erase(synced, 1, dry_run=True)
+    nothing = erase(synced, 1)
+    # A finished job whose items all failed must not read as a plain "Finished".
+    ErasureItem.objects.filter(job=nothing).update(state=ErasureItem.State.FAILED)
+    page = owner_client.get(reverse("jobs")).content.decode()
+    assert outcome_cell(page, done) == "2 verified"
+    assert outcome_cell(page, rehearsal) == "1 would be erased"
+    assert outcome_cell(page, nothing) == "1 failed"
+
+
+def many_items(job: ErasureJob, n: int, state: str) -> None:
+    ErasureItem.objects.bulk_create([
+        ErasureItem(job=job, kind="conversation", provider_id=f"extra-{state}-{i}",
+                    conversation_provider_id=f"extra-{state}-{i}",
+                    idempotency_key=f"{job.pk}:extra-{state}-{i}", state=state)
+        for i in range(n)])
+
+
+def test_the_item_table_is_paged_under_its_filter(owner_client, synced):
+    job = erase(synced, 2)
+    many_items(job, 100, ErasureItem.State.VERIFIED)
+    many_items(job, 18, ErasureItem.State.FAILED)
+    url = reverse("job", args=[job.pk])
+    page = owner_client.get(url).content.decode()
+    assert page.index('name="state"') < page.index('<table class="grid" aria-labelledby')
+    assert "Items 1–50 of 120 (page 1 of 3)" in page
+    assert page.count("<tr><td>Conversation</td>") == 50
+    last = owner_client.get(url, {"page": 3}).content.decode()
+    assert "Items 101–120 of 120" in last and last.count("<tr><td>Conversation</td>") == 20
+    failed = owner_client.get(url, {"state": "failed"}).content.decode()
+    assert failed.count("<tr><td>Conversation</td>") == 18 and 'class="pager"' not in failed
+    # Out of range or nonsense: the nearest real page, not an error.
+    assert "page 3 of 3" in owner_client.get(url, {"page": 99}).content.decode()
+    assert "page 1 of 3" in owner_client.get(url, {"page": "x"}).content.decode()
+
+
+def test_only_the_short_status_line_is_live(owner_client, synced):
+    request_id = freeze.conversations(synced.owner, synced.conversations.all(), {})
+    job = lifecycle.confirm(ErasureJob.objects.filter(request=request_id), dry_run=False,
+                            enqueue=False)[0]
+    url = reverse("job", args=[job.pk])
+    page = owner_client.get(url).content.decode()
+    assert page.count("aria-live") == 1
+    assert re.search(r'<p class="statusline" aria-live="polite">[^\n]*</p>', page)
+    status = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 1s"' in status and "<table" not in status
+    items = owner_client.get(url, {"part": "items"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "<table" in items and "aria-live" not in items and 'hx-trigger="every 5s"' in items
+    worker.work_job(job.pk)
+    done = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "every 1s" not in done
+    n = synced.conversations.count()
+    assert re.search(rf'aria-live="polite">.*Finished</span>: {n} verified</p>', done)
+
+
+def test_times_are_shown_in_the_viewers_zone_with_the_zone(owner_client, synced):
+    job = erase(synced, 1)
+    ErasureJob.objects.filter(pk=job.pk).update(created_at=MOMENT)
+    url = reverse("job", args=[job.pk])
+    owner_client.cookies[COOKIE] = "Asia/Tokyo"
+    page = owner_client.get(url).content.decode()
+    assert '2026-01-02 12:04 <span class="tz">JST</span>' in page
+    owner_client.cookies[COOKIE] = "America/New_York"
+    page = owner_client.get(url).content.decode()
+    assert '2026-01-01 22:04 <span class="tz">EST</span>' in page
+    # Not a zone: the server's zone (UTC here), never an error.
+    owner_client.cookies[COOKIE] = "../../etc/passwd"
+    page = owner_client.get(url).content.decode()
+    assert '2026-01-02 03:04 <span class="tz">UTC</span>' in page
+
+
+def test_the_receipt_reads_in_words_and_local_times_while_its_json_keeps_values(
+        owner_client, synced):
+    job = erase(synced, 2)
+    ErasureJob.objects.filter(pk=job.pk).update(created_at=MOMENT)
+    owner_client.cookies[COOKIE] = "Europe/Berlin"
+    page = owner_client.get(reverse("job_receipt", args=[job.pk])).content.decode()
+    assert "Erased and verified" in page and ">verified<" not in page
+    assert "2 verified" in page and "Times are in Europe/Berlin" in page
+    assert '2026-01-02 04:04 <span class="tz">CET</span>' in page
+    assert "nobody (no approval was needed)" in page
+    data = json.loads(owner_client.get(reverse("job_receipt_json", args=[job.pk])).content)
+    assert {item["outcome"] for item in data["items"]} == {"verified"}
+    assert data["status"] == "done" and data["counts"] == {"verified": 2}
+    assert data["times"]["created"] == MOMENT.isoformat()
+    assert all(item["settled_at"].endswith("+00:00") for item in data["items"])
+
+
+def test_a_policys_job_names_its_policy_and_the_list_filters_to_it(owner_client, synced):
+    policy = RetentionPolicy.objects.create(name="Old support chats", owner=synced.owner,
+                                            connection=synced)
+    mine = erase(synced, 1, scope={"policy": policy.pk, "policy_name": policy.name,
+                                   "older_than_days": 90})
+    other = erase(synced, 2)
+    page = owner_client.get(reverse("job", args=[mine.pk])).content.decode()
+    assert f'Made by retention policy <a href="/policies/{policy.pk}/">“Old support chats”</a>' \
+        in page and "picked by hand" not in page
+    listing = owner_client.get(reverse("jobs"), {"policy": policy.pk}).content.decode()
+    assert f"#{mine.pk}<" in listing and f"#{other.pk}<" not in listing
+    assert "of policy “Old support chats”" in listing
+    nonsense = owner_client.get(reverse("jobs"), {"policy": "x"}).content.decode()
+    assert "<td data-outcome>" not in nonsense and "No jobs yet" in nonsense
+    policy.delete()
+    page = owner_client.get(reverse("job", args=[mine.pk])).content.decode()
+    assert "“Old support chats” (removed since)" in page
