@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -31,7 +32,8 @@ class ViewerTimeZoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        found = zone(request.COOKIES.get(COOKIE))
+        # The script URL-encodes the value ("Asia%2FTokyo"); Django hands it over as sent.
+        found = zone(unquote(request.COOKIES.get(COOKIE, "")))
         if found is None:
             timezone.deactivate()
         else:

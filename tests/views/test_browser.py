@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -181,9 +182,10 @@ def test_the_count_follows_the_pinned_checkbox_and_a_dry_run_leads_to_the_real_o
     assert not errors, errors
 
 
-def signed_in_page(browser, live_server, owner):  # type: ignore[no-untyped-def]
-    """A page signed in as ``owner`` that collects console errors in ``page.errors``."""
-    page = browser.new_page()
+def signed_in_page(browser, live_server, owner, **context):  # type: ignore[no-untyped-def]
+    """A page signed in as ``owner`` (``context``: browser-context options such as
+    ``timezone_id``), and the list its console errors are collected in."""
+    page = browser.new_page(**context)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
             if m.type == "error" else None)
@@ -287,5 +289,66 @@ def test_the_overview_follows_a_sync_started_from_it_without_a_reload(
     assert page.inner_text('[data-total="conversations"]') == "12"
     assert "last synced" in page.inner_text(f"[data-connection='{connection.pk}']")
     problems = accessibility_problems(page)
+    assert not errors, errors
+
+
+def test_the_job_page_and_receipt_read_in_the_browsers_zone_with_one_live_line(
+    browser, live_server, owner, synced
+):
+    from dashboard.erasure import freeze, lifecycle, worker
+
+    three = synced.conversations.order_by("id").values("pk")[:3]
+    request_id = freeze.conversations(owner, synced.conversations.filter(pk__in=three), {})
+    job = lifecycle.confirm(ErasureJob.objects.filter(request=request_id), dry_run=False,
+                            enqueue=False)[0]
+    # In a thread of its own: this one runs Playwright's event loop.
+    run = threading.Thread(target=worker.work_job, args=(job.pk,))
+    run.start()
+    run.join()
+    page, errors = signed_in_page(browser, live_server, owner, timezone_id="Asia/Tokyo")
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+    page.wait_for_selector("#job-status[data-job-status=done]")
+    # The sign-in page's script told the server the zone: every time is Tokyo time.
+    zones = set(page.locator("time .tz").all_inner_texts())
+    assert zones == {"JST"}, (zones, page.evaluate("document.cookie"), errors)
+    live = page.locator("[aria-live]")
+    assert live.count() == 1
+    assert live.evaluate("e => e.matches('p.statusline')")
+    assert live.inner_text() == "Finished: 3 verified"
+    problems = accessibility_problems(page)
+    page.click("text=Receipt")
+    page.wait_for_selector("h1 >> text=Receipt for job")
+    assert "Erased and verified" in page.inner_text("table")
+    assert "Times are in Asia/Tokyo" in page.inner_text("main")
+    problems += accessibility_problems(page)
+    page.goto(f"{live_server.url}/jobs/")
+    assert page.inner_text("td[data-outcome]") == "3 verified"
+    problems += accessibility_problems(page)
+    assert not errors, errors
+    assert not problems, "\n".join(problems)
+
+
+def test_the_policy_form_shows_only_the_field_its_scope_uses(browser, live_server, owner,
+                                                             synced):
+    page, errors = signed_in_page(browser, live_server, owner)
+    page.goto(f"{live_server.url}/policies/add/")
+    field = {name: page.locator(f"[data-for-scope={name}]")
+             for name in ("provider", "connection", "character")}
+    assert page.input_value("select[name=scope]") == "connection"
+    assert [f.is_visible() for f in field.values()] == [False, True, False]
+    problems = accessibility_problems(page)
+    page.select_option("select[name=scope]", "provider")
+    assert [f.is_visible() for f in field.values()] == [True, False, False]
+    page.select_option("select[name=scope]", "all")
+    assert not any(f.is_visible() for f in field.values())
+    page.select_option("select[name=scope]", "character")
+    assert [f.is_visible() for f in field.values()] == [False, False, True]
+    problems += accessibility_problems(page)
+    page.fill("input[name=name]", "Old chats")
+    page.select_option("select[name=character]", index=1)
+    page.click("form[data-policy-form] button[type=submit]")
+    page.wait_for_selector("h1 >> text=Policy: Old chats")
+    assert "due now" in page.inner_text("dl.facts")
+    problems += accessibility_problems(page)
     assert not errors, errors
     assert not problems, "\n".join(problems)
