@@ -1,11 +1,15 @@
 """A job's receipt: every item with its outcome, times and the provider's answer. Never a
-secret, never message text; the export's hash proves what was saved before erasing."""
+secret, never message text; the export's hash proves what was saved before erasing.
+
+The stored values and ISO times (UTC) are what programs read; beside each state goes its
+label from ``lib.labels`` (``*_label``), for the person who opens the file."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from ..lib import labels
 from ..models import ErasureJob
 
 
@@ -18,12 +22,14 @@ def _who(user: Any) -> str | None:
 
 
 def receipt(job: ErasureJob) -> dict[str, Any]:
+    counts = {state: n for state, n in job.counts().items() if n}
     return {
         "receipt_version": 1,
         "job": job.pk,
         "request": str(job.request),
         "dry_run": job.dry_run,
         "status": job.status,
+        "status_label": labels.label(labels.JOB_STATUS, job.status),
         "provider": job.provider,
         # As it was when the job was made: the connection may have been removed since.
         "connection": {"id": job.connection_id, "label": job.connection_label,
@@ -38,7 +44,8 @@ def receipt(job: ErasureJob) -> dict[str, Any]:
             "started": _iso(job.started_at), "finished": _iso(job.finished_at),
         },
         "export": {"exported_at": _iso(job.exported_at), "sha256": job.export_sha256 or None},
-        "counts": {state: n for state, n in job.counts().items() if n},
+        "counts": counts,
+        "outcome": labels.outcomes(counts),
         "items": [
             {
                 "kind": item.kind,
@@ -47,6 +54,7 @@ def receipt(job: ErasureJob) -> dict[str, Any]:
                 "character_provider_id": item.character_provider_id,
                 "idempotency_key": item.idempotency_key,
                 "outcome": item.state,
+                "outcome_label": labels.label(labels.ITEM_STATE, item.state),
                 "attempts": item.attempts,
                 "detail": item.detail,
                 "provider_response": item.response,
@@ -66,4 +74,5 @@ def combined_receipt(jobs: list[ErasureJob]) -> dict[str, Any]:
     return {"receipt_version": 1, "request": str(jobs[0].request),
             "dry_run": all(p["dry_run"] for p in parts),
             "finished": all(job.finished for job in jobs),
-            "connections": len(parts), "counts": counts, "jobs": parts}
+            "connections": len(parts), "counts": counts,
+            "outcome": labels.outcomes(counts), "jobs": parts}

@@ -131,6 +131,9 @@ def test_the_receipt_reads_in_words_and_local_times_while_its_json_keeps_values(
     data = json.loads(owner_client.get(reverse("job_receipt_json", args=[job.pk])).content)
     assert {item["outcome"] for item in data["items"]} == {"verified"}
     assert data["status"] == "done" and data["counts"] == {"verified": 2}
+    # Beside the values, their labels for whoever opens the file.
+    assert data["status_label"] == "Finished" and data["outcome"] == "2 verified"
+    assert {item["outcome_label"] for item in data["items"]} == {"Erased and verified"}
     assert data["times"]["created"] == MOMENT.isoformat()
     assert all(item["settled_at"].endswith("+00:00") for item in data["items"])
 
