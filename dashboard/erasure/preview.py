@@ -52,16 +52,27 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         "pinned_kept": 0 if include_pinned else items.filter(detail=PINNED_MESSAGE).count(),
         # Lists, not querysets, so a template's "if" and "for" see the same rows and an
         # empty section is left out rather than drawn as a bare heading.
-        "characters": [
-            {"name": row["conversation__character__name"] or "", "n": row["n"]}
-            for row in going.values("conversation__character__name").annotate(
-                n=Count("id")).order_by("-n", "conversation__character__name")],
+        "characters": _characters(going),
         "sample": [_sample_row(item) for item in going.select_related(
             "conversation__character", "message").order_by("id")[:SAMPLE]],
         "in_memory": going.filter(conversation__flags__in_memory=True).count(),
         "capabilities": connection.provider_class.capabilities,
         "connection": connection,
     }
+
+
+def _characters(going: Any) -> list[dict[str, Any]]:
+    """Per character (most touched first): how many whole conversations and single
+    messages of theirs go."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in going.values("conversation__character__name", "kind").annotate(
+            n=Count("id")).order_by():
+        name = row["conversation__character__name"] or ""
+        entry = rows.setdefault(name, {"name": name, "conversations": 0, "messages": 0})
+        entry["conversations" if row["kind"] == ErasureItem.Kind.CONVERSATION
+              else "messages"] += row["n"]
+    return sorted(rows.values(), key=lambda r: (-(r["conversations"] + r["messages"]),
+                                                r["name"]))
 
 
 def _sample_row(item: ErasureItem) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def test_the_sample_of_whole_conversations_says_how_many_messages_go(owner_clien
     page = preview_of(owner_client, request_id)
     n = conv.message_count
     assert f"all {n} message{'s' if n != 1 else ''}" in page
+    assert f"{conv.character.name}: 1 conversation</li>" in page
     assert "Lethe can delete whole sessions" in page
     assert "Lethe cannot delete single messages of a session." in page
 
@@ -116,6 +117,7 @@ def test_a_message_in_the_sample_shows_its_author_and_how_it_starts(owner_client
     assert f'<span class="author">{message.author}:</span> A long message that goes on' in page
     assert "cuts it at a word." not in page and "…" in page
     assert "1</strong> single message" in page
+    assert f"{conv.character.name}: 1 message</li>" in page
 
 
 def test_approval_is_mentioned_only_where_it_is_needed(owner_client, synced, settings):
