@@ -107,6 +107,10 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         context["approvers"] = approvers(job)
         context["approver_group"] = settings.LETHE_ROLE_GROUPS["approver"]
         context["preview"] = preview.summary(job, job.include_pinned)
+    # The live status line: the state, and once finished what it came to.
+    context["live_rest"] = f": {context['outcome'] or 'no items'}" if job.finished else ""
+    context["live_key"] = f"{job.status}{context['live_rest']}"
+    context["announce"] = request.GET.get("shown", context["live_key"]) != context["live_key"]
     if is_fragment(request):
         part = "items" if request.GET.get("part") == "items" else "status"
         return render(request, f"jobs/detail.html#{part}", context)

@@ -301,13 +301,19 @@ def test_the_job_page_and_receipt_read_in_the_browsers_zone_with_one_live_line(
     request_id = freeze.conversations(owner, synced.conversations.filter(pk__in=three), {})
     job = lifecycle.confirm(ErasureJob.objects.filter(request=request_id), dry_run=False,
                             enqueue=False)[0]
+    page, errors = signed_in_page(browser, live_server, owner, timezone_id="Asia/Tokyo")
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+    assert page.inner_text("#job-live") == "Queued"
+    page.evaluate("window.liveLine = document.getElementById('job-live')")
     # In a thread of its own: this one runs Playwright's event loop.
     run = threading.Thread(target=worker.work_job, args=(job.pk,))
     run.start()
     run.join()
-    page, errors = signed_in_page(browser, live_server, owner, timezone_id="Asia/Tokyo")
-    page.goto(f"{live_server.url}/jobs/{job.pk}/")
     page.wait_for_selector("#job-status[data-job-status=done]")
+    page.wait_for_function(
+        "document.getElementById('job-live').innerText === 'Finished: 3 verified'")
+    # Rewritten in place, never replaced: a screen reader hears the change.
+    assert page.evaluate("window.liveLine === document.getElementById('job-live')")
     # The sign-in page's script told the server the zone: every time is Tokyo time.
     zones = set(page.locator("time .tz").all_inner_texts())
     assert zones == {"JST"}, (zones, page.evaluate("document.cookie"), errors)

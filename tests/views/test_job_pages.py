@@ -90,16 +90,24 @@ def test_only_the_short_status_line_is_live(owner_client, synced):
     url = reverse("job", args=[job.pk])
     page = owner_client.get(url).content.decode()
     assert page.count("aria-live") == 1
-    assert re.search(r'<p class="statusline" aria-live="polite">[^\n]*</p>', page)
-    status = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    live = re.search(r'<p class="statusline" id="job-live" aria-live="polite">(.*?)</p>', page)
+    assert live and ">Queued</span>" in live.group(1)
+    # The polled block holds neither the live line nor the item table.
+    status = owner_client.get(url, {"shown": "queued"}, HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 1s"' in status and "<table" not in status
+    assert "job-live" not in status and "aria-live" not in status
     items = owner_client.get(url, {"part": "items"}, HTTP_HX_REQUEST="true").content.decode()
     assert "<table" in items and "aria-live" not in items and 'hx-trigger="every 5s"' in items
     worker.work_job(job.pk)
-    done = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    done = owner_client.get(url, {"shown": "queued"}, HTTP_HX_REQUEST="true").content.decode()
     assert "every 1s" not in done
+    # Its words changed, so the live line is rewritten in place, once.
     n = synced.conversations.count()
-    assert re.search(rf'aria-live="polite">.*Finished</span>: {n} verified</p>', done)
+    assert re.search(rf'<p id="job-live" hx-swap-oob="innerHTML">.*Finished</span>: {n} '
+                     r"verified</p>", done)
+    again = owner_client.get(url, {"shown": f"done: {n} verified"},
+                             HTTP_HX_REQUEST="true").content.decode()
+    assert "job-live" not in again
 
 
 def test_times_are_shown_in_the_viewers_zone_with_the_zone(owner_client, synced):
