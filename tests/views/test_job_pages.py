@@ -8,6 +8,8 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboard.erasure import freeze, lifecycle, worker
@@ -163,3 +165,16 @@ def test_a_policys_job_names_its_policy_and_the_list_filters_to_it(owner_client,
     policy.delete()
     page = owner_client.get(reverse("job", args=[mine.pk])).content.decode()
     assert "“Old support chats” (removed since)" in page
+
+
+def test_the_outcome_column_costs_one_query_however_many_jobs(owner_client, synced):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            assert owner_client.get(reverse("jobs")).status_code == 200
+        return len(seen)
+
+    erase(synced, 1)
+    one = queries()
+    for _ in range(4):
+        erase(synced, 1)
+    assert queries() == one
