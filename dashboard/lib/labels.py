@@ -50,6 +50,25 @@ ITEM_OUTCOME = {
     "would_erase": "would be erased",
 }
 
+# What each outcome means, for a reader of a receipt who does not know Lethe.
+ITEM_MEANING = {
+    "pending": "Not sent yet.",
+    "in_flight": "Sent; the provider's answer has not arrived yet.",
+    "erased": "The provider acknowledged the delete; reading it back to confirm has not "
+              "finished yet.",
+    "verified": "The provider acknowledged the delete, and reading it back no longer "
+                "finds it.",
+    "already_gone": "The provider no longer had it when Lethe asked; nothing was deleted.",
+    "soft_deleted": "The provider marked it deleted but still keeps it.",
+    "still_there": "The provider acknowledged the delete, but reading it back still finds "
+                   "it.",
+    "failed": "The provider refused the delete or kept failing; it was not deleted.",
+    "unknown": "Lethe could not tell whether the delete arrived; it reads it back before "
+               "sending again.",
+    "skipped": "Not sent: protected, already in another job, or left out by choice.",
+    "would_erase": "A dry run: nothing was sent; a real erasure would send it.",
+}
+
 ITEM_KIND = {"conversation": "Conversation", "message": "Message"}
 
 MIRROR_STATE = {"present": "Present", "gone": "Gone at provider", "erased": "Erased"}

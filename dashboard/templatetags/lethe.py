@@ -85,6 +85,12 @@ def state_label(value: str, table: str = "item") -> str:
 
 
 @register.filter
+def meaning(state: str) -> str:
+    """What an item outcome means, in a sentence for someone who does not know Lethe."""
+    return labels.ITEM_MEANING.get(str(state), "")
+
+
+@register.filter
 def outcomes(counts: Mapping[str, int]) -> str:
     """Item counts as a phrase: "113 verified, 2 failed"."""
     return labels.outcomes(counts)

@@ -138,6 +138,11 @@ def test_the_receipt_reads_in_words_and_local_times_while_its_json_keeps_values(
     assert "2 verified" in page and "Times are in Europe/Berlin" in page
     assert '2026-01-02 04:04 <span class="tz">CET</span>' in page
     assert "nobody (no approval was needed)" in page
+    # Whole ids, and what each outcome present means, for a reader outside the team.
+    item = job.items.first()
+    assert f'<code class="id full">{item.provider_id}</code>' in page
+    assert "reading it back no longer finds it" in page
+    assert "A dry run: nothing was sent" not in page  # only the outcomes present
     data = json.loads(owner_client.get(reverse("job_receipt_json", args=[job.pk])).content)
     assert {item["outcome"] for item in data["items"]} == {"verified"}
     assert data["status"] == "done" and data["counts"] == {"verified": 2}
