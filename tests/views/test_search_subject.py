@@ -99,6 +99,10 @@ def test_selected_results_become_one_request_with_a_job_per_connection(client, t
     assert sorted(part["job"] for part in data["jobs"]) == [job.pk for job in jobs]
     page = client.get(reverse("request_receipt", args=[jobs[0].request])).content.decode()
     assert "Sales Convai" in page and "Team Convai" in page
+    # In words, with whole ids, for whoever the receipt is handed to.
+    assert "Outcome</dt><dd>2 verified" in page and ">verified<" not in page
+    assert f'<code class="id full">{a.provider_id}</code>' in page
+    assert "reading it back no longer finds it" in page
 
 
 def test_select_all_takes_every_match_not_just_those_shown(client, two):
