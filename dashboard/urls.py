@@ -14,6 +14,7 @@ from .views import (
     metrics,
     overview,
     policies,
+    preferences,
     requests,
     search,
 )
@@ -38,6 +39,7 @@ handler500 = "dashboard.errors.unavailable_or_error"
 
 urlpatterns = [
     path("", overview.overview, name="home"),
+    path("time-zone/", preferences.time_zone, name="time_zone"),
     path("healthz", healthz),
     path("readyz", readyz),
     path("metrics", metrics.metrics),

@@ -14,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 COOKIE = "lethe_tz"
+# Set when a person chose a zone on the time-zone page: the script then leaves COOKIE alone.
+FIXED = "lethe_tz_fixed"
 # IANA names are short and made of these; anything else is not looked up at all.
 _NAME = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+){0,2}$")
 

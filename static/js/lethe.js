@@ -73,7 +73,9 @@
   let zone = "";
   try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return; }
   if (!zone) return;
-  const current = document.cookie.split("; ").find((c) => c.startsWith("lethe_tz="));
+  const cookies = document.cookie.split("; ");
+  if (cookies.includes("lethe_tz_fixed=1")) return;  // chosen on the time-zone page
+  const current = cookies.find((c) => c.startsWith("lethe_tz="));
   if (current && decodeURIComponent(current.slice(9)) === zone) return;
   const secure = location.protocol === "https:" ? "; Secure" : "";
   document.cookie = "lethe_tz=" + encodeURIComponent(zone) +

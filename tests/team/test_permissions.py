@@ -81,6 +81,8 @@ ROUTES = [
     Route("audit_csv", "get", "", Role.APPROVER),
     Route("connection_remove", "get", "connection", Role.OPERATOR, owner_only=True),
     Route("connection_remove", "post", "connection", Role.OPERATOR, owner_only=True),
+    Route("time_zone", "get", "", Role.VIEWER),
+    Route("time_zone", "post", "", Role.VIEWER, data=(("zone", "Asia/Tokyo"),)),
 ]
 PEOPLE = ["owner", "viewer", "operator", "approver", "admin", "outsider", "anonymous"]
 

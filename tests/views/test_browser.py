@@ -330,6 +330,14 @@ def test_the_job_page_and_receipt_read_in_the_browsers_zone_with_one_live_line(
     page.goto(f"{live_server.url}/jobs/")
     assert page.inner_text("td[data-outcome]") == "3 verified"
     problems += accessibility_problems(page)
+    # A zone chosen for this browser holds: the script no longer follows the browser's.
+    page.goto(f"{live_server.url}/time-zone/?next=/jobs/")
+    problems += accessibility_problems(page)
+    page.select_option("select[name=zone]", "Europe/Paris")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/jobs/")
+    page.reload()
+    assert set(page.locator("time .tz").all_inner_texts()) == {"CET"}
     assert not errors, errors
     assert not problems, "\n".join(problems)
 

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboard.erasure import freeze, lifecycle, worker
-from dashboard.lib.timezones import COOKIE
+from dashboard.lib.timezones import COOKIE, FIXED
 from dashboard.models import ErasureItem, ErasureJob, RetentionPolicy
 
 pytestmark = pytest.mark.django_db
@@ -183,3 +183,31 @@ def test_the_outcome_column_costs_one_query_however_many_jobs(owner_client, sync
     for _ in range(4):
         erase(synced, 1)
     assert queries() == one
+
+
+def test_a_person_can_fix_a_zone_for_their_browser_and_go_back(owner_client, synced):
+    job = erase(synced, 1)
+    ErasureJob.objects.filter(pk=job.pk).update(created_at=MOMENT)
+    receipt = reverse("job_receipt", args=[job.pk])
+    page = owner_client.get(receipt).content.decode()
+    assert f'href="/time-zone/?next={receipt}">change</a>' in page
+    response = owner_client.post(reverse("time_zone"), {"zone": "Asia/Kolkata",
+                                                        "next": receipt})
+    assert response.status_code == 302 and response["Location"] == receipt
+    assert owner_client.cookies[COOKIE].value == "Asia/Kolkata"
+    assert owner_client.cookies[FIXED].value == "1"
+    assert '2026-01-02 08:34 <span class="tz">IST</span>' in owner_client.get(
+        receipt).content.decode()
+    # Not a zone: said so, nothing changed.
+    bad = owner_client.post(reverse("time_zone"), {"zone": "Mars/Olympus"}, follow=True)
+    assert "is not a time zone; nothing changed" in bad.content.decode()
+    assert owner_client.cookies[COOKIE].value == "Asia/Kolkata"
+    # Somewhere else is not a place to be sent back to.
+    away = owner_client.post(reverse("time_zone"), {"zone": "UTC",
+                                                    "next": "https://evil.example/"})
+    assert away["Location"] == reverse("time_zone")
+    # Following the browser again: the fixed mark goes, so the script rewrites the zone.
+    owner_client.post(reverse("time_zone"), {"zone": ""})
+    assert owner_client.cookies[FIXED].value == ""
+    assert "the time zone your browser reports" in owner_client.get(
+        reverse("time_zone")).content.decode()
