@@ -290,6 +290,7 @@ def test_the_overview_follows_a_sync_started_from_it_without_a_reload(
     assert "last synced" in page.inner_text(f"[data-connection='{connection.pk}']")
     problems = accessibility_problems(page)
     assert not errors, errors
+    assert not problems, "\n".join(problems)
 
 
 def test_the_job_page_and_receipt_read_in_the_browsers_zone_with_one_live_line(
