@@ -89,11 +89,13 @@ def _links(request: HttpRequest, events: list[AuditEvent]) -> dict[tuple[str, st
 def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
     _, qs = _events(request)
 
+    # The stored action for filters and scripts, and its label for whoever reads the sheet.
     lines = ([e.at.isoformat(), e.actor_name, e.action, e.object_type, e.object_id,
-              e.object_label, json.dumps(e.details, sort_keys=True), e.remote_addr or ""]
+              e.object_label, json.dumps(e.details, sort_keys=True), e.remote_addr or "",
+              e.get_action_display()]
              for e in qs.order_by("at", "id").iterator(chunk_size=2000))
     header = ["at", "who", "action", "object_type", "object_id", "object", "details",
-              "remote_addr"]
+              "remote_addr", "action_label"]
     response = StreamingHttpResponse(spreadsheet.rows(header, lines), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="lethe-audit.csv"'
     return response

@@ -162,6 +162,9 @@ def test_audit_events_are_append_only_and_listed_for_approvers(client, synced,
     body = b"".join(client.get(reverse("audit_csv")).streaming_content).decode()
     rows = list(csv.reader(io.StringIO(body)))
     assert rows[0][:3] == ["at", "who", "action"] and len(rows) >= 2
+    # The stored action stays for scripts; its label sits beside it for people.
+    sync = next(row for row in rows if row[2] == "sync_requested")
+    assert rows[0][-1] == "action_label" and sync[-1] == "Sync requested"
 
 
 def test_every_audited_action_leaves_an_event_without_secrets(client, owner, convai_server):
