@@ -331,6 +331,12 @@ def test_the_job_page_and_receipt_read_in_the_browsers_zone_with_one_live_line(
     page.goto(f"{live_server.url}/jobs/")
     assert page.inner_text("td[data-outcome]") == "3 verified"
     problems += accessibility_problems(page)
+    # On a phone the header row is hidden; each cell names its column.
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("getComputedStyle(document.querySelector('td[data-outcome]'), "
+                         "'::before').content") == '"Outcome: "'
+    problems += accessibility_problems(page)
+    page.set_viewport_size({"width": 1280, "height": 800})
     # A zone chosen for this browser holds: the script no longer follows the browser's.
     page.goto(f"{live_server.url}/time-zone/?next=/jobs/")
     problems += accessibility_problems(page)
