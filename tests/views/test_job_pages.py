@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.lib.timezones import COOKIE, FIXED
-from dashboard.models import ErasureItem, ErasureJob, RetentionPolicy
+from dashboard.models import Conversation, ErasureItem, ErasureJob, RetentionPolicy
 
 pytestmark = pytest.mark.django_db
 
@@ -212,3 +212,26 @@ def test_a_person_can_fix_a_zone_for_their_browser_and_go_back(owner_client, syn
     assert owner_client.cookies[FIXED].value == ""
     assert "the time zone your browser reports" in owner_client.get(
         reverse("time_zone")).content.decode()
+
+
+def test_a_job_of_a_request_over_several_connections_does_not_claim_the_whole_selection(
+    owner_client, synced, convai_fake, convai_server
+):
+    """Three conversations picked over two connections: each job says they were picked over
+    several connections, and none claims to hold all three."""
+    from dashboard.mirror import sync
+    from tests.helpers import connect
+
+    other = connect(synced.owner, convai_fake, convai_server.url, "Second Convai")
+    assert sync.perform_sync(sync.start(other).pk).status == "ok"
+    ids = [*synced.conversations.values_list("pk", flat=True)[:2],
+           other.conversations.values_list("pk", flat=True).first()]
+    request_id = freeze.conversations(synced.owner, Conversation.objects.filter(pk__in=ids),
+                                      {"select_all": False, "selected": 3})
+    jobs = lifecycle.confirm(ErasureJob.objects.filter(request=request_id), dry_run=True,
+                             enqueue=False)
+    assert len(jobs) == 2
+    for job in jobs:
+        page = owner_client.get(f"/jobs/{job.pk}/").content.decode()
+        assert "3 conversations over several connections" in page
+        assert "3 conversations picked by hand" not in page
