@@ -6,16 +6,11 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from ..models import Conversation, Message
-
-# 'simple': lower-cased words, no stemming or stop words, so names, codes and secrets in
-# any language are found as typed. Changing it means a new index (see the migration).
-SEARCH_CONFIG = "simple"
+from . import textquery
 
 
 def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
@@ -38,23 +33,26 @@ def matching(user: Any, data: dict[str, Any]) -> QuerySet[Conversation]:
     if data.get("end"):
         qs = qs.filter(started_at__lte=datetime.combine(data["end"], time.max, tz))
     if data.get("q"):
-        text = data["q"]
-        qs = qs.filter(Q(title__icontains=text) | Exists(message_hits(text)))
+        qs = qs.filter(text_matches(data["q"]))
     return qs
 
 
-def message_hits(text: str) -> QuerySet[Message]:
-    """Messages of the outer conversation whose text matches ``text``.
+def text_matches(text: str) -> Q:
+    """Conversations whose title, character's name or one message matches ``text`` in the
+    grammar of `textquery` (words in any order, "phrases", -exclusions)."""
+    terms = textquery.parse(text)
+    if not terms:
+        return Q(pk__in=[])
+    return (textquery.regex_condition("title", terms)
+            | Q(character__isnull=False) & textquery.regex_condition("character__name", terms)
+            | Q(Exists(message_hits(text))))
 
-    On PostgreSQL a full-text match (words, any order; "quoted phrases", -exclusions) served
-    by the GIN index of migration ``search``; the expression must stay exactly the indexed
-    one. Elsewhere (the embedded SQLite demo) a substring match.
-    """
-    mine = Message.objects.filter(conversation=OuterRef("pk"))
-    if connection.vendor != "postgresql":
-        return mine.filter(text__icontains=text)
-    return mine.annotate(words=SearchVector("text", config=SEARCH_CONFIG)).filter(
-        words=SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch"))
+
+def message_hits(text: str) -> QuerySet[Message]:
+    """Messages of the outer conversation that match ``text`` (see `textquery`; on
+    PostgreSQL served by the GIN index of migration ``search``)."""
+    return textquery.filter_messages(Message.objects.filter(conversation=OuterRef("pk")),
+                                     textquery.parse(text))
 
 
 def scope_of(data: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,6 @@ import re
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection as db
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from ..erasure import freeze
-from ..mirror import selection
+from ..mirror import selection, textquery
 from ..models import Conversation, Message, MirrorState
 from ..team.roles import Role
 from .common import parse_ids, require_role
@@ -54,8 +52,8 @@ def terms(q: str) -> list[str]:
 
 
 def matching(user: Any, q: str) -> QuerySet[Conversation]:
-    """Present conversations visible to `user` whose title or messages match `q`."""
-    condition = Q(title__icontains=q) | Q(Exists(selection.message_hits(q)))
+    """Present conversations visible to `user` whose title, character or messages match `q`."""
+    condition = selection.text_matches(q)
     pattern = phone_pattern(q)
     if pattern:
         condition |= Q(Exists(Message.objects.filter(conversation=OuterRef("pk"),
@@ -68,12 +66,7 @@ def matching_lines(q: str, conversation_ids: list[int]) -> QuerySet[Message]:
     """The matching messages of these conversations. The full-text condition is the one
     `selection.message_hits` uses, applied to messages directly."""
     mine = Message.objects.filter(conversation_id__in=conversation_ids)
-    if db.vendor == "postgresql":
-        cfg = selection.SEARCH_CONFIG
-        mine = mine.annotate(words=SearchVector("text", config=cfg))
-        condition = Q(words=SearchQuery(q, config=cfg, search_type="websearch"))
-    else:
-        condition = Q(text__icontains=q)
+    mine, condition = textquery.message_condition(mine, textquery.parse(q))
     pattern = phone_pattern(q)
     if pattern:
         condition |= Q(text__iregex=pattern)
