@@ -1,4 +1,7 @@
-"""Keyset pagination: no OFFSET, real next/previous links that survive concurrent syncs."""
+"""Keyset pagination: no OFFSET, real next/previous links that survive concurrent syncs.
+Any sort key works (a column or an annotation: a date, a number, a text), with the
+primary key as the tie-breaker, so every row appears exactly once however many share a
+value."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 
 @dataclass
@@ -20,31 +23,57 @@ class Page:
 
 def _encode(row: Any, field: str) -> str:
     value = getattr(row, field)
-    raw = json.dumps([value.isoformat() if value else None, row.pk])
+    tagged: list[Any]
+    if isinstance(value, datetime):
+        tagged = ["t", value.isoformat()]
+    elif isinstance(value, bool | int | str) or value is None:
+        tagged = [type(value).__name__, value]
+    else:
+        raise TypeError(f"cannot page on a {type(value).__name__}")
+    raw = json.dumps([*tagged, row.pk])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[datetime | None, int] | None:
+_TYPES: dict[str, Any] = {"t": datetime.fromisoformat, "int": int, "bool": bool, "str": str,
+                          "NoneType": lambda v: None}
+
+
+def _decode(cursor: str) -> tuple[Any, int] | None:
+    """The (value, pk) of a cursor; None for anything we did not write."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return (datetime.fromisoformat(value) if value else None), int(pk)
-    except (ValueError, TypeError, json.JSONDecodeError):
+        tag, value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return _TYPES[tag](value), int(pk)
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError):
         return None
 
 
+def _beyond(field: str, value: Any, pk: int, desc: bool, nullable: bool) -> Q:
+    """Rows after (value, pk) in the walking order. NULLs sort below every value."""
+    op = "lt" if desc else "gt"
+    if value is None:
+        same = Q(**{f"{field}__isnull": True, f"pk__{op}": pk})
+        return same if desc else same | Q(**{f"{field}__isnull": False})
+    after = Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"pk__{op}": pk})
+    return after | Q(**{f"{field}__isnull": True}) if desc and nullable else after
+
+
 def paginate(qs: QuerySet[Any], field: str, descending: bool, size: int,
-             after: str | None = None, before: str | None = None) -> Page:
-    """Rows ordered by (field, pk); `field` must be non-null on every row."""
+             after: str | None = None, before: str | None = None,
+             nullable: bool = False) -> Page:
+    """Rows ordered by (field, pk). `field` may be an annotation; with `nullable`, rows
+    whose value is NULL come last when descending and first when ascending."""
     forward = not before
     cursor = _decode(after or before or "") if (after or before) else None
     # Walking backwards is walking forwards in the opposite order, then reversing.
     desc = descending if forward else not descending
-    order = [f"-{field}", "-pk"] if desc else [field, "pk"]
+    if nullable:
+        key = F(field).desc(nulls_last=True) if desc else F(field).asc(nulls_first=True)
+        order: list[Any] = [key, "-pk" if desc else "pk"]
+    else:
+        order = [f"-{field}", "-pk"] if desc else [field, "pk"]
     if cursor is not None:
-        value, pk = cursor
-        op = "lt" if desc else "gt"
-        qs = qs.filter(Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"pk__{op}": pk}))
+        qs = qs.filter(_beyond(field, *cursor, desc=desc, nullable=nullable))
     rows = list(qs.order_by(*order)[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
