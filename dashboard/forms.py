@@ -97,33 +97,74 @@ class ConnectionForm(forms.Form):
 
 
 class ConversationFilter(forms.Form):
-    """The conversation list's filter bar; every field optional, bad values are errors."""
+    """The conversation list's filter bar; every field optional, bad values are errors
+    (and then nothing is listed). The character's choices follow the connection: a
+    character of another connection is dropped, and `dropped_character` says which."""
 
-    SORTS = {
-        "newest": ("-last_message_at", "-id"),
-        "oldest": ("last_message_at", "id"),
-    }
+    SORTS = [("-last", "Newest first"), ("last", "Oldest first"),
+             ("title", "Title A–Z"), ("-title", "Title Z–A"),
+             ("character", "Character A–Z"), ("-character", "Character Z–A"),
+             ("-messages", "Most messages"), ("messages", "Fewest messages"),
+             ("-first", "Started most recently"), ("first", "Started longest ago")]
+    # Names the sort had before it covered every column; old links keep working.
+    SORT_ALIASES = {"newest": "-last", "oldest": "last"}
     STATES = [("", "Any state"), ("present", "Present"), ("erased", "Erased"),
               ("gone", "Gone at provider"), ("soft_deleted", "Soft-deleted at provider"),
               ("archived", "Archived at provider"), ("protected", "Protected (keep-list)")]
+    # The fields that choose conversations (the sort only orders them).
+    FILTERS = ("connection", "character", "q", "start", "end", "state")
 
     connection = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    character = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    character = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     q = forms.CharField(required=False, max_length=200, label="Text")
     start = forms.DateField(required=False, label="From",
                             widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, label="To",
                           widget=forms.DateInput(attrs={"type": "date"}))
     state = forms.ChoiceField(required=False, choices=STATES)
-    sort = forms.ChoiceField(required=False, choices=[("newest", "Newest first"),
-                                                      ("oldest", "Oldest first")])
+    sort = forms.ChoiceField(required=False, choices=SORTS)
 
     def __init__(self, connections: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        visible = list(connections)
         field: Any = self.fields["connection"]
-        field.choices = [("", "All connections")] + [
-            (c.pk, str(c)) for c in connections
-        ]
+        field.choices = [("", "All connections")] + [(c.pk, str(c)) for c in visible]
+        chosen = self._chosen(visible)
+        characters = Character.objects.filter(
+            connection__in=[chosen] if chosen else visible).select_related("connection")
+        # With several connections in view, the connection tells same-named characters apart.
+        named = (lambda ch: ch.name) if chosen or len(visible) < 2 else (
+            lambda ch: f"{ch.name} ({ch.connection})")
+        field = self.fields["character"]
+        field.choices = [("", "All characters")] + [
+            (ch.pk, named(ch)) for ch in characters.order_by("name", "id")]
+        self.dropped_character = ""
+        if self.is_bound:
+            self._drop_foreign_character(field.choices, visible)
+            if self.data.get("sort") in self.SORT_ALIASES:
+                self._replace("sort", self.SORT_ALIASES[self.data["sort"]])
+
+    def _replace(self, name: str, value: str) -> None:
+        source: Any = self.data
+        data = source.copy()  # a QueryDict is immutable; its copy is not
+        data[name] = value
+        self.data = data
+
+    def _chosen(self, visible: list[Connection]) -> Connection | None:
+        raw = str(self.data.get("connection") or "") if self.is_bound else ""
+        return next((c for c in visible if str(c.pk) == raw), None)
+
+    def _drop_foreign_character(self, choices: list[tuple[Any, str]],
+                                visible: list[Connection]) -> None:
+        """A character that is not among the choices (it belongs to another connection,
+        or to none the person can see) is removed from the filter, and said so."""
+        raw = str(self.data.get("character") or "")
+        if not raw or raw in {str(pk) for pk, _ in choices}:
+            return
+        self._replace("character", "")
+        other = Character.objects.filter(
+            pk=int(raw) if raw.isdigit() else 0, connection__in=visible).first()
+        self.dropped_character = other.name if other else "that character"
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

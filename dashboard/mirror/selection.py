@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from ..models import Conversation, Message
+from ..models import Conversation, Message, MirrorState
 from . import textquery
 
 
@@ -53,6 +54,35 @@ def message_hits(text: str) -> QuerySet[Message]:
     PostgreSQL served by the GIN index of migration ``search``)."""
     return textquery.filter_messages(Message.objects.filter(conversation=OuterRef("pk")),
                                      textquery.parse(text))
+
+
+# The list's sortable columns: each a key the keyset pager orders by (with the id as the
+# tie-breaker), and whether that key can be NULL (NULLs sort below every value).
+SORT_KEYS: dict[str, tuple[Any, bool]] = {
+    "title": (Lower("title"), False),
+    "character": (Lower("character__name"), True),
+    "messages": (F("message_count"), False),
+    "first": (F("started_at"), True),
+    "last": (F("last_message_at"), True),
+}
+
+
+def sorted_by(qs: QuerySet[Conversation], column: str) -> tuple[QuerySet[Conversation], bool]:
+    """``qs`` with its sort key for `column` annotated as ``sort_key``, and whether the
+    key may be NULL."""
+    key, nullable = SORT_KEYS[column]
+    return qs.annotate(sort_key=key), nullable
+
+
+def held(user: Any, ids: list[int], filters: list[dict[str, Any]], excluded: list[int]
+         ) -> QuerySet[Conversation]:
+    """A person's held selection: the present conversations they may see that they ticked
+    (`ids`) or that match a filter they selected whole, less those they unticked since."""
+    chosen = Q(pk__in=ids)
+    for data in filters:
+        chosen |= Q(pk__in=matching(user, data).values("pk"))
+    return Conversation.objects.visible_to(user).filter(
+        chosen, mirror_state=MirrorState.PRESENT).exclude(pk__in=excluded)
 
 
 def scope_of(data: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from ..models import Connection, Conversation, ErasureJob, Message
 from ..models.jobstate import IllegalTransition
 from ..team import audit
 from ..team.roles import Role
+from . import selected
 from .common import is_fragment, parse_ids, require_role
 
 
@@ -33,7 +34,18 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
         return redirect("conversations")
     if request.POST.getlist("message"):
         return _erase_messages(request)
-    if request.POST.get("select_all") == "1":
+    if request.POST.get("held") == "1":  # the list's selection, held in the session
+        held = selected.load(request)
+        try:
+            selected.apply_page(request, held)
+        except ValueError:
+            messages.error(request, "The selection held an id that is not a number.")
+            return redirect("conversations")
+        selected.save(request, held)
+        chosen = selected.conversations(request, held)
+        scope: dict[str, Any] = {"select_all": bool(held.filters),
+                                 "selected": chosen.count()}
+    elif request.POST.get("select_all") == "1":
         chosen = selection.matching(request.user, form.cleaned_data)
         scope = {"select_all": True, "filter": selection.scope_of(form.cleaned_data)}
     else:

@@ -1,5 +1,7 @@
 // Lethe's only script: row selection (shift-click ranges, page and "all matching"),
-// the copy buttons, and disabling the erase button while nothing is selected.
+// the copy buttons, and disabling the erase button while nothing is selected. A form
+// marked data-held (the conversation list) keeps its selection on the server: there the
+// count, "select all" and the buttons come from the server, and this only ticks boxes.
 // Loaded as a file so the CSP can forbid inline script.
 (function () {
   "use strict";
@@ -20,6 +22,7 @@
       header.checked = pageFull;
       header.indeterminate = checked > 0 && !pageFull;
     }
+    if (form.hasAttribute("data-held")) return;
     if (all && all.value === "1" && !pageFull) all.value = "0";
     if (banner) {
       banner.hidden = !pageFull;
@@ -46,7 +49,7 @@
     } else if (target.matches("input[data-select-page]") && form) {
       rows(form).forEach((b) => { b.checked = target.checked; });
       refresh(form);
-    } else if (target.matches("button[data-select-all]") && form) {
+    } else if (target.matches("button[data-select-all]") && form && !form.hasAttribute("data-held")) {
       const all = form.querySelector("[data-select-all-input]");
       all.value = "1";
       all.dataset.total = target.dataset.total;

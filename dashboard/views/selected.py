@@ -1,0 +1,75 @@
+"""The conversations a person has selected, held in their session so the selection
+survives paging, filter changes and reloads. What is kept: the ids ticked, the filters
+selected whole with "Select all N matching" (as their query strings, re-read through the
+filter form each time, so a later sync adds what now matches), and the ids unticked since.
+Never titles or text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, QueryDict
+
+from ..forms import ConversationFilter
+from ..mirror import selection
+from ..models import Connection, Conversation
+from .common import parse_ids
+
+SESSION_KEY = "lethe.conversation_selection"
+
+
+@dataclass
+class Held:
+    ids: set[int] = field(default_factory=set)
+    filters: list[str] = field(default_factory=list)
+    excluded: set[int] = field(default_factory=set)
+
+
+def filter_query(params: QueryDict) -> str:
+    """The filter part of a query string, in a fixed order: what "this filter" means."""
+    kept = QueryDict(mutable=True)
+    for name in ConversationFilter.FILTERS:
+        value = params.get(name)
+        if value:
+            kept[name] = str(value)
+    return kept.urlencode()
+
+
+def load(request: HttpRequest) -> Held:
+    raw = request.session.get(SESSION_KEY) or {}
+    return Held(ids=set(raw.get("ids", [])), filters=list(raw.get("filters", [])),
+                excluded=set(raw.get("excluded", [])))
+
+
+def save(request: HttpRequest, held: Held) -> None:
+    request.session[SESSION_KEY] = {"ids": sorted(held.ids), "filters": held.filters,
+                                    "excluded": sorted(held.excluded)}
+
+
+def apply_page(request: HttpRequest, held: Held) -> None:
+    """Take the ticks of the page the form was posted from: of the rows it showed
+    (``shown``), those ticked (``conversation``) are in, the others out. ValueError for
+    a forged id."""
+    shown = set(parse_ids(request.POST.getlist("shown")))
+    ticked = set(parse_ids(request.POST.getlist("conversation"))) & shown
+    held.ids = (held.ids - shown) | ticked
+    held.excluded = (held.excluded - ticked) | (shown - ticked if held.filters else set())
+
+
+def select_all(held: Held, query: str) -> None:
+    if query not in held.filters:
+        held.filters.append(query)
+    held.excluded.clear()
+
+
+def conversations(request: HttpRequest, held: Held) -> QuerySet[Conversation]:
+    """The held selection as present conversations the person may see now."""
+    connections = Connection.objects.visible_to(request.user)
+    filters: list[dict[str, Any]] = []
+    for query in held.filters:
+        form = ConversationFilter(connections, QueryDict(query))
+        if form.is_valid():  # a filter that no longer reads (a date now bad) adds nothing
+            filters.append(form.cleaned_data)
+    return selection.held(request.user, sorted(held.ids), filters, sorted(held.excluded))

@@ -1,0 +1,189 @@
+"""The conversation list: a character filter that follows the connection, removable
+chips, the connection column, the total, column sorting, date errors that list nothing,
+and a selection held on the server across pages and filters, exported and erased."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.urls import reverse
+from django.utils.html import escape
+
+from dashboard.mirror import sync
+from dashboard.models import Connection, Conversation, ErasureJob
+from tests.helpers import make_connection
+
+pytestmark = pytest.mark.django_db
+URL = "/conversations/"
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def second(synced, convai_server) -> Connection:  # type: ignore[no-untyped-def]
+    """A second Convai connection of the same owner, synced: same characters, new rows."""
+    other = make_connection(synced.owner, convai_server.url)
+    Connection.objects.filter(pk=other.pk).update(label="Second Convai")
+    assert sync.perform_sync(sync.start(other).pk).status == "ok"
+    return Connection.objects.get(pk=other.pk)
+
+
+def listed(response) -> list[int]:  # type: ignore[no-untyped-def]
+    return [c.pk for c in response.context["page"].rows]
+
+
+def test_the_character_choices_follow_the_connection_and_a_foreign_one_is_dropped(
+        owner_client, synced, second):
+    mine = synced.characters.order_by("id").first()
+    theirs = second.characters.order_by("id").first()
+    part = owner_client.get(URL, {"connection": second.pk, "part": "character"},
+                            HTTP_HX_REQUEST="true").content.decode()
+    assert f'value="{theirs.pk}"' in part and f'value="{mine.pk}"' not in part
+    assert 'id="character-field"' in part
+    # A character left over from another connection is dropped, visibly, not applied.
+    response = owner_client.get(URL, {"connection": second.pk, "character": mine.pk})
+    assert sorted(listed(response)) == sorted(second.conversations.values_list("pk", flat=True))
+    assert f"The character filter was dropped: {mine.name}" in response.content.decode()
+    kept = owner_client.get(URL, {"connection": second.pk, "character": theirs.pk})
+    assert sorted(listed(kept)) == sorted(
+        second.conversations.filter(character=theirs).values_list("pk", flat=True))
+    assert "was dropped" not in kept.content.decode()
+
+
+def test_each_active_filter_is_a_chip_that_removes_only_itself(owner_client, synced):
+    char = synced.characters.order_by("id").first()
+    response = owner_client.get(URL, {"character": char.pk, "state": "present",
+                                      "sort": "title"})
+    chips = {c["label"]: c for c in response.context["chips"]}
+    assert set(chips) == {"Character", "State"}
+    assert chips["Character"]["value"] == char.name
+    without = owner_client.get(URL + chips["Character"]["url"])
+    assert without.context["form"].cleaned_data["state"] == "present"
+    assert without.context["form"].cleaned_data["character"] is None
+    assert without.context["form"].cleaned_data["sort"] == "title"  # the sort stays
+    assert f'href="{escape(chips["State"]["url"])}"' in response.content.decode()
+
+
+def test_the_connection_column_and_the_total(owner_client, synced, second):
+    both = owner_client.get(URL)
+    assert both.context["show_connection"] and "Second Convai" in both.content.decode()
+    assert both.context["total"] == Conversation.objects.count()
+    assert f"{Conversation.objects.count()} conversations match" in both.content.decode()
+    one = owner_client.get(URL, {"connection": second.pk})
+    assert not one.context["show_connection"]
+    assert one.context["total"] == second.conversations.count()
+
+
+def test_headers_sort_the_list_and_say_how(owner_client, synced):
+    titles = sorted(synced.conversations.values_list("title", flat=True), key=str.lower)
+    response = owner_client.get(URL, {"sort": "title"})
+    assert [c.title for c in response.context["page"].rows] == titles
+    columns = {c["key"]: c for c in response.context["columns"]}
+    assert columns["title"]["aria_sort"] == "ascending"
+    assert 'aria-sort="ascending"' in response.content.decode()
+    assert "sort=-title" in columns["title"]["url"]  # a second click reverses it
+    reverse_ = owner_client.get(URL + columns["title"]["url"])
+    assert [c.title for c in reverse_.context["page"].rows] == titles[::-1]
+    by_count = owner_client.get(URL + columns["messages"]["url"])
+    counts = [c.message_count for c in by_count.context["page"].rows]
+    assert counts == sorted(counts, reverse=True)
+    assert owner_client.get(URL, {"sort": "oldest"}).context["form"].is_valid()  # old links
+
+
+@pytest.mark.parametrize("dates", [{"start": "2025-02-01", "end": "2025-01-01"},
+                                   {"start": "not-a-date"}])
+def test_a_bad_date_shows_the_error_and_lists_nothing(owner_client, synced, dates):
+    response = owner_client.get(URL, dates)
+    page = response.content.decode()
+    assert listed(response) == [] and response.context["total"] == 0
+    assert "Correct the filter above" in page
+    assert "The From date is after the To date" in page or "Enter a valid date" in page
+
+
+def post_page(client, rows, ticked, **extra):  # type: ignore[no-untyped-def]
+    return client.post(reverse("conversation_selection"),
+                       {"shown": [c.pk for c in rows], "conversation": [c.pk for c in ticked],
+                        **extra}, HTTP_HX_REQUEST="true")
+
+
+def test_the_selection_survives_paging_and_filters_and_clears(owner_client, synced, settings):
+    settings.LETHE_PAGE_SIZE = 5
+    first = owner_client.get(URL).context["page"]
+    bar = post_page(owner_client, first.rows, first.rows[:2]).content.decode()
+    assert "2 selected" in bar
+    second = owner_client.get(URL, {"after": first.next_cursor})
+    post_page(owner_client, second.context["page"].rows, second.context["page"].rows[:1])
+    again = owner_client.get(URL)  # back on page one: its two ticks are still there
+    assert again.context["held_count"] == 3
+    assert again.context["ticked"] == {c.pk for c in first.rows[:2]}
+    char = synced.characters.order_by("id").first()
+    filtered = owner_client.get(URL, {"character": char.pk})
+    assert "3 selected" in filtered.content.decode()
+    # Unticking on one page leaves the others' ticks alone.
+    post_page(owner_client, first.rows, first.rows[:1])
+    assert owner_client.get(URL).context["held_count"] == 2
+    cleared = post_page(owner_client, [], [], action="clear").content.decode()
+    assert "0 selected" in cleared and owner_client.get(URL).context["held_count"] == 0
+
+
+def test_select_all_matching_is_used_once_then_said(owner_client, synced, settings):
+    settings.LETHE_PAGE_SIZE = 5
+    char = synced.characters.order_by("id").first()
+    expected = synced.conversations.filter(character=char).count()
+    page = owner_client.get(URL, {"character": char.pk}).content.decode()
+    assert f"Select all {expected} matching" in page
+    response = owner_client.post(reverse("conversation_selection"),
+                                 {"action": "all", "back": f"character={char.pk}&sort=title"})
+    assert response["Location"] == f"{URL}?character={char.pk}&sort=title"
+    after = owner_client.get(URL, {"character": char.pk, "sort": "title"})
+    assert after.context["held_count"] == expected
+    assert f"All {expected} matching are selected" in after.content.decode()
+    assert "data-select-all" not in after.content.decode()
+    # Unticking one of them takes it out, even though its filter was selected whole.
+    rows = after.context["page"].rows
+    post_page(owner_client, rows, rows[1:])
+    assert owner_client.get(URL).context["held_count"] == expected - 1
+
+
+def test_export_selected_gives_the_messages_of_exactly_the_selection(owner_client, synced):
+    convs = list(synced.conversations.order_by("id")[:2])
+    post_page(owner_client, convs, convs)
+    jsonl = owner_client.post(reverse("conversation_selection_export", args=["jsonl"]))
+    lines = [json.loads(line) for line in b"".join(jsonl.streaming_content).splitlines()]
+    assert {line["conversation_id"] for line in lines} == {c.provider_id for c in convs}
+    assert len(lines) == sum(c.messages.count() for c in convs)
+    assert lines[0]["connection"] == synced.label and lines[0]["text"]
+    csv_ = owner_client.post(reverse("conversation_selection_export", args=["csv"]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(csv_.streaming_content).decode())))
+    assert len(rows) == len(lines) and rows[0]["conversation_id"] == lines[0]["conversation_id"]
+    post_page(owner_client, [], [], action="clear")
+    empty = owner_client.post(reverse("conversation_selection_export", args=["csv"]),
+                              follow=True)
+    assert "nothing to export" in empty.content.decode()
+
+
+def test_erase_selected_previews_exactly_the_held_selection(owner_client, synced, settings):
+    settings.LETHE_PAGE_SIZE = 5
+    first = owner_client.get(URL).context["page"]
+    post_page(owner_client, first.rows, first.rows[:1])
+    second = owner_client.get(URL, {"after": first.next_cursor}).context["page"]
+    # The form of page two is posted as it stands: one more ticked there.
+    response = owner_client.post(reverse("erase_selected"), {
+        "held": "1", "shown": [c.pk for c in second.rows], "conversation": [second.rows[0].pk]})
+    job = ErasureJob.objects.get()
+    assert response["Location"] == reverse("erase_preview", args=[job.request])
+    assert set(job.items.values_list("conversation_id", flat=True)) == {
+        first.rows[0].pk, second.rows[0].pk}
+
+
+def test_a_forged_id_in_the_selection_is_a_clear_error(owner_client, synced):
+    response = owner_client.post(reverse("conversation_selection"),
+                                 {"shown": ["1", "x"], "conversation": ["x"]}, follow=True)
+    assert "not a number" in response.content.decode()
