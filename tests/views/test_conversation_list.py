@@ -12,9 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from dashboard.mirror import sync
-from dashboard.models import Connection, Conversation, ErasureJob
-from tests.helpers import make_connection
+from dashboard.models import Conversation, ErasureJob
 
 pytestmark = pytest.mark.django_db
 URL = "/conversations/"
@@ -24,15 +22,6 @@ URL = "/conversations/"
 def owner_client(client, owner):
     client.force_login(owner)
     return client
-
-
-@pytest.fixture
-def second(synced, convai_server) -> Connection:  # type: ignore[no-untyped-def]
-    """A second Convai connection of the same owner, synced: same characters, new rows."""
-    other = make_connection(synced.owner, convai_server.url)
-    Connection.objects.filter(pk=other.pk).update(label="Second Convai")
-    assert sync.perform_sync(sync.start(other).pk).status == "ok"
-    return Connection.objects.get(pk=other.pk)
 
 
 def listed(response) -> list[int]:  # type: ignore[no-untyped-def]
