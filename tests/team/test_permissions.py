@@ -50,6 +50,8 @@ ROUTES = [
     Route("conversations", "get", "", Role.VIEWER),
     Route("conversations", "get", "", Role.VIEWER, extra="fragment"),
     Route("transcript", "get", "conversation", Role.VIEWER),
+    Route("conversation_selection", "post", "", Role.VIEWER),
+    Route("conversation_selection_export", "post", "", Role.VIEWER, extra="jsonl"),
     Route("protect", "post", "conversation", Role.OPERATOR, data=(("protected", "1"),)),
     Route("erase_selected", "post", "", Role.OPERATOR),
     # A draft (the preview) belongs to the person who made it.
@@ -113,7 +115,8 @@ def world(synced, django_user_model, settings):  # type: ignore[no-untyped-def]
 
 def url_of(route: Route, objects: dict[str, object]) -> str:
     args: list[object] = [objects[route.args]] if route.args else []
-    if route.name in ("erase_export", "job_action", "request_action"):
+    if route.name in ("erase_export", "job_action", "request_action",
+                      "conversation_selection_export"):
         args.append(route.extra)
     return reverse(route.name, args=args)
 

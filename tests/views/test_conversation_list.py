@@ -176,3 +176,13 @@ def test_a_forged_id_in_the_selection_is_a_clear_error(owner_client, synced):
     response = owner_client.post(reverse("conversation_selection"),
                                  {"shown": ["1", "x"], "conversation": ["x"]}, follow=True)
     assert "not a number" in response.content.decode()
+
+
+def test_ids_someone_cannot_see_never_enter_their_selection(client, outsider, synced):
+    client.force_login(outsider)
+    ids = list(synced.conversations.values_list("pk", flat=True))
+    bar = client.post(reverse("conversation_selection"),
+                      {"shown": ids, "conversation": ids}, HTTP_HX_REQUEST="true")
+    assert "0 selected" in bar.content.decode()
+    export = client.post(reverse("conversation_selection_export", args=["jsonl"]))
+    assert export.status_code == 302 and not hasattr(export, "streaming_content")
