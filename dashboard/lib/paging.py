@@ -1,7 +1,7 @@
 """Keyset pagination: no OFFSET, real next/previous links that survive concurrent syncs.
-Any sort key works (a column or an annotation: a date, a number, a text), with the
-primary key as the tie-breaker, so every row appears exactly once however many share a
-value."""
+Any sort key works (a column or an annotation: a date, a number, a text; NULLs above
+every value), with the primary key as the tie-breaker, so every row appears exactly once
+however many share a value."""
 
 from __future__ import annotations
 
@@ -49,26 +49,27 @@ def _decode(cursor: str) -> tuple[Any, int] | None:
 
 
 def _beyond(field: str, value: Any, pk: int, desc: bool, nullable: bool) -> Q:
-    """Rows after (value, pk) in the walking order. NULLs sort below every value."""
+    """Rows after (value, pk) in the walking order. NULLs sort above every value, as in
+    PostgreSQL's indexes, so the first page of a descending walk is a plain index scan."""
     op = "lt" if desc else "gt"
     if value is None:
         same = Q(**{f"{field}__isnull": True, f"pk__{op}": pk})
-        return same if desc else same | Q(**{f"{field}__isnull": False})
+        return same | Q(**{f"{field}__isnull": False}) if desc else same
     after = Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"pk__{op}": pk})
-    return after | Q(**{f"{field}__isnull": True}) if desc and nullable else after
+    return after | Q(**{f"{field}__isnull": True}) if nullable and not desc else after
 
 
 def paginate(qs: QuerySet[Any], field: str, descending: bool, size: int,
              after: str | None = None, before: str | None = None,
              nullable: bool = False) -> Page:
     """Rows ordered by (field, pk). `field` may be an annotation; with `nullable`, rows
-    whose value is NULL come last when descending and first when ascending."""
+    whose value is NULL come first when descending and last when ascending."""
     forward = not before
     cursor = _decode(after or before or "") if (after or before) else None
     # Walking backwards is walking forwards in the opposite order, then reversing.
     desc = descending if forward else not descending
     if nullable:
-        key = F(field).desc(nulls_last=True) if desc else F(field).asc(nulls_first=True)
+        key = F(field).desc(nulls_first=True) if desc else F(field).asc(nulls_last=True)
         order: list[Any] = [key, "-pk" if desc else "pk"]
     else:
         order = [f"-{field}", "-pk"] if desc else [field, "pk"]

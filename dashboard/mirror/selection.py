@@ -57,7 +57,7 @@ def message_hits(text: str) -> QuerySet[Message]:
 
 
 # The list's sortable columns: each a key the keyset pager orders by (with the id as the
-# tie-breaker), and whether that key can be NULL (NULLs sort below every value).
+# tie-breaker), and whether that key can be NULL (NULLs sort above every value).
 SORT_KEYS: dict[str, tuple[Any, bool]] = {
     "title": (Lower("title"), False),
     "character": (Lower("character__name"), True),

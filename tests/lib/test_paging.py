@@ -1,5 +1,5 @@
 """Keyset paging on any sort key: every row once, in order, ties broken by id, NULLs
-last when descending and first when ascending, forwards and backwards."""
+first when descending and last when ascending, forwards and backwards."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def pages_back(qs, descending: bool, nullable: bool, size: int = 3) -> list[list
 
 def full_scan(qs, descending: bool) -> list[int]:  # type: ignore[no-untyped-def]
     """The database's own order of every row at once (its collation decides for text)."""
-    key = F("sort_key").desc(nulls_last=True) if descending else F("sort_key").asc(
-        nulls_first=True)
+    key = F("sort_key").desc(nulls_first=True) if descending else F("sort_key").asc(
+        nulls_last=True)
     return list(qs.order_by(key, "-pk" if descending else "pk").values_list("pk", flat=True))
 
 
