@@ -42,32 +42,34 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     # A filter in error lists nothing: everything would look like what was asked for.
     qs = (selection.matching(request.user, data) if valid else Conversation.objects.none()
           ).select_related("connection", "character")
+    params = request.GET.copy()
+    for key in ("after", "before", "part", "count"):
+        params.pop(key, None)
+    held = selected.load(request)
+    query = selected.filter_query(params)
+    # Counting every match of a text search costs more than the page itself, so the page
+    # comes first and HTMX asks for the count after (or ?count=1, without script).
+    counting = {"form": form, "params": params.urlencode(), "filtered": bool(query),
+                "all_selected": query in held.filters, "total": None, "selectable": None}
+    if request.GET.get("part") == "count" or request.GET.get("count") or not valid:
+        counting.update(qs.aggregate(
+            total=Count("pk"), selectable=Count("pk", filter=Q(mirror_state=MirrorState.PRESENT))))
+    if request.GET.get("part") == "count":
+        return render(request, "conversations/list.html#match-tools", counting)
     sort = data.get("sort") or "-last"
     ordered, nullable = selection.sorted_by(qs, sort.lstrip("-"))
     page = paginate(ordered, "sort_key", descending=sort.startswith("-"),
                     size=settings.LETHE_PAGE_SIZE, nullable=nullable,
                     after=request.GET.get("after"), before=request.GET.get("before"))
-    params = request.GET.copy()
-    for key in ("after", "before", "part"):
-        params.pop(key, None)
-    counts = qs.aggregate(total=Count("pk"),
-                          selectable=Count("pk", filter=Q(mirror_state=MirrorState.PRESENT)))
-    held = selected.load(request)
     chosen = selected.conversations(request, held)
-    query = selected.filter_query(params)
     context = {
-        "form": form,
+        **counting,
         "page": page,
-        "params": params.urlencode(),
-        "filter_query": query,
         "back": params.urlencode(),
         "chips": _chips(form, data, params),
         "columns": _columns(sort, params),
         "show_connection": not data.get("connection") and len(connections) > 1,
         "has_connections": connections.exists(),
-        "total": counts["total"],
-        "selectable": counts["selectable"],
-        "all_selected": query in held.filters,
         "held_count": chosen.count(),
         "ticked": set(chosen.filter(pk__in=[c.pk for c in page.rows])
                       .values_list("pk", flat=True)),

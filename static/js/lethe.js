@@ -59,9 +59,11 @@
     }
   });
 
+  // Not forgetting the last click here: the selection bar is swapped after every tick,
+  // and a shift-click must still find its anchor (the click handler checks that the
+  // anchor is still one of the rows).
   document.addEventListener("htmx:afterSwap", function () {
     const form = document.querySelector("form#selection");
-    lastClicked = null;
     if (form) refresh(form);
   });
   document.addEventListener("DOMContentLoaded", function () {

@@ -160,7 +160,8 @@ def test_pagination_walks_every_row_once_with_real_links(owner_client, synced, s
 
 def test_select_all_matching_counts_and_freezes_the_filter_without_ids(owner_client, synced):
     char = synced.characters.first()
-    count = owner_client.get(reverse("conversations"), {"character": char.pk})
+    count = owner_client.get(reverse("conversations"),
+                             {"character": char.pk, "part": "count"}, HTTP_HX_REQUEST="true")
     expected = synced.conversations.filter(character=char).count()
     assert f"Select all {expected} matching" in count.content.decode()
     response = owner_client.post(reverse("erase_selected"),
