@@ -10,7 +10,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from ..models import Conversation, Message, MirrorState
+from ..models import Character, Conversation, Message, MirrorState
 from . import textquery
 
 
@@ -44,8 +44,9 @@ def text_matches(text: str) -> Q:
     terms = textquery.parse(text)
     if not terms:
         return Q(pk__in=[])
-    return (textquery.regex_condition("title", terms)
-            | Q(character__isnull=False) & textquery.regex_condition("character__name", terms)
+    # Characters are few: matched once, not joined and tested on every conversation.
+    named = Character.objects.filter(textquery.regex_condition("name", terms)).values("pk")
+    return (textquery.regex_condition("title", terms) | Q(character__in=named)
             | Q(Exists(message_hits(text))))
 
 

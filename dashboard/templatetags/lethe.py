@@ -11,7 +11,7 @@ from typing import Any
 from django import template
 from django.conf import settings
 from django.utils import timezone
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from ..lib import labels
@@ -115,3 +115,13 @@ def _seconds(value: float) -> str:
         minutes = n // 60
         return "a minute" if minutes == 1 else f"{minutes} minutes"
     return f"{n} seconds"
+
+
+@register.simple_tag
+def select_options(field: Any) -> SafeString:
+    """The <option>s of a form's choice field, the current value selected. A simple tag,
+    not the widget's templates (one per option): the character list can be long."""
+    current = "" if field.value() is None else str(field.value())
+    return format_html_join("", '<option value="{}"{}>{}</option>', (
+        (value, " selected" if str(value) == current else "", label)
+        for value, label in field.field.choices))
