@@ -54,6 +54,13 @@ def pattern(term: Term) -> str:
     return rf"(?<!\w){words}(?!\w)"
 
 
+def holds(text: str, terms: list[Term]) -> bool:
+    """In Python, what `regex_condition` asks of the database: does `text` match?"""
+    return bool(terms) and all(
+        bool(re.search(pattern(term), text, re.IGNORECASE)) != term.excluded
+        for term in terms)
+
+
 def regex_condition(field: str, terms: list[Term]) -> Q:
     """`field` holds every term that is not excluded and none that is."""
     condition = Q()

@@ -118,6 +118,8 @@ def search(request: HttpRequest) -> HttpResponse:
                 "provider": conv.connection, "conversations": []})
             hits = lines.get(conv.pk, [])
             group["conversations"].append({
+                # No matching line: the title matched, or else the character's name.
+                "by_title": textquery.holds(conv.title, textquery.parse(q)),
                 "conversation": conv,
                 "title": marked(conv.title or conv.provider_id, q),
                 "lines": [(m, marked(m.text, q)) for m in hits[:LINES]],

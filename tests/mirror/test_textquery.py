@@ -70,3 +70,21 @@ def test_character_names_and_titles_follow_the_same_grammar(synced):
     assert found(owner, "zelda -launch") == hers
     assert found(owner, '"launch zelda"') == set()
     assert found(owner, '"the zelda launch"') == {titled}
+
+
+def test_python_and_the_database_agree_on_a_title():
+    terms = textquery.parse('zelda -"launch party"')
+    assert textquery.holds("Planning the Zelda launch", terms)
+    assert not textquery.holds("The Zelda launch party", terms)
+    assert not textquery.holds("Zeldas", terms)
+    assert not textquery.holds("anything", [])
+
+
+@pytest.mark.django_db
+def test_search_finds_a_character_by_name_and_says_so(client, synced):
+    character = synced.characters.order_by("id").first()
+    Character.objects.filter(pk=character.pk).update(name="Zelda Quartermaine")
+    client.force_login(synced.owner)
+    page = client.get("/search/", {"q": "quartermaine"}).content.decode()
+    count = synced.conversations.filter(character=character).count()
+    assert f"{count} conversation" in page and "Matches the character's name." in page
