@@ -99,7 +99,7 @@ class ConnectionForm(forms.Form):
 class ConversationFilter(forms.Form):
     """The conversation list's filter bar; every field optional, bad values are errors
     (and then nothing is listed). The character's choices follow the connection: a
-    character of another connection is dropped, and `dropped_character` says which."""
+    character of another connection is dropped, and `dropped_character` says why."""
 
     SORTS = [("-last", "Newest first"), ("last", "Oldest first"),
              ("title", "Title A–Z"), ("-title", "Title Z–A"),
@@ -164,7 +164,10 @@ class ConversationFilter(forms.Form):
         self._replace("character", "")
         other = Character.objects.filter(
             pk=int(raw) if raw.isdigit() else 0, connection__in=visible).first()
-        self.dropped_character = other.name if other else "that character"
+        chosen = self._chosen(visible)
+        self.dropped_character = (
+            f"{other.name} is not a character of {chosen}" if other and chosen
+            else "no character you can see has that id")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -39,7 +39,11 @@ def test_the_character_choices_follow_the_connection_and_a_foreign_one_is_droppe
     # A character left over from another connection is dropped, visibly, not applied.
     response = owner_client.get(URL, {"connection": second.pk, "character": mine.pk})
     assert sorted(listed(response)) == sorted(second.conversations.values_list("pk", flat=True))
-    assert f"The character filter was dropped: {mine.name}" in response.content.decode()
+    assert (f"The character filter was dropped: {mine.name} is not a character of {second}."
+            in response.content.decode())
+    unknown = owner_client.get(URL, {"character": "999999"})
+    assert "no character you can see has that id" in unknown.content.decode()
+    assert sorted(listed(unknown)) == sorted(Conversation.objects.values_list("pk", flat=True))
     kept = owner_client.get(URL, {"connection": second.pk, "character": theirs.pk})
     assert sorted(listed(kept)) == sorted(
         second.conversations.filter(character=theirs).values_list("pk", flat=True))
