@@ -65,6 +65,11 @@
   document.addEventListener("htmx:afterSwap", function () {
     const form = document.querySelector("form#selection");
     if (form) refresh(form);
+    const announce = document.getElementById("selection-announce");
+    const counter = document.querySelector("#selection-bar [data-selection-count]");
+    if (announce && counter && announce.textContent !== counter.textContent) {
+      announce.textContent = counter.textContent;
+    }
   });
   document.addEventListener("DOMContentLoaded", function () {
     const form = document.querySelector("form#selection");

@@ -45,6 +45,8 @@ def test_a_selection_is_kept_across_pages_exported_and_cleared(
     boxes.nth(0).click()
     boxes.nth(1).click()
     count_is(page, "2 selected")
+    # The count is told to screen readers through a live region that is never replaced.
+    assert page.inner_text("#selection-announce") == "2 selected"
     page.click("text=Next →")
     page.wait_for_selector(f"input[data-row][value='{chosen[0]}']", state="detached")
     chosen.append(int(boxes.nth(0).get_attribute("value")))
