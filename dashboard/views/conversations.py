@@ -50,7 +50,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     # Counting every match of a text search costs more than the page itself, so the page
     # comes first and HTMX asks for the count after (or ?count=1, without script).
     counting = {"form": form, "params": params.urlencode(), "filtered": bool(query),
-                "all_selected": query in held.filters, "total": None, "selectable": None}
+                "all_selected": held.all_selected(query), "total": None, "selectable": None}
     if request.GET.get("part") == "count" or request.GET.get("count") or not valid:
         counting.update(qs.aggregate(
             total=Count("pk"), selectable=Count("pk", filter=Q(mirror_state=MirrorState.PRESENT))))
@@ -142,7 +142,8 @@ def selection_change(request: HttpRequest) -> HttpResponse:
         messages.error(request, "The selection held an id that is not a number.")
         return redirect(_back(request))
     if action == "all":
-        selected.select_all(held, selected.filter_query(QueryDict(request.POST.get("back", ""))))
+        selected.select_all(request, held,
+                            selected.filter_query(QueryDict(request.POST.get("back", ""))))
     elif action == "clear":
         held = selected.Held()
     selected.save(request, held)

@@ -2,10 +2,13 @@
 survives paging, filter changes and reloads. What is kept: the ids ticked, the filters
 selected whole with "Select all N matching" (as their query strings, re-read through the
 filter form each time, so a later sync adds what now matches), and the ids unticked since.
-Never titles or text."""
+Never titles or text: a filter with search text (often the very personal data about to be
+erased) is turned into the ids it matches, and only a digest of it is kept, to say that
+it was selected whole."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,14 @@ class Held:
     ids: set[int] = field(default_factory=set)
     filters: list[str] = field(default_factory=list)
     excluded: set[int] = field(default_factory=set)
+    used: list[str] = field(default_factory=list)  # digests of the filters selected whole
+
+    def all_selected(self, query: str) -> bool:
+        return _digest(query) in self.used
+
+
+def _digest(query: str) -> str:
+    return hashlib.sha256(query.encode()).hexdigest()
 
 
 def filter_query(params: QueryDict) -> str:
@@ -40,12 +51,12 @@ def filter_query(params: QueryDict) -> str:
 def load(request: HttpRequest) -> Held:
     raw = request.session.get(SESSION_KEY) or {}
     return Held(ids=set(raw.get("ids", [])), filters=list(raw.get("filters", [])),
-                excluded=set(raw.get("excluded", [])))
+                excluded=set(raw.get("excluded", [])), used=list(raw.get("used", [])))
 
 
 def save(request: HttpRequest, held: Held) -> None:
     request.session[SESSION_KEY] = {"ids": sorted(held.ids), "filters": held.filters,
-                                    "excluded": sorted(held.excluded)}
+                                    "excluded": sorted(held.excluded), "used": held.used}
 
 
 def apply_page(request: HttpRequest, held: Held) -> None:
@@ -54,14 +65,30 @@ def apply_page(request: HttpRequest, held: Held) -> None:
     a forged id."""
     shown = set(parse_ids(request.POST.getlist("shown")))
     ticked = set(parse_ids(request.POST.getlist("conversation"))) & shown
+    unticked = shown - ticked
+    if held.used and conversations(request, held).filter(pk__in=unticked).exists():
+        held.used.clear()  # one taken out: no filter is wholly selected any more
     held.ids = (held.ids - shown) | ticked
-    held.excluded = (held.excluded - ticked) | (shown - ticked if held.filters else set())
+    held.excluded = (held.excluded - ticked) | (unticked if held.filters else set())
 
 
-def select_all(held: Held, query: str) -> None:
-    if query not in held.filters:
+def select_all(request: HttpRequest, held: Held, query: str) -> None:
+    """Add every present conversation `query` matches (a filter in error adds nothing)."""
+    if held.all_selected(query):
+        return
+    params = QueryDict(query)
+    if params.get("q"):
+        form = ConversationFilter(Connection.objects.visible_to(request.user), params)
+        if not form.is_valid():
+            return
+        found = set(selection.held(request.user, [], [form.cleaned_data], [])
+                    .values_list("pk", flat=True))
+        held.ids |= found
+        held.excluded -= found
+    else:
         held.filters.append(query)
-    held.excluded.clear()
+        held.excluded.clear()
+    held.used.append(_digest(query))
 
 
 def conversations(request: HttpRequest, held: Held) -> QuerySet[Conversation]:

@@ -12,6 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
+from dashboard.mirror import selection
 from dashboard.models import Conversation, ErasureJob
 
 pytestmark = pytest.mark.django_db
@@ -195,3 +196,16 @@ def test_ids_someone_cannot_see_never_enter_their_selection(client, outsider, sy
     assert "0 selected" in bar.content.decode()
     export = client.post(reverse("conversation_selection_export", args=["jsonl"]))
     assert export.status_code == 302 and not hasattr(export, "streaming_content")
+
+
+def test_select_all_with_search_text_keeps_ids_not_the_text(owner_client, synced):
+    conv = synced.conversations.order_by("id").first()
+    word = conv.messages.filter(is_human=True).first().text.split()[-1].strip("?.!,")
+    expected = set(selection.matching(synced.owner, {"q": word})
+                   .filter(mirror_state="present").values_list("pk", flat=True))
+    owner_client.post(reverse("conversation_selection"), {"action": "all", "back": f"q={word}"})
+    held = owner_client.session["lethe.conversation_selection"]
+    assert word not in json.dumps(held)  # the search text is not kept, its matches are
+    assert set(held["ids"]) == expected and held["filters"] == []
+    again = owner_client.get(URL, {"q": word, "part": "count"}, HTTP_HX_REQUEST="true")
+    assert f"All {len(expected)} matching are selected" in again.content.decode()
