@@ -10,23 +10,21 @@ import json
 import pytest
 
 from dashboard.models import Conversation
-from tests.helpers import PASSWORD
-from tests.views.test_browser import accessibility_problems, browser  # noqa: F401
+from tests.views.test_browser import (  # noqa: F401 - browser is a fixture
+    accessibility_problems,
+    browser,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def signed_in(chromium, live_server, owner, **context):  # type: ignore[no-untyped-def]
-    """A page signed in as `owner` on the conversation list, collecting script errors."""
-    page = chromium.new_page(**context)
-    page.set_default_timeout(20_000)
-    page.errors = []
-    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    """A page signed in as `owner` on the conversation list; its script errors collect
+    in ``page.errors``."""
+    page, errors = signed_in_page(chromium, live_server, owner, **context)
+    page.errors = errors
     page.goto(f"{live_server.url}/conversations/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
     page.wait_for_selector("h1 >> text=Conversations")
     return page
 
