@@ -93,6 +93,8 @@ def select_all(request: HttpRequest, held: Held, query: str) -> None:
 
 def conversations(request: HttpRequest, held: Held) -> QuerySet[Conversation]:
     """The held selection as present conversations the person may see now."""
+    if not held.ids and not held.filters:
+        return Conversation.objects.none()  # no query at all for the usual empty case
     connections = Connection.objects.visible_to(request.user)
     filters: list[dict[str, Any]] = []
     for query in held.filters:
