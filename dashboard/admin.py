@@ -19,6 +19,9 @@ from .models import (
     Conversation,
     ErasureItem,
     ErasureJob,
+    Finding,
+    FindingNotice,
+    FindingPattern,
     JobNotification,
     Message,
     PolicyRun,
@@ -189,3 +192,25 @@ class PolicyRunAdmin(ReadOnly):
 class JobNotificationAdmin(ReadOnly):
     list_display = ["job", "event", "sent_at", "email_sent", "webhook_status"]
     list_filter = ["event"]
+
+
+@admin.register(Finding)
+class FindingAdmin(ReadOnly):
+    """Masked previews only: the value itself is in no column to show."""
+
+    list_display = ["pk", "kind", "detector", "preview", "connection", "found_at"]
+    list_filter = ["kind", "connection__provider"]
+
+
+@admin.register(FindingPattern)
+class FindingPatternAdmin(Audited):
+    """A team's own detectors; the next sync (or `manage.py find`) uses them."""
+
+    list_display = ["name", "pattern", "enabled", "created_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name"]
+
+
+@admin.register(FindingNotice)
+class FindingNoticeAdmin(ReadOnly):
+    list_display = ["pk", "connection", "counts", "created_at", "sent_at", "last_error"]

@@ -6,7 +6,9 @@ Production sets LETHE_DEBUG=0 and must then give its own secret and encryption k
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +28,32 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def finding_patterns(raw: str) -> dict[str, str]:
+    """LETHE_FINDINGS_PATTERNS: {"name": "regex", ...}; a bad one stops the start, clearly."""
+    if not raw.strip():
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"LETHE_FINDINGS_PATTERNS is not JSON: {exc}") from exc
+    if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k.strip() for k, v in found.items()):
+        raise ImproperlyConfigured(
+            'LETHE_FINDINGS_PATTERNS must be a JSON object of names and regular expressions, '
+            'e.g. {"Employee id": "EMP-[0-9]{6}"}.')
+    for name, pattern in found.items():
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ImproperlyConfigured(
+                f"LETHE_FINDINGS_PATTERNS: {name!r} is not a valid regular expression: {exc}"
+            ) from exc
+        if compiled.fullmatch(""):
+            raise ImproperlyConfigured(
+                f"LETHE_FINDINGS_PATTERNS: {name!r} matches empty text; it would find everything.")
+    return found
 
 
 TESTING = "pytest" in sys.modules
@@ -237,6 +265,15 @@ LETHE_PROVIDER_RATE = float(os.environ.get("LETHE_PROVIDER_RATE") or 0)
 # counting arrivals never sees more than its limit.
 LETHE_PROVIDER_PACE = float(os.environ.get("LETHE_PROVIDER_PACE") or 0.97)
 LETHE_PAGE_SIZE = int(os.environ.get("LETHE_PAGE_SIZE", "50"))
+
+# Findings: secrets and personal data the detectors see in mirrored messages.
+LETHE_FINDINGS = env_bool("LETHE_FINDINGS", True)
+# The region whose own phone-number formats count (numbers with a country code always do).
+LETHE_FINDINGS_REGION = os.environ.get("LETHE_FINDINGS_REGION", "US").upper()
+# A team's own detectors besides those in the admin: a JSON object of name -> regex.
+LETHE_FINDINGS_PATTERNS = finding_patterns(os.environ.get("LETHE_FINDINGS_PATTERNS", ""))
+# Kinds whose new findings are notified (e-mail, webhook): e.g. "secret,card".
+LETHE_FINDINGS_NOTIFY = env_list("LETHE_FINDINGS_NOTIFY")
 
 LOGGING = {
     "version": 1,

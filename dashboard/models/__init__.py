@@ -1,6 +1,7 @@
 from .audit import AuditEvent, Tick
 from .connections import Connection, OIDCIdentity, ProxyIdentity
 from .erasure import ErasureItem, ErasureJob, ErasureLease
+from .findings import Finding, FindingNotice, FindingPattern
 from .mirror import Character, Conversation, Message, MirrorState, ProviderState, SyncRun
 from .policies import JobNotification, PolicyRun, RetentionPolicy
 from .traffic import ProviderTraffic
@@ -13,6 +14,9 @@ __all__ = [
     "ErasureItem",
     "ErasureJob",
     "ErasureLease",
+    "Finding",
+    "FindingNotice",
+    "FindingPattern",
     "JobNotification",
     "Message",
     "MirrorState",

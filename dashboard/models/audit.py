@@ -45,6 +45,7 @@ class AuditEvent(models.Model):
         POLICY_REMOVED = "policy_removed", "Retention policy removed"
         POLICY_RUN = "policy_run", "Retention policy run requested"
         ADMIN_CHANGE = "admin_change", "Changed in the Django admin"
+        FINDING_REVEALED = "finding_revealed", "Finding shown unmasked"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,

@@ -19,6 +19,7 @@ from django.db.models import Q
 from ..lib import labels
 from .connections import Connection
 from .erasure import ErasureJob
+from .findings import Kind
 from .mirror import Character
 
 MAX_AGE_DAYS = 36500  # a hundred years
@@ -63,6 +64,9 @@ class RetentionPolicy(models.Model):
     # conversations matching one of `keep_keywords` never do.
     keywords = models.TextField(blank=True)
     keep_keywords = models.TextField(blank=True)
+    # Set: only the messages holding a finding of this kind go (the whole conversation
+    # where the provider erases only whole ones), not every old conversation in scope.
+    finding_kind = models.CharField(max_length=10, choices=Kind.choices, blank=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.APPROVE)
     every_hours = models.PositiveIntegerField(
         default=24, validators=[MinValueValidator(1), MaxValueValidator(MAX_INTERVAL_HOURS)])
