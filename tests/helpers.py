@@ -4,10 +4,15 @@ process. Fixtures built on them live in tests/conftest.py."""
 
 from __future__ import annotations
 
+import glob
+import shutil
+import subprocess  # nosec B404 - pg_dump, for the tests that read the whole database
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from dashboard.erasure import freeze, lifecycle
 from dashboard.models import Connection, ErasureJob, MirrorState
@@ -95,3 +100,18 @@ def via_proxy(user: str = "alice", groups: str = "lethe-operators,support") -> d
     """The headers the trusted proxy (see the sso fixture) sends for ``user``."""
     return {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_USER": user,
             "HTTP_X_FORWARDED_EMAIL": f"{user}@example.com", "HTTP_X_FORWARDED_GROUPS": groups}
+
+
+def pg_dump() -> str:
+    """The test database as SQL text, data included."""
+    from django.db import connection as db
+
+    binary = shutil.which("pg_dump") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True)), None)
+    if binary is None:
+        pytest.fail("pg_dump not found: install PostgreSQL's client (Debian: postgresql-client)")
+    conf = db.settings_dict
+    args = [binary, "--data-only", "-h", conf["HOST"] or "127.0.0.1",
+            "-p", str(conf["PORT"] or 5432), "-U", conf["USER"] or "postgres", conf["NAME"]]
+    env = {"PGPASSWORD": conf["PASSWORD"] or "", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout

@@ -166,14 +166,18 @@ class MessageUpserter:
         self.postgres = db.vendor == "postgresql"
         self._staged = False
 
-    def __call__(self, rows: Sequence[MessageRow]) -> None:
+    def __call__(self, rows: Sequence[MessageRow]) -> list[tuple[int, int, str]]:
+        """Returns (id, conversation id, provider id) of each row inserted or rewritten:
+        the messages whose findings must be made (anew)."""
         table = Message._meta.db_table
         # A message erased through Lethe keeps its purged row whatever the provider sends.
         kept = f"{table}.mirror_state <> '{ERASED}'"
+        changed = "id, conversation_id, provider_id"
         if not self.postgres:
-            upsert(table, MESSAGE_COLUMNS, rows, MESSAGE_KEY,
-                   {col: f"EXCLUDED.{col}" for col in MESSAGE_UPDATED}, where=kept)
-            return
+            return [(pk, conv, pid) for pk, conv, pid in upsert(
+                table, MESSAGE_COLUMNS, rows, MESSAGE_KEY,
+                {col: f"EXCLUDED.{col}" for col in MESSAGE_UPDATED}, where=kept,
+                returning=changed)]
         cols = ", ".join(MESSAGE_COLUMNS)
         mine = ", ".join(f"{table}.{col}" for col in MESSAGE_UPDATED)
         theirs = ", ".join(f"EXCLUDED.{col}" for col in MESSAGE_UPDATED)
@@ -192,5 +196,8 @@ class MessageUpserter:
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_STAGE} "  # noqa: S608  # nosec B608
                 f"ON CONFLICT ({', '.join(MESSAGE_KEY)}) DO UPDATE SET "
                 + ", ".join(f"{col} = EXCLUDED.{col}" for col in MESSAGE_UPDATED)
-                + f" WHERE ({mine}) IS DISTINCT FROM ({theirs}) AND {kept}")
+                + f" WHERE ({mine}) IS DISTINCT FROM ({theirs}) AND {kept}"
+                + f" RETURNING {changed}")
+            found: list[tuple[int, int, str]] = cursor.fetchall()
             cursor.execute(f"TRUNCATE {_STAGE}")
+        return found

@@ -1,7 +1,8 @@
 """Erased means erased in Lethe too: once a provider erased something (acknowledged,
 verified, already gone, soft-deleted), Lethe drops what it mirrored of it.
 
-What goes: message text and author, and conversation titles (often a chat's first line).
+What goes: message text and author, conversation titles (often a chat's first line), and
+the findings in that text.
 What stays: provider ids, positions, times, whether a message was a person's, and the
 erasure items with their outcomes, which is what a receipt needs. Called in the transaction
 that records the outcome; a sync never brings the text back (see `reader`, `writer`).
@@ -15,7 +16,7 @@ from django.db.models import Count, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ..models import Conversation, Message, MirrorState
+from ..models import Conversation, Finding, Message, MirrorState
 from .titles import derived_title
 
 ERASED = MirrorState.ERASED
@@ -30,6 +31,7 @@ def purge(conversations: Collection[int] = (), messages: Collection[int] = ()) -
             mirror_state=ERASED, title="", message_count=0, erased_at=when)
         Message.objects.filter(conversation_id__in=conversations).update(
             mirror_state=ERASED, text="", author="", erased_at=when)
+        Finding.objects.filter(conversation_id__in=conversations).delete()
     if messages:
         _purge_messages(messages, when)
 
@@ -43,6 +45,7 @@ def _purge_messages(ids: Collection[int], when: Coalesce) -> None:
     touched = set(Message.objects.filter(pk__in=ids).values_list("conversation_id", flat=True))
     Message.objects.filter(pk__in=ids).update(mirror_state=ERASED, text="", author="",
                                               erased_at=when)
+    Finding.objects.filter(message_id__in=ids).delete()
     held = Message.objects.filter(
         conversation=OuterRef("pk"), mirror_state=MirrorState.PRESENT
     ).order_by().values("conversation").annotate(n=Count("pk")).values("n")

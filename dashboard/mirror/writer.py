@@ -15,6 +15,7 @@ from providers import records
 
 from ..models import Character, Connection, Conversation, Message, MirrorState, SyncRun
 from . import bulk
+from .findings import Recorder
 from .reader import (
     Finished,
     Item,
@@ -58,6 +59,7 @@ class Writer:
         self.recount: list[int] = []
         self.postgres = db.vendor == "postgresql"
         self.upsert_messages = bulk.MessageUpserter()
+        self.findings = Recorder(connection.pk)
         if self.postgres:
             with db.cursor() as cursor:
                 # New messages land in the full-text index's pending list and are merged
@@ -167,9 +169,10 @@ class Writer:
     def flush(self) -> None:
         if self.fresh:
             bulk.copy_new_messages(self.fresh)
+            self.findings.inserted(self.fresh)
             self.fresh = []
         if self.rows:
-            self.upsert_messages(self.rows)
+            self.findings.written(self.rows, self.upsert_messages(self.rows))
             self.rows = []
         if self.touched:
             bulk.update_conversations(self.touched)

@@ -26,7 +26,7 @@ from dashboard.models import (
 )
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
-from tests.helpers import confirmed_job, connect, make_connection, shown
+from tests.helpers import confirmed_job, connect, make_connection, pg_dump, shown
 
 pytestmark = pytest.mark.django_db
 State = ErasureItem.State
@@ -198,25 +198,6 @@ def test_the_migration_purges_what_earlier_versions_kept(synced, convai_fake):
 
 
 # -- the whole database, after the fact ---------------------------------------------------
-
-
-def pg_dump() -> str:
-    """The test database as SQL text, data included."""
-    import glob
-    import shutil
-    import subprocess
-
-    from django.db import connection as db
-
-    binary = shutil.which("pg_dump") or next(
-        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True)), None)
-    if binary is None:
-        pytest.fail("pg_dump not found: install PostgreSQL's client (Debian: postgresql-client)")
-    conf = db.settings_dict
-    args = [binary, "--data-only", "-h", conf["HOST"] or "127.0.0.1",
-            "-p", str(conf["PORT"] or 5432), "-U", conf["USER"] or "postgres", conf["NAME"]]
-    env = {"PGPASSWORD": conf["PASSWORD"] or "", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
 
 
 @pytest.mark.django_db(transaction=True)

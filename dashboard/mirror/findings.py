@@ -1,0 +1,123 @@
+"""Findings kept in step with the mirror: the detectors of `lib.detect` run over messages a
+sync wrote (new ones, and those whose text changed) a batch at a time, and over the whole
+mirror with `manage.py find`. What is stored is a `Finding` (position and masked preview),
+never the matched value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from ..lib.detect import Found, Pattern, Scanner
+from ..models import Finding, FindingPattern, Message, MirrorState
+from .bulk import MessageRow
+
+Key = tuple[int, str]  # (conversation id, message provider id)
+
+
+def scanner() -> Scanner | None:
+    """The detectors in use now (None when LETHE_FINDINGS is off): the standard ones for
+    LETHE_FINDINGS_REGION, then the team's patterns from the settings and the admin."""
+    if not settings.LETHE_FINDINGS:
+        return None
+    extra = [Pattern(name, regex) for name, regex in settings.LETHE_FINDINGS_PATTERNS.items()]
+    extra += [Pattern(p.name, p.pattern)
+              for p in FindingPattern.objects.filter(enabled=True).order_by("name")]
+    return Scanner.standard(settings.LETHE_FINDINGS_REGION, extra)
+
+
+def _rows(connection_id: int, conversation_id: int, message_id: int,
+          found: Iterable[Found]) -> list[Finding]:
+    return [Finding(connection_id=connection_id, conversation_id=conversation_id,
+                    message_id=message_id, kind=f.kind, detector=f.detector[:100],
+                    start=f.start, end=f.end, preview=f.preview[:80]) for f in found]
+
+
+class Recorder:
+    """The findings of one sync, written beside its bulk writes (same transaction)."""
+
+    def __init__(self, connection_id: int) -> None:
+        self.connection_id = connection_id
+        self.scanner = scanner()
+        self.new: Counter[str] = Counter()  # findings this sync added, by kind
+
+    def _scan(self, rows: Iterable[MessageRow]) -> dict[Key, list[Found]]:
+        if self.scanner is None:
+            return {}
+        scan = self.scanner.scan
+        return {(r.conversation_id, r.provider_id): hits for r in rows
+                if r.text and (hits := scan(r.text))}
+
+    def inserted(self, rows: Sequence[MessageRow]) -> None:
+        """Messages new to the mirror (copied, so their ids are looked up: only those of
+        messages that hold something, which are few)."""
+        if self.scanner is None or not rows:
+            return
+        hits = self._scan(rows)
+        if not hits:
+            return
+        ids = Message.objects.filter(
+            conversation_id__in={c for c, _ in hits}, provider_id__in={p for _, p in hits}
+        ).values_list("id", "conversation_id", "provider_id")
+        self._write({(c, p): pk for pk, c, p in ids if (c, p) in hits}, hits)
+
+    def written(self, rows: Sequence[MessageRow], changed: Sequence[tuple[int, int, str]]
+                ) -> None:
+        """Messages an upsert inserted or rewrote (``changed``: id, conversation id,
+        provider id, as the upsert returned them): their findings are made anew."""
+        if self.scanner is None or not changed:
+            return
+        Finding.objects.filter(message_id__in=[pk for pk, _, _ in changed]).delete()
+        keys = {(c, p): pk for pk, c, p in changed}
+        hits = self._scan(r for r in rows if (r.conversation_id, r.provider_id) in keys)
+        self._write(keys, hits)
+
+    def _write(self, ids: dict[Key, int], hits: dict[Key, list[Found]]) -> None:
+        made = [finding for key, found in hits.items() if key in ids
+                for finding in _rows(self.connection_id, key[0], ids[key], found)]
+        Finding.objects.bulk_create(made, batch_size=1000)
+        self.new.update(f.kind for f in made)
+
+
+def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,
+           report: object = None) -> tuple[int, int, int]:
+    """Findings of the whole mirror made anew, ``batch`` messages at a time (each batch
+    its own transaction, in id order, so a stopped run resumes ``after`` the last id it
+    reported). Returns (messages scanned, findings written, last id)."""
+    found_scanner = scanner()
+    if found_scanner is None:
+        return 0, 0, after
+    present = Message.objects.filter(mirror_state__in=[MirrorState.PRESENT, MirrorState.GONE])
+    if connection_id is not None:
+        present = present.filter(conversation__connection_id=connection_id)
+    scanned = written = 0
+    last = after
+    while True:
+        with transaction.atomic():
+            # Locked, so that a purge of one of them (an erasure outcome) waits for this
+            # batch and then drops what it wrote, or went first and is seen here.
+            chosen = list(present.filter(id__gt=last).order_by("id").select_for_update(
+                of=("self",)).values_list("id", "conversation_id",
+                                          "conversation__connection_id", "text")[:batch])
+            if not chosen:
+                return scanned, written, last
+            ids = [pk for pk, _, _, _ in chosen]
+            Finding.objects.filter(message_id__in=ids).delete()
+            made = [finding for pk, conv, conn, text in chosen
+                    for finding in _rows(conn, conv, pk, found_scanner.scan(text))]
+            Finding.objects.bulk_create(made, batch_size=1000)
+        scanned += len(chosen)
+        written += len(made)
+        last = ids[-1]
+        if callable(report):
+            report(scanned, written, last)
+
+
+def open_findings() -> Q:
+    """Findings whose message is still in the mirror with its text."""
+    return Q(message__mirror_state__in=[MirrorState.PRESENT, MirrorState.GONE])
