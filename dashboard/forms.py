@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 import providers
 
 from .models import Character, Connection, RetentionPolicy
+from .models.findings import Kind
 
 LABEL_LENGTH = Connection._meta.get_field("label").max_length or 120
 
@@ -233,4 +234,27 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
                 data[name] = "" if name == "provider" else None
         if (data.get("older_than_days") or 0) < 1:
             self.add_error("older_than_days", "At least one day.")
+        return data
+
+
+class FindingFilter(forms.Form):
+    """The Findings screen's filter; the same data picks what "Erase these messages" takes."""
+
+    connection = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *Kind.choices])
+    character = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    start = forms.DateField(required=False, label="From",
+                            widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To",
+                          widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, connections: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field: Any = self.fields["connection"]
+        field.choices = [("", "All connections")] + [(c.pk, str(c)) for c in connections]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError("The From date is after the To date.")
         return data

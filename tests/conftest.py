@@ -13,8 +13,9 @@ from django.test import Client
 from dashboard.mirror import sync
 from dashboard.models import Connection
 from providers.fakes.base import FakeServer
+from providers.fakes.characterai import CharacterAIFake
 from providers.fakes.convai import ConvaiFake
-from tests.helpers import PASSWORD, make_connection, with_role
+from tests.helpers import PASSWORD, connect, make_connection, plant, sync_now, with_role
 
 # The system suite stops and kills the servers it runs on, so it runs alone, on servers of
 # its own: `scripts/test.py --system` (and `make test`, beside the rest).
@@ -96,3 +97,29 @@ def piped_stdin(monkeypatch):  # type: ignore[no-untyped-def]
     def feed(text: str) -> None:
         monkeypatch.setattr("sys.stdin", io.StringIO(text))
     return feed
+
+
+@pytest.fixture
+def planted_fake() -> CharacterAIFake:
+    """A Character.AI fake (it erases single messages) of two chats."""
+    return CharacterAIFake(seed=11, characters=1, chats=2, turns=(8, 8), archived=0, pinned=0)
+
+
+@pytest.fixture
+def planted(db, planted_fake: CharacterAIFake) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """One value of each kind findings detect, planted in the fake (the team pattern that
+    finds the "custom" one added); the turn ids by kind."""
+    from dashboard.models import FindingPattern
+    from providers.fakes.planted import CUSTOM_PATTERN, PLANTED
+
+    FindingPattern.objects.create(name=CUSTOM_PATTERN[0], pattern=CUSTOM_PATTERN[1])
+    return plant(planted_fake, list(PLANTED))
+
+
+@pytest.fixture
+def planted_cai(owner, planted_fake: CharacterAIFake, planted) -> Iterator[Connection]:  # type: ignore[no-untyped-def]
+    """A connection of the owner to that fake, synced."""
+    with planted_fake.serve() as server:
+        connection = connect(owner, planted_fake, server.url)
+        sync_now(connection)
+        yield connection

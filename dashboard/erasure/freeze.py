@@ -102,6 +102,10 @@ def _message_erasers() -> list[str]:
 def conversations(user: Any, chosen: QuerySet[Conversation], scope: dict[str, Any],
                   dry_run: bool = False) -> uuid.UUID:
     """Draft one job per connection holding exactly these conversations, as of now."""
+    return _draft(user, scope, dry_run, _conversation_rows(chosen))
+
+
+def _conversation_rows(chosen: QuerySet[Conversation]) -> list[QuerySet[Any]]:
     pinned = Message.objects.filter(conversation=OuterRef("pk"), pinned=True,
                                     mirror_state=MirrorState.PRESENT)
     present = chosen.filter(mirror_state=MirrorState.PRESENT).annotate(
@@ -132,12 +136,26 @@ def conversations(user: Any, chosen: QuerySet[Conversation], scope: dict[str, An
         i_skip=Case(When(pinned=True, then=Value(PINNED_MESSAGE)), default=Value("")),
         i_sent_if=Value(SentIf.PINNED_KEPT.value),
     )
-    return _draft(user, scope, dry_run, [whole, singles])
+    return [whole, singles]
 
 
 def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
              dry_run: bool = False) -> uuid.UUID:
     """Draft jobs for single messages, where the provider can erase single messages."""
+    return _draft(user, scope, dry_run, [_message_rows(chosen)])
+
+
+def findings(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
+             dry_run: bool = False) -> uuid.UUID:
+    """Draft jobs for messages holding findings: each message alone where the provider
+    erases single messages; elsewhere the whole conversation holding it, as a
+    conversation selection would (the preview says so)."""
+    whole = Conversation.objects.filter(pk__in=chosen.exclude(
+        conversation__connection__provider__in=_message_erasers()).values("conversation_id"))
+    return _draft(user, scope, dry_run, [_message_rows(chosen), *_conversation_rows(whole)])
+
+
+def _message_rows(chosen: QuerySet[Message]) -> QuerySet[Any]:
     held = open_items().filter(
         Q(message=OuterRef("pk"))
         | Q(kind=ErasureItem.Kind.CONVERSATION, conversation=OuterRef("conversation_id")))
@@ -153,7 +171,7 @@ def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
                             then=Value(SentIf.PINNED_INCLUDED.value)),
                        default=Value(SentIf.ALWAYS.value)),
     )
-    return _draft(user, scope, dry_run, [rows])
+    return rows
 
 
 def for_real(user: Any, rehearsed: list[ErasureJob]) -> uuid.UUID:

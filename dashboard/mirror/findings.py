@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import datetime, time
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from ..lib.detect import Found, Pattern, Scanner
 from ..models import Finding, FindingPattern, Message, MirrorState
@@ -118,6 +121,26 @@ def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,
             report(scanned, written, last)
 
 
-def open_findings() -> Q:
-    """Findings whose message is still in the mirror with its text."""
-    return Q(message__mirror_state__in=[MirrorState.PRESENT, MirrorState.GONE])
+def matching(user: Any, data: dict[str, Any]) -> QuerySet[Finding]:
+    """Findings visible to ``user`` that match the cleaned FindingFilter data: one function
+    for the list, its counts and "Erase these messages", so they never disagree. Only
+    findings of messages still present: those are what can still be erased."""
+    qs = Finding.objects.visible_to(user).filter(message__mirror_state=MirrorState.PRESENT)
+    if data.get("connection"):
+        qs = qs.filter(connection_id=data["connection"])
+    if data.get("kind"):
+        qs = qs.filter(kind=data["kind"])
+    if data.get("character"):
+        qs = qs.filter(conversation__character_id=data["character"])
+    tz = timezone.get_current_timezone()
+    if data.get("start"):
+        qs = qs.filter(message__created_at__gte=datetime.combine(data["start"], time.min, tz))
+    if data.get("end"):
+        qs = qs.filter(message__created_at__lte=datetime.combine(data["end"], time.max, tz))
+    return qs
+
+
+def scope_of(data: dict[str, Any]) -> dict[str, Any]:
+    """The filter as plain JSON, recorded on the jobs it makes."""
+    return {"findings": True, **{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                 for k, v in data.items() if v not in (None, "")}}

@@ -8,8 +8,10 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
-from ..models import Connection
+from ..models import Connection, Finding
 from ..team.roles import Role, role_of
 
 View = Callable[..., HttpResponse | StreamingHttpResponse]
@@ -56,3 +58,23 @@ def parse_ids(values: list[str]) -> list[int]:
     if any(not 0 < i < 2**63 for i in ids):
         raise ValueError("id out of range")
     return sorted(ids)
+
+
+def masked(text: str, findings: list[Finding], revealed: int | None = None,
+           current: int | None = None) -> SafeString:
+    """A message's text with each finding marked and shown by its masked preview, save
+    ``revealed`` (shown in clear, after the reveal was audited). Every piece is escaped;
+    only <mark> is added, so chat text can never inject markup."""
+    out: list[str] = []
+    pos = 0
+    for finding in sorted(findings, key=lambda f: f.start):
+        if finding.start < pos or finding.end > len(text):
+            continue  # stale (the text changed since); the next sync makes it anew
+        shown = text[finding.start:finding.end] if finding.pk == revealed else finding.preview
+        css = "finding current" if finding.pk in (current, revealed) else "finding"
+        out += [str(escape(text[pos:finding.start])),
+                str(format_html('<mark class="{}" id="finding-{}" title="{}">{}</mark>', css,
+                                finding.pk, finding.get_kind_display(), shown))]
+        pos = finding.end
+    out.append(str(escape(text[pos:])))
+    return mark_safe("".join(out))  # noqa: S308 - every piece escaped  # nosec B308 B703

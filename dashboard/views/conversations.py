@@ -21,11 +21,11 @@ from django.views.decorators.http import require_POST
 from ..forms import ConversationFilter
 from ..lib.paging import paginate
 from ..mirror import exports, selection
-from ..models import Connection, Conversation, ErasureItem, MirrorState
+from ..models import Connection, Conversation, ErasureItem, Finding, MirrorState
 from ..team import audit
 from ..team.roles import Role
 from . import selected
-from .common import is_fragment, require_role
+from .common import is_fragment, masked, require_role
 
 # The sortable columns, in table order, with the direction a first click sorts them.
 COLUMNS = [("character", "Character", ""), ("title", "Conversation", ""),
@@ -187,8 +187,17 @@ def transcript(request: HttpRequest, pk: int) -> HttpResponse:
     q = request.GET.get("q", "").strip()[:200]
     erased_by = _erasing_jobs(conversation)
     turns = list(conversation.messages.all().order_by("position"))
+    found: dict[int, list[Finding]] = {}
+    for finding in conversation.findings.all():
+        found.setdefault(finding.message_id, []).append(finding)
+    current = request.GET.get("finding", "")
     for turn in turns:
         turn.erased_by = erased_by.get(turn.pk, erased_by.get(None))  # type: ignore[attr-defined]
+        # Findings are shown masked, the one linked to marked out; revealing is audited.
+        if turn.pk in found:
+            turn.found = found[turn.pk]  # type: ignore[attr-defined]
+            turn.masked = masked(  # type: ignore[attr-defined]
+                turn.text, found[turn.pk], current=int(current) if current.isdigit() else None)
     capabilities = conversation.connection.provider_class.capabilities
     return render(request, "conversations/transcript.html", {
         "conversation": conversation,

@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from ..erasure import retention
+from ..mirror import findings
 from ..models import (
     Character,
     Connection,
@@ -129,5 +130,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         "never_synced": [c for c in connections if c.pk not in runs],
         "syncing": any(not run.finished for run in runs.values()),
         "may_sync": role_of(request.user) >= Role.OPERATOR,
+        "open_findings": findings.matching(request.user, {}).count(),
     })
 

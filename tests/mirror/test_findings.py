@@ -4,69 +4,26 @@ anew when a message's text changes, and drops them when the message is erased.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from dashboard.erasure import freeze, lifecycle, worker
-from dashboard.mirror import sync
-from dashboard.models import Connection, ErasureJob, Finding, FindingPattern, Message
+from dashboard.models import ErasureJob, Finding, FindingPattern, Message
 from dashboard.models.findings import check_pattern
-from providers.fakes.characterai import CharacterAIFake
-from providers.fakes.planted import CUSTOM_PATTERN, PLANTED, line
-from tests.helpers import connect, pg_dump
+from providers.fakes.planted import CUSTOM_PATTERN, PLANTED
+from tests.helpers import connect, pg_dump, sync_now
 
 pytestmark = pytest.mark.django_db
 
 
-def plant(fake: CharacterAIFake, kinds: list[str]) -> dict[str, str]:
-    """One planted line per kind, each in a person's turn of the fake's chats (the turn's
-    shown candidate); returns the turn ids by kind."""
-    placed = {}
-    with fake.lock:
-        turns = [t for char in fake.characters.values() for chat in char.chats.values()
-                 for t in chat.turns if t.is_human]
-        for kind, turn in zip(kinds, turns, strict=False):
-            shown = next(c for c in turn.candidates if c.id == turn.primary)
-            shown.text = line(kind)
-            placed[kind] = turn.id
-    assert len(placed) == len(kinds), "the fake has a person's turn for every kind"
-    return placed
-
-
-def sync_now(connection: Connection, full: bool = True) -> None:
-    run = sync.perform_sync(sync.start(connection, full=full).pk)
-    assert run.status == "ok", run.error
-
-
-@pytest.fixture
-def cai_fake() -> CharacterAIFake:
-    return CharacterAIFake(seed=11, characters=1, chats=2, turns=(8, 8), archived=0, pinned=0)
-
-
-@pytest.fixture
-def planted(cai_fake: CharacterAIFake) -> dict[str, str]:
-    FindingPattern.objects.create(name=CUSTOM_PATTERN[0], pattern=CUSTOM_PATTERN[1])
-    return plant(cai_fake, list(PLANTED))
-
-
-@pytest.fixture
-def cai(owner, cai_fake: CharacterAIFake, planted) -> Iterator[Connection]:  # type: ignore[no-untyped-def]
-    with cai_fake.serve() as server:
-        connection = connect(owner, cai_fake, server.url)
-        sync_now(connection)
-        yield connection
-
-
-def test_a_sync_finds_each_planted_kind_where_it_is_with_a_masked_preview(cai, planted):
+def test_a_sync_finds_each_planted_kind_where_it_is_with_a_masked_preview(planted_cai, planted):
     found = {f.kind: f for f in Finding.objects.select_related("message")}
     assert set(found) == set(PLANTED)
     for kind, (value, _) in PLANTED.items():
         finding = found[kind]
         assert finding.message.provider_id == planted[kind]
-        assert finding.connection_id == cai.pk
+        assert finding.connection_id == planted_cai.pk
         assert finding.conversation_id == finding.message.conversation_id
         assert finding.message.text[finding.start:finding.end] == value
         assert value not in finding.preview and len(finding.preview) < len(value)
@@ -74,9 +31,9 @@ def test_a_sync_finds_each_planted_kind_where_it_is_with_a_masked_preview(cai, p
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_table_holds_a_planted_value_but_the_message_itself(owner, cai_fake, planted):
-    with cai_fake.serve() as server:
-        connection = connect(owner, cai_fake, server.url)
+def test_no_table_holds_a_planted_value_but_the_message_itself(owner, planted_fake, planted):
+    with planted_fake.serve() as server:
+        connection = connect(owner, planted_fake, server.url)
         sync_now(connection)
     assert Finding.objects.count() == len(PLANTED)
     dump = pg_dump()
@@ -86,15 +43,15 @@ def test_no_table_holds_a_planted_value_but_the_message_itself(owner, cai_fake, 
         assert in_messages == 1 and copies == in_messages, value
 
 
-def test_a_resync_of_unchanged_text_keeps_the_findings_as_they_were(cai):
+def test_a_resync_of_unchanged_text_keeps_the_findings_as_they_were(planted_cai):
     before = set(Finding.objects.values_list("pk", "kind", "start"))
-    sync_now(cai)
+    sync_now(planted_cai)
     assert set(Finding.objects.values_list("pk", "kind", "start")) == before
 
 
-def test_findings_are_made_anew_when_a_message_text_changes(cai, cai_fake, planted):
-    with cai_fake.lock:
-        for char in cai_fake.characters.values():
+def test_findings_are_made_anew_when_a_message_text_changes(planted_cai, planted_fake, planted):
+    with planted_fake.lock:
+        for char in planted_fake.characters.values():
             for chat in char.chats.values():
                 for turn in chat.turns:
                     shown = next(c for c in turn.candidates if c.id == turn.primary)
@@ -103,7 +60,7 @@ def test_findings_are_made_anew_when_a_message_text_changes(cai, cai_fake, plant
                     if turn.id == planted["email"]:
                         shown.text = (f"Sorry, wrong one. Write to {PLANTED['email'][0]}"
                                       " or to bob@example.org")
-    sync_now(cai)
+    sync_now(planted_cai)
     kinds = sorted(Finding.objects.values_list("kind", flat=True))
     assert "card" not in kinds and kinds.count("email") == 2
     message = Message.objects.get(provider_id=planted["email"])
@@ -111,19 +68,19 @@ def test_findings_are_made_anew_when_a_message_text_changes(cai, cai_fake, plant
         PLANTED["email"][0], "bob@example.org"}
 
 
-def test_erasing_a_message_drops_its_findings_and_no_sync_brings_them_back(cai, planted):
+def test_erasing_a_message_drops_its_findings_and_no_sync_brings_them_back(planted_cai, planted):
     target = Message.objects.get(provider_id=planted["secret"])
-    request = freeze.messages(cai.owner, Message.objects.filter(pk=target.pk), {})
+    request = freeze.messages(planted_cai.owner, Message.objects.filter(pk=target.pk), {})
     [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request), dry_run=False,
                               enqueue=False)
     worker.work_job(job.pk)
     assert not Finding.objects.filter(kind="secret").exists()
     assert Finding.objects.count() == len(PLANTED) - 1
-    sync_now(cai)
+    sync_now(planted_cai)
     assert not Finding.objects.filter(kind="secret").exists()
 
 
-def test_the_find_command_scans_the_existing_mirror_in_batches(cai, planted, settings):
+def test_the_find_command_scans_the_existing_mirror_in_batches(planted_cai, settings):
     Finding.objects.all().delete()
     FindingPattern.objects.all().delete()
     settings.LETHE_FINDINGS_PATTERNS = {"Employee id (settings)": CUSTOM_PATTERN[1]}
@@ -134,10 +91,10 @@ def test_the_find_command_scans_the_existing_mirror_in_batches(cai, planted, set
     assert Finding.objects.count() == len(PLANTED)
 
 
-def test_with_findings_off_a_sync_finds_nothing(owner, cai_fake, planted, settings):
+def test_with_findings_off_a_sync_finds_nothing(owner, planted_fake, planted, settings):
     settings.LETHE_FINDINGS = False
-    with cai_fake.serve() as server:
-        sync_now(connect(owner, cai_fake, server.url))
+    with planted_fake.serve() as server:
+        sync_now(connect(owner, planted_fake, server.url))
     assert not Finding.objects.exists()
 
 

@@ -16,6 +16,7 @@ from dashboard.models import (
     AuditEvent,
     Connection,
     ErasureJob,
+    Finding,
     PolicyRun,
     RetentionPolicy,
     SyncRun,
@@ -31,7 +32,7 @@ class Route:
     name: str
     method: str
     args: str  # which object the URL names: "", "connection", "conversation", "job", "draft",
-    # "policy", "request"
+    # "policy", "request", "finding"
     role: Role  # the least role that may use it
     owner_only: bool = False
     data: tuple[tuple[str, str], ...] = ()
@@ -67,6 +68,9 @@ ROUTES = [
     Route("home", "get", "", Role.VIEWER),
     Route("search", "get", "", Role.VIEWER, data=(("q", "the"),)),
     Route("search_erase", "post", "", Role.OPERATOR),
+    Route("findings", "get", "", Role.VIEWER),
+    Route("finding_reveal", "post", "finding", Role.VIEWER),
+    Route("findings_erase", "post", "", Role.OPERATOR, data=(("kind", "email"),)),
     Route("request", "get", "request", Role.VIEWER),
     Route("request", "get", "request", Role.VIEWER, extra="fragment"),
     Route("request_action", "post", "request", Role.OPERATOR, extra="pause"),
@@ -108,8 +112,13 @@ def world(synced, django_user_model, settings):  # type: ignore[no-untyped-def]
                             enqueue=False)
     policy = RetentionPolicy.objects.create(name="90 days", owner=synced.owner,
                                             connection=synced)
+    message = conv.messages.order_by("position").first()
+    finding = Finding.objects.create(connection=synced, conversation=conv, message=message,
+                                     kind="email", detector="e-mail address", start=0, end=1,
+                                     preview="…")
     objects = {"connection": synced.pk, "conversation": conv.pk, "job": job.pk,
-               "draft": drafts, "policy": policy.pk, "request": job.request}
+               "draft": drafts, "policy": policy.pk, "request": job.request,
+               "finding": finding.pk}
     return synced, people, objects
 
 
