@@ -374,3 +374,52 @@ def test_the_policy_form_shows_only_the_field_its_scope_uses(browser, live_serve
     problems += accessibility_problems(page)
     assert not errors, errors
     assert not problems, "\n".join(problems)
+
+
+def test_findings_are_listed_masked_revealed_on_request_and_erased_from_the_screen(
+    browser, live_server, owner, planted_cai, planted, planted_fake, celery_worker
+):
+    from dashboard.models import AuditEvent, Finding
+    from providers.fakes.planted import PLANTED
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
+            if m.type == "error" else None)
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/findings/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("main h1 >> text=Findings")
+    problems = accessibility_problems(page)
+    assert page.locator("table.grid tbody tr").count() == len(PLANTED)
+    assert not [v for v, _ in PLANTED.values() if v in page.content()]
+
+    card = Finding.objects.get(kind="card")
+    page.click(f"a[href$='#finding-{card.pk}']")
+    page.wait_for_selector(f"mark.finding.current#finding-{card.pk}")
+    problems += accessibility_problems(page)
+    assert PLANTED["card"][0] not in page.content()
+    page.click(f"button[form=reveal-{card.pk}]")
+    page.wait_for_selector(f"#text-{card.message_id} >> text={PLANTED['card'][0]}")
+    assert AuditEvent.objects.filter(action="finding_revealed", object_id=str(card.pk)).exists()
+
+    page.goto(f"{live_server.url}/findings/")
+    page.select_option("#id_kind", "secret")
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("caption >> text=1 finding")
+    page.click("text=Erase these messages…")
+    page.wait_for_selector("text=Review what will be erased")
+    problems += accessibility_problems(page)
+    page.click("button[value=erase]")
+    page.wait_for_selector("#job-status[data-job-status=done]")
+    assert "Erased and verified: 1" in page.inner_text("#job-status")
+    chat_ids = {c.provider_id for c in planted_cai.conversations.all()}
+    left = {m for chat in chat_ids for m in planted_fake.message_ids(chat)}
+    assert planted["secret"] not in left and planted["card"] in left
+    page.goto(f"{live_server.url}/findings/")
+    assert page.locator("table.grid tbody tr").count() == len(PLANTED) - 1
+    assert not Finding.objects.filter(kind="secret").exists()
+    assert not errors, errors
+    assert not problems, "\n".join(problems)
