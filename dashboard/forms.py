@@ -199,8 +199,10 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = RetentionPolicy
         fields = ["name", "scope", "provider", "connection", "character", "older_than_days",
-                  "keywords", "keep_keywords", "mode", "every_hours", "enabled"]
+                  "keywords", "keep_keywords", "finding_kind", "mode", "every_hours",
+                  "enabled"]
         labels = {"older_than_days": "Erase conversations older than (days)",
+                  "finding_kind": "Only messages holding a finding of this kind (optional)",
                   "keywords": "Only those mentioning (one phrase a line, optional)",
                   "keep_keywords": "Never those mentioning (one phrase a line, optional)",
                   "every_hours": "Run every (hours)"}

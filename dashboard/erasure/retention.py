@@ -26,6 +26,8 @@ from ..models import (
     Connection,
     Conversation,
     ErasureJob,
+    Finding,
+    Message,
     MirrorState,
     PolicyRun,
     RetentionPolicy,
@@ -80,9 +82,13 @@ def _candidates(policy: RetentionPolicy, leave_out: Collection[int] = ()
     cutoff = timezone.now() - timedelta(days=policy.older_than_days)
     qs = Conversation.objects.visible_to(policy.owner).filter(
         connection__in=connections_in_scope(policy), mirror_state=MirrorState.PRESENT,
-    ).exclude(connection_id__in=list(leave_out)).annotate(
-        age_at=Coalesce("last_message_at", "started_at", "synced_at")
-    ).filter(age_at__lt=cutoff)
+    ).exclude(connection_id__in=list(leave_out))
+    if policy.finding_kind:
+        # Conversations holding such a message: the age is the message's own.
+        qs = qs.filter(Exists(finding_messages(policy).filter(conversation=OuterRef("pk"))))
+    else:
+        qs = qs.annotate(age_at=Coalesce("last_message_at", "started_at", "synced_at")
+                         ).filter(age_at__lt=cutoff)
     if policy.scope == Scope.CHARACTER:
         qs = qs.filter(character_id=policy.character_id or 0)
     keywords = policy.keyword_list()
@@ -108,6 +114,18 @@ def matching(policy: RetentionPolicy, leave_out: Collection[int] = ()
     # Already in a job that is waiting or under way (e.g. yesterday's run, still held for
     # approval): not frozen again, so held jobs do not pile up one per run.
     return _candidates(policy, leave_out).exclude(_held(freeze.open_items()))
+
+
+def finding_messages(policy: RetentionPolicy, within: QuerySet[Conversation] | None = None
+                     ) -> QuerySet[Message]:
+    """For a policy on findings: the present messages holding a finding of its kind, sent
+    before its age (`within`: only in these conversations)."""
+    cutoff = timezone.now() - timedelta(days=policy.older_than_days)
+    found = Message.objects.filter(
+        Exists(Finding.objects.filter(message=OuterRef("pk"), kind=policy.finding_kind)),
+        Q(created_at__lt=cutoff) | Q(created_at__isnull=True),
+        mirror_state=MirrorState.PRESENT)
+    return found if within is None else found.filter(conversation__in=within)
 
 
 def would_erase(policy: RetentionPolicy, viewer: Any) -> QuerySet[Conversation]:
@@ -243,7 +261,13 @@ def _carry_out(policy_run: PolicyRun, policy: RetentionPolicy, sync_first: bool)
              "older_than_days": policy.older_than_days}
     request = None
     try:
-        request = freeze.conversations(policy.owner, matching(policy, failed), scope)
+        chosen = matching(policy, failed)
+        if policy.finding_kind:
+            # Those messages alone where the provider erases single messages.
+            request = freeze.findings(policy.owner, finding_messages(policy, chosen),
+                                      {**scope, "finding_kind": policy.finding_kind})
+        else:
+            request = freeze.conversations(policy.owner, chosen, scope)
         drafts = list(ErasureJob.objects.filter(request=request))
         # Held for approval whatever the threshold when the policy says so (its owner
         # cannot approve it); else the threshold and cancel window of any job apply.
