@@ -15,7 +15,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from .erasure import notify, retention, sweeper, ticks, worker
+from .erasure import finding_alerts, notify, retention, sweeper, ticks, worker
 from .mirror import sync
 
 ON_OUTAGE: dict[str, Any] = {
@@ -58,3 +58,8 @@ def run_due_policies() -> int:
 @shared_task(acks_late=True, **ON_OUTAGE)
 def notify_job(job_id: int) -> None:
     notify.deliver(job_id)
+
+
+@shared_task(acks_late=True, **ON_OUTAGE)
+def notify_findings(notice_id: int) -> None:
+    finding_alerts.deliver(notice_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,15 @@ from dashboard.models import Connection
 from providers.fakes.base import FakeServer
 from providers.fakes.characterai import CharacterAIFake
 from providers.fakes.convai import ConvaiFake
-from tests.helpers import PASSWORD, connect, make_connection, plant, sync_now, with_role
+from tests.helpers import (
+    PASSWORD,
+    Hook,
+    connect,
+    make_connection,
+    plant,
+    sync_now,
+    with_role,
+)
 
 # The system suite stops and kills the servers it runs on, so it runs alone, on servers of
 # its own: `scripts/test.py --system` (and `make test`, beside the rest).
@@ -123,3 +132,14 @@ def planted_cai(owner, planted_fake: CharacterAIFake, planted) -> Iterator[Conne
         connection = connect(owner, planted_fake, server.url)
         sync_now(connection)
         yield connection
+
+
+@pytest.fixture
+def hook(settings) -> Iterator[Hook]:  # type: ignore[no-untyped-def]
+    receiver = Hook()
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    settings.LETHE_WEBHOOK_URL = receiver.url
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()

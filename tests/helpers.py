@@ -5,10 +5,12 @@ process. Fixtures built on them live in tests/conftest.py."""
 from __future__ import annotations
 
 import glob
+import json
 import shutil
 import subprocess  # nosec B404 - pg_dump, for the tests that read the whole database
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,3 +141,28 @@ def sync_now(connection: Connection, full: bool = True) -> None:
 
     run = sync.perform_sync(sync.start(connection, full=full).pk)
     assert run.status == "ok", run.error
+
+
+class Hook:
+    """A tiny local webhook receiver: records each POST and answers `status`."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.status = 204
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.received.append((dict(self.headers), body))
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/t0ken"
+
+    def payloads(self) -> list[dict[str, object]]:
+        return [json.loads(body) for _, body in self.received]

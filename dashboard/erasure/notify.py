@@ -132,7 +132,7 @@ def _send(pk: int) -> JobNotification | None:
                             type(exc).__name__)
                 problems.append(f"e-mail: {type(exc).__name__}")
         if not note.webhook_done:
-            note.webhook_status = _webhook(body)
+            note.webhook_status = post_webhook(body, f"job {job.pk}")
             note.webhook_done = note.webhook_status == "" or note.webhook_status[:1] == "2"
             if not note.webhook_done:
                 problems.append(f"webhook: {note.webhook_status}")
@@ -174,7 +174,10 @@ def _email(job: ErasureJob, event: str, body: dict[str, Any]) -> int:
     return send_mail(SUBJECTS[event].format(job=job.pk), text, None, to)
 
 
-def _webhook(body: dict[str, Any]) -> str:
+def post_webhook(body: dict[str, Any], about: str) -> str:
+    """POST ``body`` to LETHE_WEBHOOK_URL (signed when a secret is set); the status code, or
+    "error: ..." when it could not be sent, or "" when no webhook is set. ``about`` names
+    the event in the log."""
     url = settings.LETHE_WEBHOOK_URL
     if not url:
         return ""
@@ -187,10 +190,8 @@ def _webhook(body: dict[str, Any]) -> str:
         response = httpx.post(url, content=data, headers=headers,
                               timeout=settings.LETHE_WEBHOOK_TIMEOUT, follow_redirects=False)
     except Exception as exc:  # the URL is never logged: it may carry a token
-        log.warning("notification webhook for job %s failed: %s", body["job"],
-                    type(exc).__name__)
+        log.warning("notification webhook for %s failed: %s", about, type(exc).__name__)
         return f"error: {type(exc).__name__}"
     if response.status_code >= 300:
-        log.warning("notification webhook for job %s answered %s", body["job"],
-                    response.status_code)
+        log.warning("notification webhook for %s answered %s", about, response.status_code)
     return str(response.status_code)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from ..lib import heartbeat
 from ..models import ErasureItem, ErasureJob
 from ..models.jobstate import Event
-from . import notify, presence, worker
+from . import finding_alerts, notify, presence, worker
 
 State = ErasureItem.State
 # Workers asked for this long ago and still not there: their message was lost; ask again.
@@ -70,6 +70,7 @@ def sweep() -> list[int]:
         worker.finish_if_settled(job)
     presence.forget_stale()
     notify.send_due()
+    finding_alerts.send_due()
     queued = sorted(set(queued))
     for pk in queued:
         worker.enqueue(pk)

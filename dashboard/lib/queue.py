@@ -21,6 +21,7 @@ SYNC = "dashboard.tasks.sync_connection"
 ERASE = "dashboard.tasks.run_erasure"
 POLICY = "dashboard.tasks.run_policy"
 NOTIFY = "dashboard.tasks.notify_job"
+NOTIFY_FINDINGS = "dashboard.tasks.notify_findings"
 
 
 def send(task: str, pk: int, *, copies: int = 1,

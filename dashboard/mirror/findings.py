@@ -16,8 +16,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from ..lib import queue
 from ..lib.detect import Found, Pattern, Scanner
-from ..models import Finding, FindingPattern, Message, MirrorState
+from ..models import Finding, FindingNotice, FindingPattern, Message, MirrorState
 from .bulk import MessageRow
 
 Key = tuple[int, str]  # (conversation id, message provider id)
@@ -85,6 +86,18 @@ class Recorder:
                 for finding in _rows(self.connection_id, key[0], ids[key], found)]
         Finding.objects.bulk_create(made, batch_size=1000)
         self.new.update(f.kind for f in made)
+
+
+def announce(connection_id: int, new: Counter[str]) -> FindingNotice | None:
+    """Put a notice of ``new`` findings of the kinds LETHE_FINDINGS_NOTIFY names in the
+    outbox, in the caller's (the sync's) transaction, and ask a worker to send it."""
+    wanted = {kind: n for kind, n in new.items()
+              if n and kind in settings.LETHE_FINDINGS_NOTIFY}
+    if not wanted:
+        return None
+    notice = FindingNotice.objects.create(connection_id=connection_id, counts=wanted)
+    queue.send(queue.NOTIFY_FINDINGS, notice.pk)
+    return notice
 
 
 def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,

@@ -14,8 +14,7 @@ from django.utils import timezone
 from providers import records
 
 from ..models import Character, Connection, Conversation, Message, MirrorState, SyncRun
-from . import bulk
-from .findings import Recorder
+from . import bulk, findings
 from .reader import (
     Finished,
     Item,
@@ -59,7 +58,7 @@ class Writer:
         self.recount: list[int] = []
         self.postgres = db.vendor == "postgresql"
         self.upsert_messages = bulk.MessageUpserter()
-        self.findings = Recorder(connection.pk)
+        self.findings = findings.Recorder(connection.pk)
         if self.postgres:
             with db.cursor() as cursor:
                 # New messages land in the full-text index's pending list and are merged
@@ -205,6 +204,7 @@ class Writer:
             provider_id__in={c.provider_id for c in listing.characters}
         ).update(mirror_state=MirrorState.GONE)
 
+        findings.announce(connection.pk, self.findings.new)
         sync_run.notes = "\n".join(self.stats.notes)
         sync_run.characters = len(listing.characters)
         sync_run.conversations = len(listing.conversations)

@@ -5,9 +5,6 @@ failing webhook never breaks the job."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth.models import Group
@@ -18,45 +15,9 @@ from dashboard.erasure import lifecycle, notify, worker
 from dashboard.lib import queue
 from dashboard.models import ErasureJob, JobNotification, Message
 from providers.fakes.convai import DEMO_KEY
-from tests.helpers import confirmed_job, with_role
+from tests.helpers import Hook, confirmed_job, with_role
 
 pytestmark = pytest.mark.django_db
-
-
-class Hook:
-    """A tiny local webhook receiver: records each POST and answers `status`."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.status = 204
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((dict(self.headers), body))
-                self.send_response(hook.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/t0ken"
-
-    def payloads(self) -> list[dict[str, object]]:
-        return [json.loads(body) for _, body in self.received]
-
-
-@pytest.fixture
-def hook(settings) -> Iterator[Hook]:  # type: ignore[no-untyped-def]
-    receiver = Hook()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    settings.LETHE_WEBHOOK_URL = receiver.url
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 @pytest.fixture(autouse=True)

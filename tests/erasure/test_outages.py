@@ -107,7 +107,8 @@ def test_a_notification_held_back_by_an_outage_is_sent_later(synced, settings, m
     note = JobNotification.objects.get(job=job)
     assert note.sent_at is None and note.next_attempt_at and "webhook" in note.last_error
     received: list[dict[str, object]] = []
-    monkeypatch.setattr(notify, "_webhook", lambda body: received.append(body) or "204")
+    monkeypatch.setattr(notify, "post_webhook",
+                        lambda body, about: received.append(body) or "204")
     JobNotification.objects.filter(pk=note.pk).update(next_attempt_at=timezone.now())
     assert notify.send_due() == 1  # the sweeper asks a worker for it...
     notify.deliver(job.pk)  # ...which sends it
