@@ -46,6 +46,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "page_p95_ms": ("<=", 50),
     "select_all_ms": ("<=", 2000),
     "sync_peak_rss_mb": ("<=", 300),
+    "findings_overhead": ("<=", 0.2),
 }
 
 
@@ -154,6 +155,104 @@ def bench_ingest(owner: Any) -> dict[str, float]:
     rows = sum(len(m) for _, m in batches)
     log(f"ingest: {rows} rows in {elapsed:.2f} s at {timezone.now():%H:%M:%S}")
     return {"ingest_rows_per_s": rows / elapsed}
+
+
+# -- findings ---------------------------------------------------------------------------
+
+FINDINGS_ROUNDS = 5
+
+
+def _texts(convs: int, every: int) -> list[list[str]]:
+    """``convs`` chats of 100 messages, one in ``every`` holding a planted secret or
+    personal datum, the others plain chat with a few digits (times, days)."""
+    from providers.fakes.planted import PLANTED, line
+
+    kinds = list(PLANTED)
+    return [[line(kinds[(c + p) % len(kinds)]) if (c * 100 + p) % every == 0 else
+             f"Line {p} of a chat about mountains, rivers and coffee at 7:30 on day {c}."
+             for p in range(100)] for c in range(convs)]
+
+
+def _ingest_seconds(owner: Any, label: str, convs: int, every: int) -> float:
+    """The writer's bulk path over `_texts`; rolled back afterwards."""
+    from django.db import transaction
+
+    from dashboard.mirror import reader, writer
+    from dashboard.models import SyncRun
+    from providers import records
+
+    conn = connection_for(owner, "characterai", {"token": "x" * 40}, {}, label)
+    run = SyncRun.objects.create(connection=conn)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    chats = [records.Conversation(provider_id=f"chat-{c}", character_id="char", title="",
+                                  started_at=base) for c in range(convs)]
+    batches = [(chat.provider_id, [records.Message(
+        provider_id=f"{chat.provider_id}-{p}", conversation_id=chat.provider_id, position=p,
+        author="You" if p % 2 else "Character", is_human=bool(p % 2), text=said,
+        created_at=base + timedelta(seconds=p)) for p, said in enumerate(lines)])
+        for chat, lines in zip(chats, _texts(convs, every), strict=True)]
+    listing = reader.Listed(records.Account(id="1", name="bench"),
+                            [records.Character(provider_id="char", name="Char")], chats)
+    with transaction.atomic():
+        into = writer.Writer(conn, run, {})
+        into.write_listing(listing)
+        started = time.perf_counter()
+        for pid, msgs in batches:
+            into.add_whole(pid, msgs)
+        into.flush()
+        elapsed = time.perf_counter() - started
+        transaction.set_rollback(True)
+    return elapsed
+
+
+def bench_findings(owner: Any) -> dict[str, float]:
+    """What detection adds to ingest and to a sync: the same work with LETHE_FINDINGS off
+    and on, alternated FINDINGS_ROUNDS times, so that a busy machine's drift weighs on
+    both sides alike. One message in a hundred holds something to find."""
+    from django.conf import settings
+
+    from dashboard.mirror import sync
+
+    ingest: dict[bool, list[float]] = {False: [], True: []}
+    for attempt in range(FINDINGS_ROUNDS):
+        for on in (False, True):
+            settings.LETHE_FINDINGS = on
+            ingest[on].append(_ingest_seconds(owner, f"bench findings {attempt} {on}", 500,
+                                              100))
+    settings.LETHE_PROVIDER_RATE = 100_000.0
+    synced: dict[bool, list[float]] = {False: [], True: []}
+    with fake("characterai", characters=5, chats=20, turns=100, latency=LATENCY) as f:
+        for attempt in range(FINDINGS_ROUNDS):
+            for on in (False, True):
+                settings.LETHE_FINDINGS = on
+                conn = connection_for(owner, "characterai", f.secrets, f.options,
+                                      f"bench findings sync {attempt} {on}")
+                started = time.perf_counter()
+                run = sync.perform_sync(sync.start(conn).pk)
+                synced[on].append(time.perf_counter() - started)
+                if run.status != "ok":
+                    raise RuntimeError(f"sync failed: {run.error}")
+    settings.LETHE_FINDINGS = True
+    # Detection's own processor time, which a busy machine stretches less than wall time.
+    from dashboard.mirror.findings import scanner
+
+    texts = [t for chat in _texts(500, 100) for t in chat]
+    scan = scanner()
+    cpu = []
+    for _ in range(FINDINGS_ROUNDS):
+        started = time.process_time()
+        if scan is not None:
+            list(scan.scan_many(texts))
+        cpu.append(time.process_time() - started)
+    # The fastest of each: other load on the machine only ever adds time.
+    ingest_ratio = min(ingest[True]) / min(ingest[False]) - 1
+    sync_ratio = min(synced[True]) / min(synced[False]) - 1
+    log(f"findings: ingest {min(ingest[False]):.2f} s off, {min(ingest[True]):.2f} s on; "
+        f"sync {min(synced[False]):.2f} s off, {min(synced[True]):.2f} s on "
+        f"(fastest of {FINDINGS_ROUNDS})")
+    return {"findings_overhead": max(ingest_ratio, sync_ratio),
+            "findings_overhead_ingest": ingest_ratio, "findings_overhead_sync": sync_ratio,
+            "findings_cpu_us_per_message": min(cpu) / len(texts) * 1e6}
 
 
 # -- erasure ----------------------------------------------------------------------------
@@ -318,7 +417,7 @@ def verdict(name: str, value: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "var" / "bench.json"))
-    parser.add_argument("--only", nargs="*", help="sync ingest erase pages rss")
+    parser.add_argument("--only", nargs="*", help="sync ingest erase pages rss findings")
     args = parser.parse_args()
     env = environment()
     os.environ.update(env)
@@ -347,6 +446,7 @@ def main() -> int:
             ("erase", lambda: bench_erase(owner)),
             ("pages", lambda: bench_pages(owner)),
             ("rss", lambda: bench_rss(env)),
+            ("findings", lambda: bench_findings(owner)),
         ]
         for name, step in steps:
             if args.only and name not in args.only:
