@@ -87,3 +87,21 @@ def test_findings_are_inside_the_text_in_order_and_never_overlap(text):
         assert 0 <= hit.start < hit.end <= len(text)
     for before, after in zip(found, found[1:], strict=False):
         assert before.end <= after.start
+
+
+PIECES = [value for found in PLANTED.values() for _, value in found] + [
+    "Hello there", "at 7:30 on day 12", "4242", "4242 4242", "@", "EMP-004211", "\n",
+    "postgres://admin:correct-horse@db.internal:5432/app", " ", "GB82", "+44 20", "7946 0958"]
+
+
+@given(st.lists(st.lists(st.sampled_from(PIECES), max_size=6).map("".join), max_size=12))
+def test_a_batch_finds_exactly_what_each_message_alone_would(texts):
+    # Pieces split across neighbours (a number's end, the next one's start) must not count.
+    scanner = Scanner.standard("GB", extra=[Pattern("Employee id", r"\bEMP-\d{6}\b")])
+    alone = [(i, found) for i, text in enumerate(texts) if (found := scanner.scan(text))]
+    assert list(scanner.scan_many(texts)) == alone
+
+
+def test_a_pattern_anchored_to_the_text_is_run_on_every_message():
+    scanner = Scanner.standard("GB", extra=[Pattern("Ticket", r"^T-\d{4}$")])
+    assert [i for i, _ in scanner.scan_many(["hi", "T-1234", "x T-1234"])] == [1]
