@@ -5,12 +5,14 @@ anew when a message's text changes, and drops them when the message is erased.""
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
+from django.urls import reverse
 
 from dashboard.erasure import freeze, lifecycle, worker
-from dashboard.models import ErasureJob, Finding, FindingPattern, Message
+from dashboard.models import AuditEvent, ErasureJob, Finding, FindingPattern, Message
 from dashboard.models.findings import check_pattern
+from dashboard.settings import finding_patterns
 from providers.fakes.planted import CUSTOM_PATTERN, PLANTED
 from tests.helpers import connect, pg_dump, sync_now
 
@@ -107,3 +109,30 @@ def test_a_team_pattern_that_cannot_work_is_refused_with_the_reason(pattern, pro
     with pytest.raises(ValidationError, match=problem):
         check_pattern(pattern)
     check_pattern(CUSTOM_PATTERN[1])
+
+
+def test_the_admin_adds_a_team_pattern_refuses_a_broken_one_and_audits_it(admin_client):
+    url = reverse("admin:dashboard_findingpattern_add")
+    bad = admin_client.post(url, {"name": "Broken", "pattern": "EMP-(", "enabled": "on"})
+    assert bad.status_code == 200 and "Not a valid regular expression" in bad.content.decode()
+    good = admin_client.post(url, {"name": CUSTOM_PATTERN[0], "pattern": CUSTOM_PATTERN[1],
+                                   "enabled": "on"})
+    assert good.status_code == 302
+    assert list(FindingPattern.objects.values_list("name", flat=True)) == [CUSTOM_PATTERN[0]]
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.ADMIN_CHANGE,
+                                     object_type="findingpattern").exists()
+    # Findings are shown there, never added or changed.
+    assert admin_client.get(reverse("admin:dashboard_finding_add")).status_code == 403
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("{not json", "is not JSON"),
+    ('["EMP-[0-9]+"]', "must be a JSON object"),
+    ('{"Employee id": "EMP-("}', "not a valid regular expression"),
+    ('{"Anything": ".*"}', "matches empty text"),
+])
+def test_a_broken_patterns_setting_stops_the_start_with_the_reason(raw, problem):
+    with pytest.raises(ImproperlyConfigured, match=problem):
+        finding_patterns(raw)
+    assert finding_patterns('{"Employee id": "EMP-[0-9]{6}"}') == {"Employee id": "EMP-[0-9]{6}"}
+    assert finding_patterns("") == {}
