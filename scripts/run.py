@@ -51,7 +51,7 @@ def main() -> int:
     try:
         fakes = subprocess.Popen(
             [PY, "-m", "providers.fakes", "all", "--port", str(fake_port), "--latency", "0.05",
-             "--seed", "1", "--state-dir", str(data / "fakes")], cwd=ROOT, env=env)
+             "--seed", "1", "--planted", "--state-dir", str(data / "fakes")], cwd=ROOT, env=env)
         procs.append(fakes)
         wait_for_port(fake_port, fakes, "The provider fakes")
         procs.append(subprocess.Popen(

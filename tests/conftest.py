@@ -21,7 +21,6 @@ from tests.helpers import (
     Hook,
     connect,
     make_connection,
-    plant,
     sync_now,
     with_role,
 )
@@ -115,14 +114,16 @@ def planted_fake() -> CharacterAIFake:
 
 
 @pytest.fixture
-def planted(db, planted_fake: CharacterAIFake) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def planted(planted_fake: CharacterAIFake) -> dict[str, str]:
     """One value of each kind findings detect, planted in the fake (the team pattern that
-    finds the "custom" one added); the turn ids by kind."""
+    finds the "custom" one added); the turn ids by kind. The test's own database mark
+    decides whether that is in a transaction (a test reading the database from outside
+    needs it committed)."""
     from dashboard.models import FindingPattern
     from providers.fakes.planted import CUSTOM_PATTERN, PLANTED
 
     FindingPattern.objects.create(name=CUSTOM_PATTERN[0], pattern=CUSTOM_PATTERN[1])
-    return plant(planted_fake, list(PLANTED))
+    return planted_fake.plant(list(PLANTED))
 
 
 @pytest.fixture

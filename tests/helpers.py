@@ -119,23 +119,6 @@ def pg_dump() -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
 
 
-def plant(fake: Any, kinds: list[str]) -> dict[str, str]:
-    """One planted line (providers/fakes/planted.py) per kind in a person's turn of a
-    Character.AI fake's chats (the turn's shown candidate); returns the turn ids by kind."""
-    from providers.fakes.planted import line
-
-    placed = {}
-    with fake.lock:
-        turns = [t for char in fake.characters.values() for chat in char.chats.values()
-                 for t in chat.turns if t.is_human]
-        for kind, turn in zip(kinds, turns, strict=False):
-            shown = next(c for c in turn.candidates if c.id == turn.primary)
-            shown.text = line(kind)
-            placed[kind] = turn.id
-    assert len(placed) == len(kinds), "the fake has a person's turn for every kind"
-    return placed
-
-
 def sync_now(connection: Connection, full: bool = True) -> None:
     from dashboard.mirror import sync
 

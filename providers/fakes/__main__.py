@@ -26,6 +26,7 @@ from typing import Any
 from . import FAKES, demo_ports
 from .base import FakeProvider
 from .convai import EPOCH
+from .planted import PLANTED
 
 
 def build(cls: type[FakeProvider], args: argparse.Namespace) -> FakeProvider:
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Convai: refuse deletes as a plan without the delete API would")
     parser.add_argument("--epoch", action="store_true",
                         help=f"date seeded histories back from {EPOCH:%Y-%m-%d}, not from now")
+    parser.add_argument("--planted", action="store_true",
+                        help="plant one made-up secret or personal datum of each kind Lethe's "
+                             "findings detect (providers/fakes/planted.py) in fresh data")
     parser.add_argument("--state", type=Path, default=None, metavar="FILE")
     parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR")
     args = parser.parse_args(argv)
@@ -73,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         for name in names:
             fake = build(FAKES[name], args)
+            if args.planted:  # data loaded from a state file below replaces it
+                fake.plant(list(PLANTED))
             state = args.state if args.provider != "all" else (
                 args.state_dir / f"{name}.json" if args.state_dir else None)
             loaded = False

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -175,6 +175,26 @@ class FakeProvider(abc.ABC):
     @abc.abstractmethod
     def revoke_credentials(self) -> None:
         """From now on the credentials of ``client_config`` are refused (401)."""
+
+    def people_lines(self) -> Iterator[tuple[str, Callable[[str], None]]]:
+        """Each line a person wrote, in a fixed order: (the id a client sees for it, or for
+        its conversation where lines have none of their own; a setter of its text). Called
+        with the lock held."""
+        raise NotImplementedError(f"{type(self).__name__} cannot plant lines")
+
+    def plant(self, kinds: Sequence[str]) -> dict[str, str]:
+        """Put one line holding a planted value (`planted.PLANTED`) of each kind where a
+        person wrote one; returns where, by kind (see `people_lines`)."""
+        from .planted import line
+
+        placed: dict[str, str] = {}
+        with self.lock:
+            for kind, (ident, set_text) in zip(kinds, self.people_lines(), strict=False):
+                set_text(line(kind))
+                placed[kind] = ident
+        if len(placed) < len(kinds):
+            raise ValueError(f"{self.name} holds fewer lines by people than kinds to plant")
+        return placed
 
 
     @abc.abstractmethod

@@ -42,8 +42,9 @@ import base64
 import json
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -184,6 +185,14 @@ class CharacterAIFake(FakeProvider):
         with self.lock:
             chat = self.find_chat(conversation_id)
             return [t.id for t in chat.turns] if chat else []
+
+    def people_lines(self) -> Iterator[tuple[str, Callable[[str], None]]]:
+        for char in self.characters.values():
+            for chat in char.chats.values():
+                for turn in chat.turns:
+                    if turn.is_human:
+                        shown = next(c for c in turn.candidates if c.id == turn.primary)
+                        yield turn.id, partial(setattr, shown, "text")
 
     def revoke_credentials(self) -> None:
         with self.lock:

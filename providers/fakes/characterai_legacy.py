@@ -46,8 +46,9 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs
 
@@ -225,6 +226,13 @@ class CharacterAILegacyFake(FakeProvider):
             return []
         with self.lock:
             return [m.uuid for m in history.messages if not m.is_alternative and not m.deleted]
+
+    def people_lines(self) -> Iterator[tuple[str, Callable[[str], None]]]:
+        for char in self.characters.values():
+            for history in char.histories.values():
+                for m in history.messages:
+                    if m.is_human and not m.is_alternative and not m.deleted:
+                        yield m.uuid, partial(setattr, m, "text")
 
     def revoke_credentials(self) -> None:
         with self.lock:

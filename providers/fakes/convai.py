@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Self
 
 from . import text
@@ -69,6 +70,10 @@ class FakeCharacter:
 
     def newest_first(self) -> list[Session]:
         return sorted(self.sessions.values(), key=lambda s: s.started, reverse=True)
+
+
+def _set_line(lines: list[tuple[str, str]], k: int, value: str) -> None:
+    lines[k] = (lines[k][0], value)
 
 
 class ConvaiFake(FakeProvider):
@@ -196,6 +201,17 @@ class ConvaiFake(FakeProvider):
                     n = sum(len(i.lines) for i in session.interactions)
                     return [f"{conversation_id}:{k}" for k in range(n)]
         return []
+
+    def people_lines(self) -> Iterator[tuple[str, Callable[[str], None]]]:
+        for char in self.characters.values():
+            for session in char.sessions.values():
+                index = 0
+                for interaction in session.interactions:
+                    for k, (speaker, _) in enumerate(interaction.lines):
+                        if speaker == "User":
+                            yield f"{session.id}:{index + k}", partial(
+                                _set_line, interaction.lines, k)
+                    index += len(interaction.lines)
 
     def revoke_credentials(self) -> None:
         with self.lock:

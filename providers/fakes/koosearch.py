@@ -42,8 +42,9 @@ import json
 import random
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -194,6 +195,11 @@ class KooSearchFake(FakeProvider):
             questions = sorted(chat.questions, key=lambda q: q.at) if chat else []
             return [f"{q.id}:{part}" for q in questions
                     for part in ("q", "a") if part == "q" or q.answer is not None]
+
+    def people_lines(self) -> Iterator[tuple[str, Callable[[str], None]]]:
+        for chat in self.chats.values():
+            for question in sorted(chat.questions, key=lambda q: q.at):
+                yield f"{question.id}:q", partial(setattr, question, "question")
 
     def revoke_credentials(self) -> None:
         with self.lock:

@@ -13,6 +13,7 @@ from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.models import AuditEvent, ErasureJob, Finding, FindingPattern, Message
 from dashboard.models.findings import check_pattern
 from dashboard.settings import finding_patterns
+from providers.fakes import FAKES
 from providers.fakes.planted import CUSTOM_PATTERN, PLANTED
 from tests.helpers import connect, pg_dump, sync_now
 
@@ -30,6 +31,17 @@ def test_a_sync_finds_each_planted_kind_where_it_is_with_a_masked_preview(plante
         assert finding.message.text[finding.start:finding.end] == value
         assert value not in finding.preview and len(finding.preview) < len(value)
     assert found["custom"].detector == CUSTOM_PATTERN[0]
+
+
+@pytest.mark.parametrize("provider", sorted(FAKES))
+def test_each_provider_s_planted_values_are_found_in_the_messages_planted(owner, provider):
+    fake = FAKES[provider](seed=4)
+    FindingPattern.objects.create(name=CUSTOM_PATTERN[0], pattern=CUSTOM_PATTERN[1])
+    placed = fake.plant(list(PLANTED))
+    with fake.serve() as server:
+        sync_now(connect(owner, fake, server.url))
+    found = dict(Finding.objects.values_list("kind", "message__provider_id"))
+    assert found == placed
 
 
 @pytest.mark.django_db(transaction=True)

@@ -21,9 +21,10 @@ from django.core.management.base import BaseCommand, CommandParser
 
 import providers
 from providers.fakes import FAKES, demo_ports
+from providers.fakes.planted import CUSTOM_PATTERN
 
 from ...mirror import sync
-from ...models import Connection
+from ...models import Connection, FindingPattern
 
 DEMO_USER = "demo"
 APPROVER = "approver"
@@ -55,6 +56,9 @@ class Command(BaseCommand):
         approvers = Group.objects.get_or_create(name=settings.LETHE_ROLE_GROUPS["approver"])[0]
         user.groups.add(team)
         approver.groups.add(team, approvers)
+        # The fakes plant an employee id among other things; this is the pattern finding it.
+        FindingPattern.objects.get_or_create(name=CUSTOM_PATTERN[0],
+                                             defaults={"pattern": CUSTOM_PATTERN[1]})
         for name, port in demo_ports(opts["fake_port"]).items():
             secrets, options = FAKES[name].sized(conversations=0, messages=0).client_config(
                 f"http://127.0.0.1:{port}"
