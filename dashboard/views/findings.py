@@ -70,6 +70,12 @@ def _snippet(finding: Finding, in_message: list[Finding]) -> Any:
     """The text around ``finding``, every finding in it masked."""
     text = finding.message.text
     start, end = max(0, finding.start - CONTEXT), min(len(text), finding.end + CONTEXT)
+    # Never cut through another finding: a half shown would be half in clear.
+    for other in in_message:
+        if other.start < start < other.end:
+            start = other.start
+        if other.start < end < other.end:
+            end = other.end
     shifted = [Finding(pk=f.pk, kind=f.kind, preview=f.preview, start=f.start - start,
                        end=f.end - start)
                for f in in_message if f.start >= start and f.end <= end]

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from dashboard.erasure import worker
+from dashboard.mirror.findings import rescan
 from dashboard.models import AuditEvent, ErasureJob, Finding, Message, MirrorState
 from providers.fakes.planted import PLANTED
 from tests.helpers import make_connection, shown, sync_now
@@ -120,3 +121,18 @@ def test_nothing_left_to_erase_says_so(client, planted_cai):
                                                      "connection": planted_cai.pk + 99})
     assert answer.status_code == 302 and answer["Location"].startswith(reverse("findings"))
     assert not ErasureJob.objects.exists()
+
+
+def test_a_snippet_never_cuts_a_neighbouring_finding_in_half(client, planted_cai, planted):
+    card, iban = PLANTED["card"][0], PLANTED["iban"][0]
+    message = Message.objects.get(provider_id=planted["card"])
+    # The IBAN starts just inside the card's window of context and runs past it.
+    message.text = f"{'x' * 70} {iban} {'y' * 52}{card} end"
+    message.save()
+    Finding.objects.filter(message=message).delete()
+    rescan()
+    client.force_login(planted_cai.owner)
+    page = client.get(reverse("findings") + "?kind=card").content.decode()
+    assert Finding.objects.get(message=message, kind="card").preview in page
+    assert iban.split()[1:-1] == ["WEST", "1234", "5698", "7654"]
+    assert not [piece for piece in iban.split()[1:-1] if piece in page]  # only its preview
