@@ -249,6 +249,7 @@ class FindingFilter(forms.Form):
                             widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, label="To",
                           widget=forms.DateInput(attrs={"type": "date"}))
+    dismissed = forms.BooleanField(required=False, label="Dismissed ones instead")
 
     def __init__(self, connections: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

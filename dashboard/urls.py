@@ -65,6 +65,7 @@ urlpatterns = [
     path("findings/", findings.finding_list, name="findings"),
     path("findings/erase/", findings.findings_erase, name="findings_erase"),
     path("findings/<int:pk>/reveal/", findings.finding_reveal, name="finding_reveal"),
+    path("findings/<int:pk>/dismiss/", findings.finding_dismiss, name="finding_dismiss"),
     path("erase/", erase.erase_selected, name="erase_selected"),
     path("erase/<uuid:request_id>/", erase.erase_preview, name="erase_preview"),
     path("erase/<uuid:request_id>/export.<str:fmt>", erase.erase_export, name="erase_export"),

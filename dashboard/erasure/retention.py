@@ -122,7 +122,8 @@ def finding_messages(policy: RetentionPolicy, within: QuerySet[Conversation] | N
     before its age (`within`: only in these conversations)."""
     cutoff = timezone.now() - timedelta(days=policy.older_than_days)
     found = Message.objects.filter(
-        Exists(Finding.objects.filter(message=OuterRef("pk"), kind=policy.finding_kind)),
+        Exists(Finding.objects.filter(message=OuterRef("pk"), kind=policy.finding_kind,
+                                      dismissed_at__isnull=True)),
         Q(created_at__lt=cutoff) | Q(created_at__isnull=True),
         mirror_state=MirrorState.PRESENT)
     return found if within is None else found.filter(conversation__in=within)

@@ -140,9 +140,19 @@ def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,
             if not chosen:
                 return scanned, written, last
             ids = [pk for pk, _, _, _ in chosen]
-            Finding.objects.filter(message_id__in=ids).delete()
+            old = Finding.objects.filter(message_id__in=ids)
+            # What someone dismissed stays dismissed while the text is the same.
+            dismissed = {(f.message_id, f.kind, f.start, f.end): f for f in
+                         old.filter(dismissed_at__isnull=False)}
+            old.delete()
             made = [finding for i, found in found_scanner.scan_many([c[3] for c in chosen])
                     for finding in _rows(chosen[i][2], chosen[i][1], chosen[i][0], found)]
+            for finding in made:
+                was = dismissed.get((finding.message_id, finding.kind, finding.start,
+                                     finding.end))
+                if was is not None:
+                    finding.dismissed_at, finding.dismissed_by_id = (was.dismissed_at,
+                                                                     was.dismissed_by_id)
             Finding.objects.bulk_create(made, batch_size=1000)
         scanned += len(chosen)
         written += len(made)
@@ -154,8 +164,10 @@ def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,
 def matching(user: Any, data: dict[str, Any]) -> QuerySet[Finding]:
     """Findings visible to ``user`` that match the cleaned FindingFilter data: one function
     for the list, its counts and "Erase these messages", so they never disagree. Only
-    findings of messages still present: those are what can still be erased."""
-    qs = Finding.objects.visible_to(user).filter(message__mirror_state=MirrorState.PRESENT)
+    findings of messages still present: those are what can still be erased; open ones, or
+    with ``dismissed`` those someone dismissed."""
+    qs = Finding.objects.visible_to(user).filter(message__mirror_state=MirrorState.PRESENT,
+                                                 dismissed_at__isnull=not data.get("dismissed"))
     if data.get("connection"):
         qs = qs.filter(connection_id=data["connection"])
     if data.get("kind"):

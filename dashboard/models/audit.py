@@ -46,6 +46,7 @@ class AuditEvent(models.Model):
         POLICY_RUN = "policy_run", "Retention policy run requested"
         ADMIN_CHANGE = "admin_change", "Changed in the Django admin"
         FINDING_REVEALED = "finding_revealed", "Finding shown unmasked"
+        FINDING_DISMISSED = "finding_dismissed", "Finding dismissed or reopened"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -53,6 +54,11 @@ class Finding(models.Model):
     # Masked (`sk-…9f2c`): never the value itself.
     preview = models.CharField(max_length=80)
     found_at = models.DateTimeField(auto_now_add=True)
+    # Someone looked and said it is nothing to erase (a test card number, say): no longer
+    # open, until the message's text changes. Kept through `manage.py find`.
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    dismissed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                     null=True, blank=True, related_name="+")
 
     objects = FindingQuerySet.as_manager()
 

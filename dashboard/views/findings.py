@@ -14,6 +14,7 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
@@ -31,7 +32,9 @@ CONTEXT = 60  # characters of the message shown on each side of a finding
 
 
 def _filter(request: HttpRequest, data: Any) -> tuple[FindingFilter, dict[str, Any]]:
-    form = FindingFilter(Connection.objects.visible_to(request.user), data or None)
+    # A page without a filter shows everything; a form posted without one means the same.
+    bound = data if data or request.method == "POST" else None
+    form = FindingFilter(Connection.objects.visible_to(request.user), bound)
     return form, (form.cleaned_data if form.is_valid() else {})
 
 
@@ -102,6 +105,25 @@ def finding_reveal(request: HttpRequest, pk: int) -> HttpResponse:
     if is_fragment(request):
         return render(request, "findings/reveal.html#text", context)
     return render(request, "findings/reveal.html", context)
+
+
+@require_POST
+@require_role(Role.OPERATOR, lookup=lambda request, pk: visible_finding(request, pk))
+def finding_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
+    """Dismiss a finding (nothing to erase: a test card, a public address), or reopen it
+    ("reopen=1"); audited either way."""
+    finding = visible_finding(request, pk)
+    reopen = request.POST.get("reopen") == "1"
+    finding.dismissed_at = None if reopen else timezone.now()
+    finding.dismissed_by_id = None if reopen else request.user.pk
+    finding.save(update_fields=["dismissed_at", "dismissed_by"])
+    audit.record(request.user, audit.Action.FINDING_DISMISSED, finding, request,
+                 kind=finding.kind, dismissed=not reopen, message=finding.message_id)
+    back = request.POST.get("back", "")
+    # Only a path of this site: never an address someone slipped into the form.
+    if not back.startswith("/findings/") or "//" in back:
+        back = reverse("findings")
+    return redirect(back)
 
 
 @require_POST

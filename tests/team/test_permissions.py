@@ -70,6 +70,7 @@ ROUTES = [
     Route("search_erase", "post", "", Role.OPERATOR),
     Route("findings", "get", "", Role.VIEWER),
     Route("finding_reveal", "post", "finding", Role.VIEWER),
+    Route("finding_dismiss", "post", "finding", Role.OPERATOR),
     Route("findings_erase", "post", "", Role.OPERATOR, data=(("kind", "email"),)),
     Route("request", "get", "request", Role.VIEWER),
     Route("request", "get", "request", Role.VIEWER, extra="fragment"),

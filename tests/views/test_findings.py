@@ -136,3 +136,37 @@ def test_a_snippet_never_cuts_a_neighbouring_finding_in_half(client, planted_cai
     assert Finding.objects.get(message=message, kind="card").preview in page
     assert iban.split()[1:-1] == ["WEST", "1234", "5698", "7654"]
     assert not [piece for piece in iban.split()[1:-1] if piece in page]  # only its preview
+
+
+def test_a_dismissed_finding_leaves_the_open_ones_and_stays_dismissed_on_a_rescan(
+        client, planted_cai):
+    client.force_login(planted_cai.owner)
+    card = Finding.objects.get(kind="card")
+    back = reverse("findings") + "?kind=card"
+    answer = client.post(reverse("finding_dismiss", args=[card.pk]), {"back": back})
+    assert answer.status_code == 302 and answer["Location"] == back
+    card.refresh_from_db()
+    assert card.dismissed_at and card.dismissed_by == planted_cai.owner
+    event = AuditEvent.objects.get(action=AuditEvent.Action.FINDING_DISMISSED)
+    assert event.details["dismissed"] is True and PLANTED["card"][0] not in str(event.details)
+    assert card.preview not in client.get(reverse("findings")).content.decode()
+    assert f"{len(PLANTED) - 1} findings</a>" in client.get(reverse("home")).content.decode()
+    assert card.preview in client.get(reverse("findings") + "?dismissed=on").content.decode()
+    rescan()
+    assert Finding.objects.get(kind="card").dismissed_at == card.dismissed_at
+    # Erasing what the page shows leaves the dismissed one alone.
+    client.post(reverse("findings_erase"), {})
+    items = ErasureJob.objects.get().items.values_list("message_id", flat=True)
+    assert card.message_id not in set(items) and len(items) == len(PLANTED) - 1
+    client.post(reverse("finding_dismiss", args=[Finding.objects.get(kind="card").pk]),
+                {"reopen": "1", "back": "https://elsewhere.example/"})
+    assert Finding.objects.get(kind="card").dismissed_at is None
+
+
+def test_a_viewer_cannot_dismiss(client, planted_cai):
+    planted_cai.owner.groups.clear()
+    client.force_login(planted_cai.owner)
+    card = Finding.objects.get(kind="card")
+    assert client.post(reverse("finding_dismiss", args=[card.pk])).status_code == 403
+    card.refresh_from_db()
+    assert card.dismissed_at is None
