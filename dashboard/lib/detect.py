@@ -7,7 +7,9 @@ keeps or returns a matched value: a `Found` holds where the match is and a maske
 (`sk-…9f2c`). Most chat messages hold none of these, so each detector first asks a cheap
 question (`might`: an `@`, a run of digits, a long token) and looks closer only when the
 answer is yes: detection must not slow a sync down noticeably (`make bench`,
-`findings_overhead`).
+`findings_overhead`). A batch of messages goes through `Scanner.scan_many`, which asks the
+same of the whole batch at once (each detector's `hint`, one regex pass over the batch) and
+scans only the messages it picked.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class Secrets(Detector):
 
 # Seven digits or more with at most a few separators between each.
 DIGIT_RUN = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
+
 
 class Emails(Detector):
     kind = "email"
