@@ -382,15 +382,8 @@ def test_findings_are_listed_masked_revealed_on_request_and_erased_from_the_scre
     from dashboard.models import AuditEvent, Finding
     from providers.fakes.planted import PLANTED
 
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
-            if m.type == "error" else None)
-    page.set_default_timeout(20_000)
+    page, errors = signed_in_page(browser, live_server, owner)
     page.goto(f"{live_server.url}/findings/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
     page.wait_for_selector("main h1 >> text=Findings")
     problems = accessibility_problems(page)
     assert page.locator("table.grid tbody tr").count() == len(PLANTED)
