@@ -4,7 +4,7 @@
 Starts `make run`'s demo (scripts/run.py) on free ports with a throw-away data directory,
 signs in as the demo admin in headless Chromium, walks the main screens the way a new team
 member would (overview, a connection, conversations, a transcript, search, the erasure
-preview, a dry-run job and its receipt, policies) and saves each at 1280 and 390 px wide
+preview, a dry-run job and its receipt, findings, jobs, policies) and saves each at 1280 and 390 px wide
 into docs/screenshots/.
 """
 
@@ -116,6 +116,7 @@ def walk(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.locator("a[href$='/receipt/']").first.click()
     shoot(page, base, "receipt")
 
+    shoot(page, base, "findings", "/findings/")
     shoot(page, base, "jobs", "/jobs/")
     shoot(page, base, "policies", "/policies/")
 
