@@ -4,8 +4,8 @@
 Starts `make run`'s demo (scripts/run.py) on free ports with a throw-away data directory,
 signs in as the demo admin in headless Chromium, walks the main screens the way a new team
 member would (overview, a connection, conversations, a transcript, search, the erasure
-preview, a dry-run job and its receipt, findings, jobs, policies) and saves each at 1280 and 390 px wide
-into docs/screenshots/.
+preview, a dry-run request, job and receipt, findings, jobs, policies) and saves each at
+1280 and 390 px wide into docs/screenshots/.
 """
 
 from __future__ import annotations
