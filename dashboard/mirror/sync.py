@@ -114,13 +114,28 @@ def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
         in_flight = max(1, settings.LETHE_SYNC_CONCURRENCY)
         provider = connection.open_provider()
         tracker.meter = provider.meter
-        with _responsive_reader(), transaction.atomic():
-            # Purges wait until this commits; what it reads below is after theirs.
-            locks.hold(locks.MIRROR, [connection.pk])
+        if reads_first():
+            # One writer at a time (SQLite, the demo's database): a transaction held for the
+            # whole read would lock the web server out of every write, sign-in included, for
+            # as long as the provider takes. Read everything, then write it in one short
+            # transaction; a failed read still changes nothing. No purge comes between the
+            # two: the demo's one solo worker runs one task at a time (README: SQLite is for
+            # the demo).
             known = _known(connection, incremental=since is not None)
             reader = Reader(provider, known, since, in_flight, tracker.progress)
             reader.start()
-            Writer(connection, sync_run, known).consume(reader.items())
+            with _responsive_reader():
+                items = list(reader.items())
+            with transaction.atomic():
+                Writer(connection, sync_run, known).consume(iter(items))
+        else:
+            with _responsive_reader(), transaction.atomic():
+                # Purges wait until this commits; what it reads below is after theirs.
+                locks.hold(locks.MIRROR, [connection.pk])
+                known = _known(connection, incremental=since is not None)
+                reader = Reader(provider, known, since, in_flight, tracker.progress)
+                reader.start()
+                Writer(connection, sync_run, known).consume(reader.items())
     except providers.ProviderError as exc:
         _fail(sync_run, connection, exc)
     except Exception as exc:  # keep the run row honest whatever went wrong
@@ -130,6 +145,11 @@ def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
         if reader is not None:
             reader.halt()
     return sync_run
+
+
+def reads_first() -> bool:
+    """Whether the database takes one writer at a time, so a sync reads before it writes."""
+    return transaction.get_connection().vendor == "sqlite"
 
 
 def _known(connection: Connection, incremental: bool) -> dict[str, Known]:

@@ -158,3 +158,31 @@ def test_a_sync_task_retried_after_a_database_error_resumes_its_own_run(connecti
     tasks.sync_connection.apply(args=[run.pk])
     run.refresh_from_db()
     assert run.status == SyncRun.Status.OK and not failures
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("reads_first", [True, False])
+def test_where_one_writer_is_allowed_a_sync_reads_everything_before_its_transaction(
+    connection, monkeypatch, reads_first
+):
+    """On SQLite a sync's transaction takes the only write lock, so the sign-in and every
+    other write of the web server would wait for the whole read: there the sync reads
+    first and writes after. Elsewhere it reads inside its transaction, holding the mirror."""
+    from django.db import transaction
+
+    from dashboard.mirror.reader import Reader
+
+    in_transaction: list[bool] = []
+    read = Reader.items
+
+    def watched(self):  # type: ignore[no-untyped-def]
+        for item in read(self):
+            in_transaction.append(transaction.get_connection().in_atomic_block)
+            yield item
+
+    monkeypatch.setattr(Reader, "items", watched)
+    monkeypatch.setattr(sync, "reads_first", lambda: reads_first)
+    run = sync.perform_sync(sync.start(connection).pk)
+    assert run.status == "ok", run.error
+    assert connection.conversations.count() == 12
+    assert in_transaction and set(in_transaction) == {not reads_first}
