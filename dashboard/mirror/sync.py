@@ -149,7 +149,7 @@ def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
 
 def reads_first() -> bool:
     """Whether the database takes one writer at a time, so a sync reads before it writes."""
-    return transaction.get_connection().vendor == "sqlite"
+    return bool(transaction.get_connection().vendor == "sqlite")
 
 
 def _known(connection: Connection, incremental: bool) -> dict[str, Known]:
