@@ -19,8 +19,16 @@ from django.utils import timezone
 
 from ..lib import queue
 from ..lib.detect import Found, Pattern, Scanner
-from ..models import Finding, FindingNotice, FindingPattern, Message, MirrorState
+from ..models import (
+    Conversation,
+    Finding,
+    FindingNotice,
+    FindingPattern,
+    Message,
+    MirrorState,
+)
 from .bulk import MessageRow
+from .titles import derived_title
 
 Key = tuple[int, str]  # (conversation id, message provider id)
 
@@ -145,8 +153,10 @@ def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,
             dismissed = {(f.message_id, f.kind, f.start, f.end): f for f in
                          old.filter(dismissed_at__isnull=False)}
             old.delete()
-            made = [finding for i, found in found_scanner.scan_many([c[3] for c in chosen])
+            hits = list(found_scanner.scan_many([c[3] for c in chosen]))
+            made = [finding for i, found in hits
                     for finding in _rows(chosen[i][2], chosen[i][1], chosen[i][0], found)]
+            _mask_titles([(chosen[i][1], chosen[i][3]) for i, _ in hits], found_scanner)
             for finding in made:
                 was = dismissed.get((finding.message_id, finding.kind, finding.start,
                                      finding.end))
@@ -159,6 +169,19 @@ def rescan(batch: int = 2000, after: int = 0, connection_id: int | None = None,
         last = ids[-1]
         if callable(report):
             report(scanned, written, last)
+
+
+def _mask_titles(texts: list[tuple[int, str]], found_scanner: Scanner) -> None:
+    """Titles a conversation took from one of these messages before findings masked them
+    (or before a pattern was added) are masked now."""
+    by_conv: dict[int, list[str]] = {}
+    for conv_id, text in texts:
+        by_conv.setdefault(conv_id, []).append(text)
+    for conv in Conversation.objects.filter(pk__in=list(by_conv)).only("pk", "title"):
+        for text in by_conv[conv.pk]:
+            if conv.title == derived_title(text):
+                Conversation.objects.filter(pk=conv.pk).update(
+                    title=derived_title(text, found_scanner))
 
 
 def matching(user: Any, data: dict[str, Any]) -> QuerySet[Finding]:

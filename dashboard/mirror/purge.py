@@ -17,7 +17,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..models import Conversation, Finding, Message, MirrorState
-from .titles import derived_title
+from .findings import scanner as findings_scanner
+from .titles import derived_title, titles_from
 
 ERASED = MirrorState.ERASED
 
@@ -40,8 +41,9 @@ def _purge_messages(ids: Collection[int], when: Coalesce) -> None:
     chosen = Message.objects.filter(pk__in=ids).exclude(mirror_state=ERASED)
     # The titles these messages may have given their conversations, before they go.
     derived: dict[int, set[str]] = {}
+    scanner = findings_scanner()
     for conv_id, text in chosen.filter(is_human=True).values_list("conversation_id", "text"):
-        derived.setdefault(conv_id, set()).add(derived_title(text))
+        derived.setdefault(conv_id, set()).update(titles_from(text, scanner))
     touched = set(Message.objects.filter(pk__in=ids).values_list("conversation_id", flat=True))
     Message.objects.filter(pk__in=ids).update(mirror_state=ERASED, text="", author="",
                                               erased_at=when)
@@ -55,5 +57,6 @@ def _purge_messages(ids: Collection[int], when: Coalesce) -> None:
         if conv.title in derived[conv.pk]:
             first = conv.messages.filter(mirror_state=MirrorState.PRESENT, is_human=True
                                          ).exclude(text="").order_by("position").first()
-            conv.title = (derived_title(first.text) if first else "") or conv.provider_id
+            conv.title = (derived_title(first.text, scanner) if first else ""
+                          ) or conv.provider_id
             conv.save(update_fields=["title"])

@@ -102,7 +102,8 @@ class Writer:
         conv = self.by_pid[pid]
         first_human = next((m.text for m in msgs if m.is_human and m.text.strip()), "")
         self._touch(pid, msgs, len(msgs),
-                    (conv.title or derived_title(first_human) or conv.provider_id)[:300])
+                    (conv.title or derived_title(first_human, self.findings.scanner)
+                     or conv.provider_id)[:300])
         if pid in self.known:
             self.reread[self.pks[pid]] = [m.provider_id for m in msgs]
         self._flush_when_full()

@@ -148,3 +148,32 @@ def test_a_broken_patterns_setting_stops_the_start_with_the_reason(raw, problem)
         finding_patterns(raw)
     assert finding_patterns('{"Employee id": "EMP-[0-9]{6}"}') == {"Employee id": "EMP-[0-9]{6}"}
     assert finding_patterns("") == {}
+
+
+def test_a_title_taken_from_a_line_holding_a_finding_shows_it_masked(owner):
+    """A Convai session's title is its first line: planted there, an e-mail address shows
+    in every list as its masked preview. A title from before findings is masked by
+    `manage.py find`, and erasing the line gives the session a title from what is left."""
+    from dashboard.mirror import purge
+    from dashboard.mirror.titles import derived_title
+    from dashboard.models import Conversation
+    from providers.fakes.planted import line
+
+    fake = FAKES["convai"](seed=4)
+    placed = fake.plant(["email"])  # the first line a person wrote, in the first session
+    with fake.serve() as server:
+        sync_now(connect(owner, fake, server.url))
+    value = PLANTED["email"][0]
+    finding = Finding.objects.select_related("conversation").get()
+    conv = finding.conversation
+    assert conv.provider_id == placed["email"].split(":")[0]
+    assert value not in conv.title and finding.preview in conv.title
+
+    Conversation.objects.filter(pk=conv.pk).update(title=derived_title(line("email")))
+    call_command("find")
+    conv.refresh_from_db()
+    assert value not in conv.title and finding.preview in conv.title
+
+    purge.purge(messages=[finding.message_id])
+    conv.refresh_from_db()
+    assert finding.preview not in conv.title and conv.title
