@@ -118,7 +118,7 @@ def walk(page, base: str) -> None:  # type: ignore[no-untyped-def]
 
     shoot(page, base, "findings", "/findings/")
     shoot(page, base, "jobs", "/jobs/")
-    shoot(page, base, "policies", "/policies/")
+    shoot(page, base, "policy", "/policies/add/")
 
 
 def main() -> int:
