@@ -264,6 +264,9 @@ LETHE_PROVIDER_RATE = float(os.environ.get("LETHE_PROVIDER_RATE") or 0)
 # The share of that rate actually used: the rest absorbs network jitter, so that a provider
 # counting arrivals never sees more than its limit.
 LETHE_PROVIDER_PACE = float(os.environ.get("LETHE_PROVIDER_PACE") or 0.97)
+# Without a pinned rate each connection learns its pace from the provider's answers; this
+# caps it (requests per second), as does a provider's documented limit. Empty: no cap.
+LETHE_PROVIDER_CEILING = float(os.environ.get("LETHE_PROVIDER_CEILING") or 0)
 LETHE_PAGE_SIZE = int(os.environ.get("LETHE_PAGE_SIZE", "50"))
 
 # Findings: secrets and personal data the detectors see in mirrored messages.

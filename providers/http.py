@@ -118,6 +118,12 @@ class RateBudget:
         while (wait := self._take()) > 0:
             await asyncio.sleep(wait)
 
+    def observe(self, granted: float, status: int | None, headers: Mapping[str, str],
+                elapsed: float) -> None:
+        """What became of a request granted at ``granted`` (wall clock): its status (None
+        when no answer came), headers (lower-case names) and seconds taken. A fixed budget
+        ignores it; an adaptive one (``providers.pacing``) learns its rate from it."""
+
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
@@ -305,12 +311,15 @@ class HttpClient:
         while True:
             if self.budget is not None:
                 await self.budget.acquire()
+            granted = time.time()
             started = time.monotonic()
             try:
                 response = await self._client.request(
                     method, path, json=json_body, params=params
                 )
             except httpx.TransportError as exc:
+                if self.budget is not None:
+                    self.budget.observe(granted, None, {}, time.monotonic() - started)
                 sent = not isinstance(exc, _NOT_SENT)
                 if sent:
                     self.meter.sent(None)
@@ -332,6 +341,9 @@ class HttpClient:
                 ) from None
             self._log(method, path, response.status_code, started)
             self.meter.sent(response.status_code)
+            if self.budget is not None:
+                self.budget.observe(granted, response.status_code, response.headers,
+                                    time.monotonic() - started)
             refusal = self._refusal(response)
             if refusal is None:
                 return response

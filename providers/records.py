@@ -102,5 +102,7 @@ class Capabilities:
     # starts "Lethe can", each `cannot` "Lethe cannot" (no double negatives, no API names).
     can: tuple[str, ...]
     cannot: tuple[str, ...]
-    requests_per_second: float = 5.0
+    requests_per_second: float = 5.0  # a fixed budget's rate; an adaptive one starts here
     burst: int = 5
+    # The provider's documented limit (requests/s), which adaptive pacing never exceeds.
+    max_requests_per_second: float | None = None

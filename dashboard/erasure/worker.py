@@ -185,11 +185,13 @@ def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
 
 def _work(job: ErasureJob, lease: int) -> None:
     slice_ends = time.monotonic() + settings.LETHE_TASK_SLICE
-    with ProviderSession(job.live_connection().open_provider()) as session:
+    connection = job.live_connection()
+    with ProviderSession(connection.open_provider()) as session:
         try:
             _work_slice(session, job, lease, slice_ends)
         finally:
             _count(session)
+            connection.remember_pace(session.provider.budget)
 
 
 def _work_slice(session: ProviderSession, job: ErasureJob, lease: int,

@@ -13,6 +13,7 @@ at 0.97; `make bench` drew no 429 with it, and 0.9 left a tenth of the budget un
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -21,10 +22,12 @@ from typing import Any
 from django.conf import settings
 
 from providers import RateBudget
+from providers.pacing import AdaptiveBudget, Pace
 
 log = logging.getLogger(__name__)
 
 _local: dict[tuple[str, float, int], RateBudget] = {}
+_adaptive: dict[str, AdaptiveBudget] = {}
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
@@ -83,6 +86,150 @@ class RedisBudget(RateBudget):
         return wait
 
 
+# The adaptive budget's take: one interval of the connection's current learned rate after
+# the last grant, and not before a hold (a Retry-After); a grant is remembered in a sorted
+# set for a second or two, so a 429 can be set against what the provider counted.
+_PACED_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local pace = redis.call('GET', KEYS[2])
+if pace then rate = tonumber(cjson.decode(pace)['rate']) or rate end
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local hold = tonumber(redis.call('GET', KEYS[3]) or '0')
+local due = math.max(last + 1 / rate, hold)
+if due - now > 0.000001 then return string.format('%.6f', due - now) end
+redis.call('SET', KEYS[1], string.format('%.6f', now), 'PX', math.ceil(1000 / rate) + 1000)
+local stamp = string.format('%.6f', now)
+redis.call('ZADD', KEYS[4], now, stamp)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 2)
+redis.call('PEXPIRE', KEYS[4], 3000)
+return '0'
+"""
+
+# Requests granted in the last second less those refused, by Redis' clock (the one grants
+# are stamped with); ARGV[1] = 1 first notes a refusal.
+_SEEN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if ARGV[1] == '1' then
+  redis.call('ZADD', KEYS[2], now, string.format('%.6f', now))
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 2)
+  redis.call('PEXPIRE', KEYS[2], 3000)
+end
+return redis.call('ZCOUNT', KEYS[1], now - 1, '+inf')
+  - redis.call('ZCOUNT', KEYS[2], now - 1, '+inf')
+"""
+
+# Hold every grant until ARGV[1] seconds from now (a Retry-After), never shortening a hold.
+_HOLD = """
+local t = redis.call('TIME')
+local until_ = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
+local hold = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_ > hold then
+  redis.call('SET', KEYS[1], string.format('%.6f', until_), 'PX',
+             math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+end
+return 1
+"""
+
+# Replace the learned pace only if it is still what the caller read (compare and set).
+_SWAP = """
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+# The learned pace outlives any sync in Redis for this long; the database keeps it beyond.
+PACE_TTL = 7 * 24 * 3600
+
+
+class SharedAdaptiveBudget(AdaptiveBudget):
+    """An adaptive budget whose pace, last grant, hold and recent grants live in Redis,
+    so every worker process of a connection learns from, and paces by, the same answers.
+    Each process still keeps its own view of latency and of whether it waits.
+
+    While Redis is away, each process paces on its own at a share of its last known rate,
+    as the fixed ``RedisBudget`` does."""
+
+    def __init__(self, client: Any, key: str, rate: float, *, ceiling: float | None,
+                 learned: Pace | None, sharers: int) -> None:
+        super().__init__(rate, ceiling=ceiling, learned=learned)
+        self.key = key
+        self._keys = [f"lethe:last:{key}", f"lethe:pace:{key}", f"lethe:hold:{key}",
+                      f"lethe:grants:{key}", f"lethe:refused:{key}"]
+        self._client = client
+        self._take_script = client.register_script(_PACED_TAKE)
+        self._seen_script = client.register_script(_SEEN)
+        self._hold_script = client.register_script(_HOLD)
+        self._swap_script = client.register_script(_SWAP)
+        self._sharers = max(1, sharers)
+        self._alone: RateBudget | None = None
+        try:
+            # The first process to open the connection brings what the database learned.
+            client.set(self._keys[1], _encode(self._pace), nx=True, ex=PACE_TTL)
+        except Exception:  # Redis away: the local pace serves until it is back
+            log.warning("shared pace unavailable; pacing this process alone for now")
+
+    def _load(self) -> Pace:
+        try:
+            raw = self._client.get(self._keys[1])
+        except Exception:
+            return self._pace
+        if raw:
+            self._pace = Pace.from_dict(json.loads(raw))
+            self.rate = self._pace.rate
+        return self._pace
+
+    def _store(self, old: Pace, new: Pace) -> bool:
+        try:
+            swapped = bool(self._swap_script(keys=[self._keys[1]],
+                                             args=[_encode(old), _encode(new), PACE_TTL]))
+        except Exception:
+            return super()._store(old, new)
+        if swapped:
+            self._pace, self.rate = new, new.rate
+        return swapped
+
+    def _seen(self) -> int:
+        try:
+            return int(self._seen_script(keys=self._keys[3:], args=["0"]))
+        except Exception:
+            return super()._seen()
+
+    def _note_refusal(self) -> None:
+        super()._note_refusal()
+        try:
+            self._seen_script(keys=self._keys[3:], args=["1"])
+        except Exception:
+            log.debug("a refusal was not noted in the shared budget")
+
+    def _hold_for(self, seconds: float) -> None:
+        try:
+            self._hold_script(keys=[self._keys[2]], args=[f"{seconds:.6f}"])
+        except Exception:
+            super()._hold_for(seconds)
+
+    def _take(self) -> float:
+        try:
+            wait = float(self._take_script(keys=self._keys[:4], args=[self._pace.rate]))
+        except Exception as exc:  # Redis away: a conservative share, rather than stop working
+            if self._alone is None:
+                self._alone = RateBudget(self._pace.rate / self._sharers, 1)
+                log.warning("shared rate budget unavailable (%s); pacing this process at "
+                            "%.2f requests/s until it is back", type(exc).__name__,
+                            self._alone.rate)
+            return self._alone._take()
+        self._alone = None
+        return wait
+
+
+def _encode(pace: Pace) -> str:
+    # One fixed spelling, so that compare-and-set compares like with like.
+    return json.dumps(pace.as_dict(), sort_keys=True)
+
+
 def _client(url: str) -> Any:
     with _lock:
         if url not in _clients:
@@ -95,7 +242,8 @@ def _client(url: str) -> Any:
 
 def for_connection(key: str, rate: float, burst: int = 1, *, pace: float | None = None
                    ) -> RateBudget:
-    """The budget every worker of connection ``key`` shares, paced at ``pace`` × ``rate``."""
+    """The fixed budget every worker of connection ``key`` shares, paced at ``pace`` ×
+    ``rate``: for a rate the operator pinned (LETHE_PROVIDER_RATE)."""
     paced = rate * (settings.LETHE_PROVIDER_PACE if pace is None else pace)
     url = redis_url()
     if url:
@@ -109,7 +257,26 @@ def for_connection(key: str, rate: float, burst: int = 1, *, pace: float | None 
         return budget
 
 
+def adaptive(key: str, rate: float, *, ceiling: float | None = None,
+             learned: Pace | None = None) -> AdaptiveBudget:
+    """The adaptive budget every worker of connection ``key`` shares: starting from what
+    was ``learned`` before (else ``rate``), never above ``ceiling`` (paced at
+    LETHE_PROVIDER_PACE of it, as a pinned rate is)."""
+    if ceiling:
+        ceiling *= settings.LETHE_PROVIDER_PACE
+    url = redis_url()
+    if url:
+        return SharedAdaptiveBudget(_client(url), key, rate, ceiling=ceiling, learned=learned,
+                                    sharers=settings.LETHE_ERASE_WORKERS + 1)
+    with _lock:
+        budget = _adaptive.get(key)
+        if budget is None or budget.ceiling != ceiling:
+            budget = _adaptive[key] = AdaptiveBudget(rate, ceiling=ceiling, learned=learned)
+        return budget
+
+
 def reset() -> None:
     """Forget the in-process budgets (tests)."""
     with _lock:
         _local.clear()
+        _adaptive.clear()

@@ -110,6 +110,7 @@ def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
     connection = sync_run.connection
     since = None if sync_run.full else connection.last_synced_at
     reader: Reader | None = None
+    provider: providers.Provider | None = None
     try:
         in_flight = max(1, settings.LETHE_SYNC_CONCURRENCY)
         provider = connection.open_provider()
@@ -144,6 +145,8 @@ def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
     finally:
         if reader is not None:
             reader.halt()
+        if provider is not None:
+            connection.remember_pace(provider.budget)
     return sync_run
 
 

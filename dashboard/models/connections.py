@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db import models
+from django.db import DatabaseError, models
 from django.db.models import Q
 
 import providers
+from providers.pacing import AdaptiveBudget, Pace
 
 from ..lib import crypto, labels, ratebudget
 from ..lib.tokens import EncryptedTokenCache
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):
@@ -53,6 +58,9 @@ class Connection(models.Model):
     shared_with = models.ManyToManyField(Group, blank=True, related_name="connections")
     created_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # The pace learned from the provider's answers (requests/s), so the next sync or
+    # erasure starts there; see providers/pacing.py. Empty until one was learned.
+    pace = models.JSONField(default=dict, blank=True, editable=False)
 
     objects = ConnectionQuerySet.as_manager()
 
@@ -123,11 +131,52 @@ class Connection(models.Model):
         kwargs.setdefault("token_cache", EncryptedTokenCache())
         kwargs.setdefault("cache_key", str(self.uid))
         if "budget" not in kwargs:
-            # Every worker of this connection draws on one budget (Redis where configured).
-            rate = (settings.LETHE_PROVIDER_RATE
-                    or self.provider_class.capabilities.requests_per_second)
-            kwargs["budget"] = ratebudget.for_connection(str(self.uid), rate)
+            kwargs["budget"] = self.budget()
         return self.provider_class(self.get_secrets(), options, **kwargs)
+
+    def budget(self) -> providers.RateBudget:
+        """The budget every worker of this connection draws on (Redis where configured):
+        the rate an operator pinned, else the pace learned from the provider's answers."""
+        capabilities = self.provider_class.capabilities
+        if settings.LETHE_PROVIDER_RATE:
+            return ratebudget.for_connection(str(self.uid), settings.LETHE_PROVIDER_RATE)
+        ceilings = [c for c in (capabilities.max_requests_per_second,
+                                settings.LETHE_PROVIDER_CEILING) if c]
+        learned = Pace.from_dict(self.pace) if self.pace.get("rate") else None
+        return ratebudget.adaptive(str(self.uid), capabilities.requests_per_second,
+                                   ceiling=min(ceilings) if ceilings else None,
+                                   learned=learned)
+
+    def remember_pace(self, budget: providers.RateBudget) -> None:
+        """Keep what ``budget`` learned, so the next sync or erasure starts there (after a
+        restart too). A pinned rate learns nothing. The work's own outcome stands whether
+        or not this could be written."""
+        if not isinstance(budget, AdaptiveBudget):
+            return
+        self.pace = budget.pace.as_dict()
+        try:
+            Connection.objects.filter(pk=self.pk).update(pace=self.pace)
+        except DatabaseError as exc:
+            log.warning("the learned pace of connection %s was not saved: %s", self.pk,
+                        type(exc).__name__)
+
+    @property
+    def pace_rate(self) -> float | None:
+        """The learned pace in requests/s, None before one was learned."""
+        rate = self.pace.get("rate")
+        return float(rate) if rate else None
+
+    @property
+    def pace_learned_at(self) -> datetime | None:
+        return _moment(self.pace.get("changed_at"))
+
+    @property
+    def pace_last_429_at(self) -> datetime | None:
+        return _moment(self.pace.get("last_429"))
+
+
+def _moment(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
 class OIDCIdentity(models.Model):

@@ -64,11 +64,17 @@ class FakeProvider(abc.ABC):
     name: ClassVar[str]
 
     def __init__(self, *, latency: float = 0.0, rate_limit: float | None = None,
-                 retry_after: float = 1.0, plan_gated_delete: bool = False) -> None:
+                 retry_after: float | None = 1.0, plan_gated_delete: bool = False) -> None:
         self.lock = threading.RLock()
         self.latency = latency  # seconds from a request's arrival to its answer
         self.rate_limit = rate_limit  # requests per second; beyond it a 429
-        self.retry_after = retry_after  # seconds announced in Retry-After on a 429
+        # Seconds announced in Retry-After on a 429; None: a limit that says nothing (no
+        # Retry-After), as a provider whose limit is undocumented may well answer.
+        self.retry_after: float | None = retry_after
+        # Slowing down under load: beyond ``slow_above`` arrivals in the last second, every
+        # further one adds ``slowdown`` seconds to each answer (a provider struggling).
+        self.slow_above: float | None = None
+        self.slowdown = 0.0
         self.plan_gated_delete = plan_gated_delete
         self.requests: Counter[str] = Counter()  # "POST /path" -> requests received
         self.deletes: Counter[str] = Counter()  # item id -> successful deletes
@@ -293,9 +299,20 @@ class FakeProvider(abc.ABC):
             return response
 
     def answer_wait(self, arrived: float) -> float:
-        """Seconds to hold an answer so that it leaves ``latency`` after the request arrived:
-        the provider's time, of which the fake's own work is part, not added on top."""
-        return self.latency - (time.monotonic() - arrived) if self.latency else 0.0
+        """Seconds to hold an answer so that it leaves ``latency`` after the request arrived
+        (more under load, see ``slow_above``): the provider's time, of which the fake's own
+        work is part, not added on top."""
+        latency = self.latency + self._load_delay(arrived)
+        return latency - (time.monotonic() - arrived) if latency else 0.0
+
+    def _load_delay(self, arrived: float) -> float:
+        if self.slow_above is None:
+            return 0.0
+        with self.lock:
+            times = self.arrivals
+            recent = bisect.bisect_right(times, arrived) - bisect.bisect_left(
+                times, arrived - 1.0)
+        return max(0.0, recent - self.slow_above) * self.slowdown
 
     def _take_failure(self, path: str) -> int | None:
         if time.monotonic() < self._unavailable_until:
@@ -337,8 +354,9 @@ class FakeProvider(abc.ABC):
 
     def _too_many(self) -> FakeResponse:
         self.answered_429 += 1
-        seconds = f"{self.retry_after:g}"
-        return self.error(429, "Too many requests", {"Retry-After": seconds})
+        if self.retry_after is None:
+            return self.error(429, "Too many requests")
+        return self.error(429, "Too many requests", {"Retry-After": f"{self.retry_after:g}"})
 
     # -- ways to reach it ----------------------------------------------------------------
 

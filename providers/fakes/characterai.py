@@ -80,7 +80,7 @@ class CharacterAIFake(FakeProvider):
                  tokens: tuple[str, ...] = (DEMO_TOKEN,), username: str = "",
                  now: datetime = EPOCH, last_token_style: str = "null",  # noqa: S107
                  page_size: int = 50, max_turn_ids: int | None = None, latency: float = 0.0,
-                 rate_limit: float | None = None, retry_after: float = 1.0) -> None:
+                 rate_limit: float | None = None, retry_after: float | None = 1.0) -> None:
         super().__init__(latency=latency, rate_limit=rate_limit, retry_after=retry_after)
         if last_token_style not in LAST_TOKEN_STYLES:
             raise ValueError(f"last_token_style must be one of {LAST_TOKEN_STYLES}")

@@ -91,7 +91,7 @@ class CharacterAILegacyFake(FakeProvider):
                  anonymous_tokens: Sequence[str] = (),
                  now: datetime = EPOCH, gone: bool | int = False, soft_delete: bool = False,
                  max_delete: int | None = None, latency: float = 0.0,
-                 rate_limit: float | None = None, retry_after: float = 1.0) -> None:
+                 rate_limit: float | None = None, retry_after: float | None = 1.0) -> None:
         super().__init__(latency=latency, rate_limit=rate_limit, retry_after=retry_after)
         self.seed = seed
         self.n_characters = characters
@@ -267,7 +267,7 @@ class CharacterAILegacyFake(FakeProvider):
     def error(self, status: int, text: str, headers: Mapping[str, str] | None = None
               ) -> FakeResponse:
         if status == 429:
-            seconds = max(1, math.ceil(self.retry_after))
+            seconds = max(1, math.ceil(self.retry_after or 1))
             text = f"Request was throttled. Expected available in {seconds} seconds."
         return json_response(status, {"detail": text}, headers)
 

@@ -82,7 +82,7 @@ class ConvaiFake(FakeProvider):
     def __init__(self, *, seed: int = 0, characters: int = 3, sessions: int = 12,
                  turns: tuple[int, int] = (2, 6), api_keys: Sequence[str] = (DEMO_KEY,),
                  user_id: str = "", now: datetime = EPOCH, latency: float = 0.0,
-                 rate_limit: float | None = None, retry_after: float = 1.0,
+                 rate_limit: float | None = None, retry_after: float | None = 1.0,
                  plan_gated_delete: bool = False) -> None:
         super().__init__(latency=latency, rate_limit=rate_limit, retry_after=retry_after,
                          plan_gated_delete=plan_gated_delete)

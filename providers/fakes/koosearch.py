@@ -88,7 +88,7 @@ class KooSearchFake(FakeProvider):
                  count_spelling: Literal["snake", "camel"] = "camel", error_array: bool = False,
                  iam_error_style: Literal["keystone", "huawei"] = "keystone",
                  latency: float = 0.0, rate_limit: float | None = None,
-                 retry_after: float = 1.0) -> None:
+                 retry_after: float | None = 1.0) -> None:
         super().__init__(latency=latency, rate_limit=rate_limit, retry_after=retry_after)
         self.seed, self.n_repos, self.n_chats = seed, repos, chats
         self.turns, self.unanswered = turns, unanswered

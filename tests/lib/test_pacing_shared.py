@@ -1,0 +1,123 @@
+"""A connection's learned pace is one for every worker (in Redis where configured) and is
+kept in the database, so a restart starts where the last sync or erasure left off."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard.lib import ratebudget
+from dashboard.mirror import sync
+from dashboard.models import Connection
+from providers.fakes import ConvaiFake
+from providers.fakes.convai import DEMO_KEY
+from providers.http import HttpClient
+from providers.pacing import AdaptiveBudget
+from tests.providers.loopback import policy
+from tests.services import Redis
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = Redis().start()
+    try:
+        yield server.url + "/0"
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def adaptive(settings):  # type: ignore[no-untyped-def]
+    """No pinned rate: connections learn their pace."""
+    settings.LETHE_PROVIDER_RATE = 0
+    ratebudget.reset()
+    yield
+    ratebudget.reset()
+
+
+def test_workers_in_one_process_draw_on_one_learned_pace(adaptive):
+    key = str(uuid.uuid4())
+    one, two = ratebudget.adaptive(key, 5.0), ratebudget.adaptive(key, 5.0)
+    assert one is two
+    assert ratebudget.adaptive(str(uuid.uuid4()), 5.0) is not one
+
+
+def test_two_workers_sharing_redis_learn_from_each_others_answers(adaptive, settings,
+                                                                 redis_url):
+    settings.LETHE_REDIS_URL = redis_url
+    key = str(uuid.uuid4())
+    # Two budgets standing for two worker processes of the same connection.
+    one, two = ratebudget.adaptive(key, 10.0), ratebudget.adaptive(key, 10.0)
+    assert isinstance(one, ratebudget.SharedAdaptiveBudget) and one is not two
+    assert one._take() == 0
+    one.observe(one.pace.changed_at + 0.001, 429, {"retry-after": "3"}, 0.01)
+    # The other worker paces by the cut and waits out the Retry-After too.
+    assert two.pace.rate < 10.0 and two.pace.last_429 > 0
+    assert two._take() > 2.0
+
+
+def test_two_workers_sharing_redis_stay_under_a_limit_neither_was_told(adaptive, settings,
+                                                                       redis_url):
+    settings.LETHE_REDIS_URL = redis_url
+    key = str(uuid.uuid4())
+    fake = ConvaiFake(seed=3, characters=1, sessions=1, latency=0.002, rate_limit=30,
+                      retry_after=None)
+    budgets = [ratebudget.adaptive(key, 5.0) for _ in range(2)]
+
+    def worker(budget: AdaptiveBudget, url: str) -> None:
+        async def main() -> None:
+            async with HttpClient(url, label="Convai", budget=budget,
+                                  policy=policy(backoff=0.01, retries=6),
+                                  headers={"CONVAI-API-KEY": DEMO_KEY}) as client:
+                for _ in range(120):
+                    await client.read("POST", "/character/list")
+
+        asyncio.run(main())
+
+    with fake.serve() as server:
+        threads = [threading.Thread(target=worker, args=(b, server.url)) for b in budgets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    paces = [b.pace for b in budgets]
+    assert paces[0] == paces[1]  # one pace, learned from both workers' answers
+    assert fake.answered_429 > 0 and not paces[0].probing
+    assert 30 * 0.5 <= paces[0].rate < 30
+    # Found, not hammered: a handful of the 240 requests were refused, each sent again.
+    assert fake.answered_429 <= 10, fake.answered_429
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_the_learned_pace_survives_a_restart(adaptive, settings, redis_url, shared,
+                                             connection, convai_fake):
+    if shared:
+        settings.LETHE_REDIS_URL = redis_url
+    convai_fake.fail_next(1, 429)  # the provider pushes back once during the sync
+    run = sync.perform_sync(sync.start(connection).pk)
+    assert run.status == "ok", run.error
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.pace_rate and stored.pace_last_429_at is not None
+    learned = stored.pace
+    # A restart: every process forgets its budgets, and Redis (when used) its keys.
+    ratebudget.reset()
+    if shared:
+        ratebudget._client(redis_url).flushdb()
+    budget = Connection.objects.get(pk=connection.pk).budget()
+    assert budget.pace.as_dict() == learned
+    assert not budget.pace.probing  # it knows a limit was met, and starts under it
+
+
+@pytest.mark.django_db
+def test_a_pinned_rate_is_fixed_and_learns_nothing(settings, connection):
+    settings.LETHE_PROVIDER_RATE = 7.0
+    budget = connection.budget()
+    assert not isinstance(budget, AdaptiveBudget)
+    assert budget.rate == pytest.approx(7.0 * settings.LETHE_PROVIDER_PACE)
+    connection.remember_pace(budget)
+    assert Connection.objects.get(pk=connection.pk).pace == {}

@@ -1,0 +1,141 @@
+"""Adaptive pacing: a connection's rate learned from the provider's answers, over real HTTP
+against a fake that enforces a limit it does not announce."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from providers.fakes import ConvaiFake, FakeServer
+from providers.fakes.convai import DEMO_KEY
+from providers.http import HttpClient
+from providers.pacing import (
+    CLIMB_PER_MINUTE,
+    AdaptiveBudget,
+    Pace,
+    exhausted,
+    raised,
+    refused,
+)
+from tests.providers.loopback import policy
+
+LIST = "/character/list"
+
+
+@pytest.fixture
+def limited() -> Iterator[tuple[ConvaiFake, FakeServer]]:
+    fake = ConvaiFake(seed=3, characters=1, sessions=1, latency=0.002, rate_limit=40,
+                      retry_after=None)
+    with fake.serve() as server:
+        yield fake, server
+
+
+async def _hammer(url: str, budget: AdaptiveBudget, requests: int, workers: int = 4
+                  ) -> None:
+    """``workers`` clients of one connection sending ``requests`` reads in all."""
+    left = [requests]
+
+    async def one() -> None:
+        async with HttpClient(url, label="Convai", budget=budget,
+                              policy=policy(backoff=0.01, retries=5),
+                              headers={"CONVAI-API-KEY": DEMO_KEY}) as client:
+            while left[0] > 0:
+                left[0] -= 1
+                await client.read("POST", LIST)
+
+    await asyncio.gather(*(one() for _ in range(workers)))
+
+
+def test_an_unannounced_limit_is_found_and_kept_under(limited):
+    fake, server = limited
+    budget = AdaptiveBudget(5.0)
+    asyncio.run(_hammer(server.url, budget, 180))
+    pace = budget.pace
+    # It raised the rate past the limit, met 429s (with no Retry-After to go by)...
+    assert fake.answered_429 > 0, pace
+    assert not pace.probing and pace.last_429 > 0, pace
+    # ...and cut to under what the provider allows, without collapsing.
+    assert 40 * 0.5 <= pace.rate < 40, (pace, fake.answered_429)
+
+
+def test_a_second_429_soon_after_cuts_harder_and_a_burst_in_flight_counts_once():
+    pace = Pace(rate=20.0, changed_at=100.0)
+    cut = refused(pace, now=101.0, granted=100.5, seen=18, ceiling=None)
+    assert cut is not None and cut.rate == pytest.approx(0.95 * 17)
+    # Answers to requests granted before that cut say nothing of the new rate.
+    assert refused(cut, now=101.1, granted=100.9, seen=18, ceiling=None) is None
+    again = refused(cut, now=103.0, granted=102.0, seen=15, ceiling=None)
+    assert again is not None and again.rate == pytest.approx(cut.rate * 0.7)
+
+
+def test_after_a_cut_the_rate_comes_back_up_and_probes_past_the_limit_again():
+    cut = refused(Pace(rate=20.0, changed_at=0.0), now=10.0, granted=9.0, seen=11,
+                  ceiling=None)
+    assert cut is not None and cut.rate < 10
+    pace, now = cut, 10.0
+    for _ in range(120):  # two minutes of clean answers, one every second
+        now += 1.0
+        pace = raised(pace, now=now, granted=now - 0.5, ceiling=None) or pace
+    assert pace.rate > 10  # back above what the provider refused at: probing again
+    assert pace.rate == pytest.approx(cut.rate + 10 * CLIMB_PER_MINUTE * 2, rel=0.05)
+    # Never above a ceiling.
+    capped = raised(Pace(rate=9.0), now=1.0, granted=0.5, ceiling=9.5)
+    assert capped is not None and capped.rate == 9.5
+
+
+def test_clean_answers_raise_the_rate_only_while_requests_wait_on_it(limited):
+    fake, server = limited
+    fake.rate_limit = None
+    budget = AdaptiveBudget(2.0)
+    asyncio.run(_hammer(server.url, budget, 30))
+    assert budget.pace.probing and budget.pace.rate > 2.0 * 8  # doubled answer by answer
+    # One request at a time, never waiting on the budget: no evidence, no raise.
+    idle = AdaptiveBudget(1000.0)
+    asyncio.run(_hammer(server.url, idle, 10, workers=1))
+    assert idle.pace.rate == 1000.0
+
+
+def test_a_retry_after_holds_every_request_of_the_connection_and_cuts_the_rate(limited):
+    fake, server = limited
+    fake.rate_limit = None
+    fake.retry_after = 3
+    budget = AdaptiveBudget(50.0)
+    fake.fail_next(1, 429)
+
+    async def one_request() -> None:
+        async with HttpClient(server.url, label="Convai", budget=budget,
+                              policy=policy(max_retry_wait=0.0),
+                              headers={"CONVAI-API-KEY": DEMO_KEY}) as client:
+            with pytest.raises(Exception, match="Too many requests"):
+                await client.read("POST", LIST)
+
+    asyncio.run(one_request())
+    assert budget.pace.rate < 50.0 and budget.pace.last_429 > 0
+    # Not only the refused request waits: the next grant of any worker is held.
+    assert budget._take() > 2.0
+
+
+def test_rate_limit_headers_saying_nothing_is_left_count_as_a_refusal():
+    assert exhausted({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "4"}) == 4.0
+    assert exhausted({"ratelimit-remaining": "0"}) == 1.0
+    assert exhausted({"ratelimit-remaining": "12", "ratelimit-reset": "4"}) is None
+    assert exhausted({}) is None
+    budget = AdaptiveBudget(20.0)
+    budget.observe(budget.pace.changed_at, 200,
+                   {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}, 0.01)
+    assert budget.pace.rate < 20.0 and budget._take() > 1.0
+
+
+def test_latency_that_climbs_under_load_eases_the_pace(limited):
+    fake, server = limited
+    fake.rate_limit = None
+    # Beyond 15 requests a second the fake answers 20 ms slower for each one more.
+    fake.slow_above = 15
+    fake.slowdown = 0.02
+    budget = AdaptiveBudget(5.0)
+    asyncio.run(_hammer(server.url, budget, 150))
+    assert fake.answered_429 == 0
+    assert not budget.pace.probing  # slowness, not a 429, ended the doubling
+    assert budget.pace.last_429 == 0
