@@ -161,6 +161,11 @@ class Connection(models.Model):
                         type(exc).__name__)
 
     @property
+    def pinned_rate(self) -> float | None:
+        """The rate an operator pinned for every connection (LETHE_PROVIDER_RATE), if any."""
+        return settings.LETHE_PROVIDER_RATE or None
+
+    @property
     def pace_rate(self) -> float | None:
         """The learned pace in requests/s, None before one was learned."""
         rate = self.pace.get("rate")

@@ -1,0 +1,46 @@
+"""The connection page says at what pace Lethe talks to the provider, and why."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from dashboard.lib import ratebudget
+from dashboard.mirror import sync
+from dashboard.models import Connection
+
+
+@pytest.fixture
+def owner_client(client, owner):  # type: ignore[no-untyped-def]
+    client.force_login(owner)
+    return client
+
+
+def _pace_line(client, connection: Connection) -> str:  # type: ignore[no-untyped-def]
+    page = client.get(reverse("connection", args=[connection.pk])).content.decode()
+    found = re.search(r'<dd id="pace">(.*?)</dd>', page, re.S)
+    assert found, "no pace on the connection page"
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", found.group(1))).strip()
+
+
+@pytest.mark.django_db
+def test_the_connection_page_shows_the_learned_pace_and_the_last_429(
+        settings, owner_client, connection, convai_fake):
+    settings.LETHE_PROVIDER_RATE = 0
+    ratebudget.reset()
+    assert "not learned yet" in _pace_line(owner_client, connection)
+    convai_fake.fail_next(1, 429)
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
+    line = _pace_line(owner_client, connection)
+    rate = Connection.objects.get(pk=connection.pk).pace_rate
+    assert rate and re.match(r"[\d.]+ requests/s, learned \d+ minutes? ago; "
+                             r"last 429 \d+ minutes? ago$", line), line
+    ratebudget.reset()
+
+
+@pytest.mark.django_db
+def test_a_pinned_rate_is_shown_as_fixed(settings, owner_client, connection):
+    settings.LETHE_PROVIDER_RATE = 4
+    assert _pace_line(owner_client, connection) == "fixed at 4 requests/s (LETHE_PROVIDER_RATE)"
