@@ -45,6 +45,11 @@ TARGETS: dict[str, tuple[str, float]] = {
     "page_p95_ms_search": ("<=", 200),
     "page_p95_ms": ("<=", 50),
     "select_all_ms": ("<=", 2000),
+    "default_vs_sequential": ("<=", 0.2),
+    "adaptive_budget_ratio": (">=", 0.85),
+    "adaptive_429_per_min": ("<=", 1),
+    "adaptive_erase_ratio": (">=", 0.85),
+    "select_all_200k_ms": ("<=", 3000),
     "sync_peak_rss_mb": ("<=", 300),
     "findings_overhead": ("<=", 0.2),
 }
@@ -117,6 +122,78 @@ def bench_sync(owner: Any) -> dict[str, float]:
     return {"sync_floor_ratio": elapsed / floor, "sync_vs_sequential": sequential / elapsed,
             "sync_seconds": elapsed, "sync_requests": requests,
             "sync_spread_s": statistics.pstdev(e for e, _ in runs)}
+
+
+def bench_default(owner: Any) -> dict[str, float]:
+    """Lethe's sync as a person gets it (no rate pinned, a new connection that has learned
+    nothing yet) against a one-request-at-a-time reader of the same API: 200 chats of 100
+    turns, 20 ms latency, no limit announced. The median of SYNC_RUNS runs of each."""
+    from django.conf import settings
+
+    from dashboard.lib import ratebudget
+    from dashboard.mirror import sync
+
+    settings.LETHE_PROVIDER_RATE = 0.0
+    ratios = []
+    with fake("characterai", characters=2, chats=100, turns=100, latency=LATENCY) as f:
+        for attempt in range(SYNC_RUNS):
+            ratebudget.reset()
+            conn = connection_for(owner, "characterai", f.secrets, f.options,
+                                  f"bench default {attempt}")
+            f.ask("reset")
+            started = time.perf_counter()
+            run = sync.perform_sync(sync.start(conn).pk)
+            elapsed = time.perf_counter() - started
+            if run.status != "ok" or run.messages != 20_000:
+                raise RuntimeError(f"sync did not mirror 20,000 messages: {run.status} "
+                                   f"{run.messages} {run.error}")
+            requests = f.ask("stats")["requests"]
+            started = time.perf_counter()
+            sequential_sync(f.secrets, f.options)
+            sequential = time.perf_counter() - started
+            conn.refresh_from_db()
+            log(f"default sync: {requests} requests in {elapsed:.2f} s, learned "
+                f"{conn.pace_rate:.0f} requests/s; sequential {sequential:.2f} s")
+            ratios.append(elapsed / sequential)
+    return {"default_vs_sequential": sorted(ratios)[len(ratios) // 2]}
+
+
+ADAPTIVE_LIMIT = 10  # requests/s the fake enforces and never announces
+
+
+def per_minute_after(times: list[float], start: float, elapsed: float) -> float:
+    """429s a minute after the first ``start`` seconds (0 when the work ended before)."""
+    late = [t for t in times if t >= start]
+    return len(late) / ((elapsed - start) / 60) if elapsed > start else 0.0
+
+
+def bench_adaptive(owner: Any) -> dict[str, float]:
+    """A sync under a limit the fake enforces but does not announce (no Retry-After), with
+    nothing pinned and nothing learned: throughput ÷ that limit, and the 429s it cost."""
+    from django.conf import settings
+
+    from dashboard.lib import ratebudget
+    from dashboard.mirror import sync
+
+    settings.LETHE_PROVIDER_RATE = 0.0
+    ratebudget.reset()
+    with fake("characterai", characters=2, chats=200, turns=100, latency=LATENCY,
+              rate_limit=ADAPTIVE_LIMIT, retry_after="none") as f:
+        conn = connection_for(owner, "characterai", f.secrets, f.options, "bench adaptive")
+        f.ask("reset")
+        started = time.perf_counter()
+        run = sync.perform_sync(sync.start(conn).pk)
+        elapsed = time.perf_counter() - started
+        stats = f.ask("stats")
+    if run.status != "ok":
+        raise RuntimeError(f"the adaptive sync failed: {run.error}")
+    conn.refresh_from_db()
+    accepted = stats["requests"] - stats["throttled"]
+    log(f"adaptive sync: {accepted} requests answered, {stats['throttled']} 429s "
+        f"(at {[round(t) for t in stats['throttled_at']]} s) in {elapsed:.1f} s; "
+        f"learned {conn.pace_rate:.2f} requests/s")
+    return {"adaptive_budget_ratio": accepted / elapsed / ADAPTIVE_LIMIT,
+            "adaptive_429_per_min": per_minute_after(stats["throttled_at"], 30, elapsed)}
 
 
 def bench_ingest(owner: Any) -> dict[str, float]:
@@ -259,18 +336,36 @@ def bench_findings(owner: Any) -> dict[str, float]:
 
 
 def bench_erase(owner: Any) -> dict[str, float]:
+    """An erasure of 12,000 sessions with the budget pinned at the fake's limit."""
+    figures = erase_against_limit(owner, pinned=True)
+    return {"erase_budget_ratio": figures["ratio"], "erase_429_per_min": figures["per_min"],
+            "erase_requests_per_s": figures["requests_per_s"]}
+
+
+def bench_adaptive_erase(owner: Any) -> dict[str, float]:
+    """The same erasure with nothing pinned, under a limit the fake does not announce."""
+    figures = erase_against_limit(owner, pinned=False)
+    return {"adaptive_erase_ratio": figures["ratio"],
+            "adaptive_erase_429_per_min": figures["late_per_min"]}
+
+
+def erase_against_limit(owner: Any, *, pinned: bool) -> dict[str, float]:
     from django.conf import settings
     from django.db import connections
 
     from dashboard.erasure import freeze, lifecycle, worker
+    from dashboard.lib import ratebudget
     from dashboard.models import Character, Conversation, ErasureItem, ErasureJob
 
     rate, batch, sessions = 10, 100, 12_000
-    settings.LETHE_PROVIDER_RATE = float(rate)
+    settings.LETHE_PROVIDER_RATE = float(rate) if pinned else 0.0
     settings.LETHE_APPROVAL_THRESHOLD = 10**9
     settings.LETHE_CANCEL_WINDOW = 0
-    with fake("convai", characters=1, chats=sessions, latency=LATENCY, rate_limit=rate) as f:
-        conn = connection_for(owner, "convai", f.secrets, f.options, "bench erase")
+    ratebudget.reset()
+    with fake("convai", characters=1, chats=sessions, latency=LATENCY, rate_limit=rate,
+              retry_after="1" if pinned else "none") as f:
+        conn = connection_for(owner, "convai", f.secrets, f.options,
+                              f"bench erase {'pinned' if pinned else 'adaptive'}")
         pairs = f.ask("stats")["ids"]
         chars = {c: Character.objects.create(connection=conn, provider_id=c, name=c)
                  for c in {c for c, _ in pairs}}
@@ -304,11 +399,14 @@ def bench_erase(owner: Any) -> dict[str, float]:
     if done != sessions:
         raise RuntimeError(f"erasure settled {done} of {sessions} items")
     ceiling = rate * batch
-    log(f"erase: {done} items, {stats['requests']} requests, {stats['throttled']} 429s "
-        f"in {elapsed:.1f} s")
-    return {"erase_budget_ratio": done / elapsed / ceiling,
-            "erase_429_per_min": stats["throttled"] / (elapsed / 60),
-            "erase_requests_per_s": stats["requests"] / elapsed}
+    conn.refresh_from_db()
+    log(f"erase ({'pinned' if pinned else 'adaptive'}): {done} items, {stats['requests']} "
+        f"requests, {stats['throttled']} 429s in {elapsed:.1f} s"
+        + ("" if pinned else f", learned {conn.pace_rate:.2f} requests/s"))
+    return {"ratio": done / elapsed / ceiling,
+            "per_min": stats["throttled"] / (elapsed / 60),
+            "late_per_min": per_minute_after(stats["throttled_at"], 30, elapsed),
+            "requests_per_s": stats["requests"] / elapsed}
 
 
 # -- pages ------------------------------------------------------------------------------
@@ -417,7 +515,8 @@ def verdict(name: str, value: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "var" / "bench.json"))
-    parser.add_argument("--only", nargs="*", help="sync ingest erase pages rss findings")
+    parser.add_argument("--only", nargs="*", help="sync default adaptive ingest erase "
+                        "adaptive_erase pages select rss findings")
     args = parser.parse_args()
     env = environment()
     os.environ.update(env)
@@ -442,8 +541,11 @@ def main() -> int:
         owner = get_user_model().objects.create_superuser("bench", password=None)
         steps: list[tuple[str, Callable[[], dict[str, float]]]] = [
             ("sync", lambda: bench_sync(owner)),
+            ("default", lambda: bench_default(owner)),
+            ("adaptive", lambda: bench_adaptive(owner)),
             ("ingest", lambda: bench_ingest(owner)),
             ("erase", lambda: bench_erase(owner)),
+            ("adaptive_erase", lambda: bench_adaptive_erase(owner)),
             ("pages", lambda: bench_pages(owner)),
             ("rss", lambda: bench_rss(env)),
             ("findings", lambda: bench_findings(owner)),

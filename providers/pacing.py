@@ -42,7 +42,7 @@ SLOW_CUT = 0.8
 UNDER = 0.95
 CLIMB_PER_MINUTE = 0.05
 WINDOW = 1.0  # seconds: the window a provider most likely counts requests in
-DOUBLING = 0.05  # seconds: the least time between two doublings
+SLICE = 0.05  # seconds: the longest a waiting caller sleeps before it looks again
 # Latency counts as climbing when its average is this far above the usual level.
 SLOW_FACTOR = 2.5
 SLOW_MARGIN = 0.1  # seconds: jitter on a fast answer is not slowness
@@ -73,15 +73,17 @@ def bounded(rate: float, ceiling: float | None) -> float:
     return max(FLOOR, min(top, rate))
 
 
-def raised(pace: Pace, *, now: float, granted: float, ceiling: float | None) -> Pace | None:
+def raised(pace: Pace, *, now: float, granted: float, ceiling: float | None,
+           round_trip: float = 0.0) -> Pace | None:
     """The pace after a clean answer to a request granted at ``granted``, or None if it
-    stays. The caller raises only while requests wait on the budget."""
+    stays. Past probing, the caller raises only while requests wait on the budget."""
     if granted < pace.changed_at:
         return None
     if pace.probing:
-        # Doubling at most once an interval (and a few round trips): many answers in
-        # flight at once must not compound into a leap far past the limit.
-        if now - pace.changed_at < max(1.0 / pace.rate, DOUBLING):
+        # Doubling at most once an interval or a round trip, whichever is shorter: one
+        # request after another doubles at each answer, while many answers in flight at
+        # once do not compound into a leap far past the limit.
+        if now - pace.changed_at < min(1.0 / pace.rate, round_trip):
             return None
         rate = pace.rate * 2
     else:
@@ -192,11 +194,12 @@ class AdaptiveBudget(RateBudget):
     def __init__(self, rate: float, *, ceiling: float | None = None,
                  learned: Pace | None = None) -> None:
         self.ceiling = ceiling
-        start = learned or Pace(rate=rate, changed_at=time.time())
+        start = learned or Pace(rate=rate)
         start = replace(start, rate=bounded(start.rate, ceiling))
         super().__init__(start.rate, 1)
         self._pace = start
         self._last = 0.0  # monotonic time of the last grant
+        self._answered = 0.0  # monotonic time of the last clean answer
         self._hold = 0.0  # monotonic: nothing is granted before it
         self._grants: collections.deque[float] = collections.deque()
         self._refusals: collections.deque[float] = collections.deque()
@@ -241,10 +244,18 @@ class AdaptiveBudget(RateBudget):
         with self._lock:
             self._hold = max(self._hold, time.monotonic() + seconds)
 
+    def _released(self) -> bool:
+        """Whether a clean answer came since the last grant while probing: then the next
+        request may go at once, clocked by answers as TCP's slow start is, however low
+        the rate still is (the rate catches up by doubling at each answer)."""
+        return self._pace.probing and self._answered > self._last
+
     def _take(self) -> float:
         with self._lock:
             now = time.monotonic()
             due = max(self._last + 1.0 / self._pace.rate, self._hold)
+            if self._released():
+                due = max(now, self._hold)
             if due - now > 1e-6:
                 return due - now
             self._last = now
@@ -256,7 +267,8 @@ class AdaptiveBudget(RateBudget):
     async def acquire(self) -> None:
         while (wait := self._take()) > 0:
             self._waited = time.time()
-            await asyncio.sleep(wait)
+            # In slices, so that a raise meanwhile lets the caller go early.
+            await asyncio.sleep(min(wait, SLICE))
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -282,10 +294,12 @@ class AdaptiveBudget(RateBudget):
                                            ceiling=self.ceiling))
             return
         self.latency.add(elapsed)
+        self._answered = time.monotonic()
         if self.latency.climbing:
             self._change(lambda p: slowed(p, now=now, granted=granted, ceiling=self.ceiling))
-        elif self.latency.calm and self._waited > self._pace.changed_at:
-            self._change(lambda p: raised(p, now=now, granted=granted, ceiling=self.ceiling))
+        elif self.latency.calm and (self._pace.probing or self._waited > self._pace.changed_at):
+            self._change(lambda p: raised(p, now=now, granted=granted, ceiling=self.ceiling,
+                                          round_trip=self.latency.usual))
 
     def _change(self, rule: Any) -> bool:
         """Apply ``rule`` to the pace; whether it changed it."""

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -87,8 +88,9 @@ class RedisBudget(RateBudget):
 
 
 # The adaptive budget's take: one interval of the connection's current learned rate after
-# the last grant, and not before a hold (a Retry-After); a grant is remembered in a sorted
-# set for a second or two, so a 429 can be set against what the provider counted.
+# the last grant (at once if ARGV[2] is 1: an answer released it while probing), and not
+# before a hold (a Retry-After); a grant is remembered in a sorted set for a second or two,
+# so a 429 can be set against what the provider counted.
 _PACED_TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -98,6 +100,7 @@ if pace then rate = tonumber(cjson.decode(pace)['rate']) or rate end
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local hold = tonumber(redis.call('GET', KEYS[3]) or '0')
 local due = math.max(last + 1 / rate, hold)
+if ARGV[2] == '1' then due = math.max(now, hold) end
 if due - now > 0.000001 then return string.format('%.6f', due - now) end
 redis.call('SET', KEYS[1], string.format('%.6f', now), 'PX', math.ceil(1000 / rate) + 1000)
 local stamp = string.format('%.6f', now)
@@ -213,7 +216,11 @@ class SharedAdaptiveBudget(AdaptiveBudget):
 
     def _take(self) -> float:
         try:
-            wait = float(self._take_script(keys=self._keys[:4], args=[self._pace.rate]))
+            released = self._released()
+            wait = float(self._take_script(keys=self._keys[:4],
+                                           args=[self._pace.rate, "1" if released else "0"]))
+            if wait == 0:
+                self._last = time.monotonic()
         except Exception as exc:  # Redis away: a conservative share, rather than stop working
             if self._alone is None:
                 self._alone = RateBudget(self._pace.rate / self._sharers, 1)
