@@ -11,7 +11,7 @@ Providers do not say what their limits are, so a fixed guess is either slow or r
   latency that climbs well above its usual level (a provider slowing down under load).
   A 429 cuts to just under the requests the provider saw in the second before it (what a
   provider counting arrivals per window counted, so the next probe starts close under its
-  limit), a second one soon after cuts harder, and slowness cuts by a fifth;
+  limit), a second one soon after cuts harder, and slowness cuts by a tenth;
 - never goes above ``ceiling`` (a documented limit, or the operator's), nor below a floor.
 
 An answer to a request granted before the last change says nothing about the new rate, so
@@ -36,7 +36,7 @@ MAX_RATE = 1000.0  # beyond this a connection is bound by latency, not by its bu
 # A 429 within this many seconds of the last one means the estimate was wrong: cut harder.
 AGAIN_WITHIN = 10.0
 HARD_CUT = 0.7
-SLOW_CUT = 0.8
+SLOW_CUT = 0.9
 # After a 429, settle this share under what the provider counted, and climb back over a
 # minute, so probing costs at most one 429 a minute.
 UNDER = 0.95
@@ -44,8 +44,10 @@ CLIMB_PER_MINUTE = 0.05
 WINDOW = 1.0  # seconds: the window a provider most likely counts requests in
 SLICE = 0.05  # seconds: the longest a waiting caller sleeps before it looks again
 # Latency counts as climbing when its average is this far above the usual level.
-SLOW_FACTOR = 2.5
-SLOW_MARGIN = 0.1  # seconds: jitter on a fast answer is not slowness
+# Generous on purpose: on a busy host Lethe's own event loop delays answers too, and that
+# is no reason to slow the provider's traffic.
+SLOW_FACTOR = 3.0
+SLOW_MARGIN = 0.2  # seconds: jitter on a fast answer is not slowness
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
 
 
 def slowed(pace: Pace, *, now: float, granted: float, ceiling: float | None) -> Pace | None:
-    """The pace after latency climbed: the provider is struggling, ease off by a fifth."""
+    """The pace after latency climbed: the provider is struggling, ease off by a tenth."""
     if granted < pace.changed_at:
         return None
     rate = bounded(pace.rate * SLOW_CUT, ceiling)

@@ -134,11 +134,11 @@ def test_rate_limit_headers_saying_nothing_is_left_count_as_a_refusal():
 def test_latency_that_climbs_under_load_eases_the_pace(limited):
     fake, server = limited
     fake.rate_limit = None
-    # Beyond 15 requests a second the fake answers 20 ms slower for each one more.
-    fake.slow_above = 15
-    fake.slowdown = 0.02
+    # Beyond 5 requests a second the fake answers 50 ms slower for each one more.
+    fake.slow_above = 5
+    fake.slowdown = 0.05
     budget = AdaptiveBudget(5.0)
-    asyncio.run(_hammer(server.url, budget, 150))
+    asyncio.run(_hammer(server.url, budget, 80))
     assert fake.answered_429 == 0
     assert not budget.pace.probing  # slowness, not a 429, ended the doubling
     assert budget.pace.last_429 == 0
