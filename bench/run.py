@@ -481,6 +481,38 @@ def bench_pages(owner: Any) -> dict[str, float]:
     return figures
 
 
+def bench_select(owner: Any) -> dict[str, float]:
+    """A message-level selection of 200,000 messages matching a filter, frozen into a draft
+    job and previewed (the page a person then sees), from a cold start."""
+    from django.core.management import call_command
+    from django.test import Client
+    from django.urls import reverse
+
+    from dashboard.erasure import freeze
+    from dashboard.models import ErasureItem, Message
+
+    conn = connection_for(owner, "characterai", {"token": "x" * 40}, {}, "bench select")
+    call_command("seed_mirror", str(conn.pk), conversations=4_000, messages=50,
+                 stdout=open(os.devnull, "w"))  # noqa: SIM115
+    chosen = Message.objects.filter(conversation__connection=conn,
+                                    created_at__gte=datetime(2000, 1, 1, tzinfo=UTC))
+    client = Client()
+    client.force_login(owner)
+    started = time.perf_counter()
+    request = freeze.messages(owner, chosen, {"messages": True, "select_all": True})
+    frozen_ms = (time.perf_counter() - started) * 1000
+    preview = client.get(reverse("erase_preview", args=[request]))
+    select_ms = (time.perf_counter() - started) * 1000
+    if preview.status_code != 200:
+        raise RuntimeError(f"the preview answered {preview.status_code}")
+    frozen = ErasureItem.objects.filter(job__request=request).count()
+    if frozen != 200_000:
+        raise RuntimeError(f"froze {frozen} items for 200,000 messages")
+    log(f"select 200k: frozen in {frozen_ms:.0f} ms, previewed by {select_ms:.0f} ms "
+        f"({frozen_ms * 1000 / frozen:.1f} µs an item to freeze)")
+    return {"select_all_200k_ms": select_ms}
+
+
 # -- memory -----------------------------------------------------------------------------
 
 
@@ -547,6 +579,7 @@ def main() -> int:
             ("erase", lambda: bench_erase(owner)),
             ("adaptive_erase", lambda: bench_adaptive_erase(owner)),
             ("pages", lambda: bench_pages(owner)),
+            ("select", lambda: bench_select(owner)),
             ("rss", lambda: bench_rss(env)),
             ("findings", lambda: bench_findings(owner)),
         ]
