@@ -110,6 +110,7 @@ def main() -> None:
                 ids = ([[c.id, s] for c in fake.characters.values() for s in c.sessions]
                        if args.provider == "convai" else [])
                 print(json.dumps({"requests": total, "throttled": fake.throttled,
+                                  "cpu_seconds": time.process_time(),
                                   "throttled_at": fake.throttled_at,
                                   "ids": ids, "deletes": sum(fake.deletes.values())}),
                       flush=True)

@@ -114,6 +114,9 @@ def bench_sync(owner: Any) -> dict[str, float]:
                 f"(floor {requests * LATENCY / IN_FLIGHT:.2f} s)")
         elapsed, requests = sorted(runs)[len(runs) // 2]
         floor = requests * LATENCY / IN_FLIGHT
+        cpu = f.ask("stats")["cpu_seconds"]
+        log(f"the fake spent {cpu * 1e6 / (requests * SYNC_RUNS):.0f} µs of CPU a request "
+            f"({cpu:.1f} s over {SYNC_RUNS} syncs)")
         f.ask("reset")
         started = time.perf_counter()
         seen = sequential_sync(f.secrets, f.options)

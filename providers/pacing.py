@@ -39,7 +39,7 @@ HARD_CUT = 0.7
 SLOW_CUT = 0.9
 # After a 429, settle this share under what the provider counted, and climb back over a
 # minute, so probing costs at most one 429 a minute.
-UNDER = 0.95
+UNDER = 0.97
 CLIMB_PER_MINUTE = 0.05
 WINDOW = 1.0  # seconds: the window a provider most likely counts requests in
 SLICE = 0.05  # seconds: the longest a waiting caller sleeps before it looks again
@@ -102,17 +102,16 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
             ceiling: float | None) -> Pace | None:
     """The pace after the provider refused a request (a 429, or said nothing is left):
     ``seen`` is how many requests of this connection the provider accepted in the second
-    before it, the refused one included."""
+    before it (the refused ones not counted): about its limit, if it counts per second."""
     if granted < pace.cut_at:
         return None
     if pace.last_429 and now - pace.last_429 < AGAIN_WITHIN:
         rate = pace.rate * HARD_CUT
     else:
-        counted = seen - 1  # the refused one is over the limit
         # Too few to measure by (a limit counted over a longer window): halve.
-        rate = min(UNDER * counted, pace.rate * 0.9) if counted >= 2 else pace.rate / 2
+        rate = min(UNDER * seen, pace.rate * 0.9) if seen >= 2 else pace.rate / 2
     rate = bounded(rate, ceiling)
-    return Pace(rate=rate, probing=False, limit=max(rate, float(max(0, seen - 1))),
+    return Pace(rate=rate, probing=False, limit=max(rate, float(seen)),
                 changed_at=now, cut_at=now, last_429=now)
 
 

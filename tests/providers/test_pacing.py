@@ -62,8 +62,8 @@ def test_an_unannounced_limit_is_found_and_kept_under(limited):
 
 def test_a_second_429_soon_after_cuts_harder_and_a_burst_in_flight_counts_once():
     pace = Pace(rate=20.0, changed_at=100.0)
-    cut = refused(pace, now=101.0, granted=100.5, seen=18, ceiling=None)
-    assert cut is not None and cut.rate == pytest.approx(0.95 * 17)
+    cut = refused(pace, now=101.0, granted=100.5, seen=17, ceiling=None)
+    assert cut is not None and cut.rate == pytest.approx(0.97 * 17)
     # Answers to requests granted before that cut say nothing of the new rate.
     assert refused(cut, now=101.1, granted=100.9, seen=18, ceiling=None) is None
     again = refused(cut, now=103.0, granted=102.0, seen=15, ceiling=None)
@@ -71,7 +71,7 @@ def test_a_second_429_soon_after_cuts_harder_and_a_burst_in_flight_counts_once()
 
 
 def test_after_a_cut_the_rate_comes_back_up_and_probes_past_the_limit_again():
-    cut = refused(Pace(rate=20.0, changed_at=0.0), now=10.0, granted=9.0, seen=11,
+    cut = refused(Pace(rate=20.0, changed_at=0.0), now=10.0, granted=9.0, seen=10,
                   ceiling=None)
     assert cut is not None and cut.rate < 10
     pace, now = cut, 10.0
