@@ -3,10 +3,11 @@
 Providers do not say what their limits are, so a fixed guess is either slow or rude. A
 ``Pace`` starts from the provider's initial rate and:
 
-- raises it while answers come back clean and callers wait on the budget (so a connection
-  held back by latency or idle never talks itself up to a rate it never tried): doubling per answer
-  until the first sign of a limit, as TCP's slow start does, then by a twentieth of the
-  limit it found per minute, so that it probes past that limit about once a minute;
+- raises it while answers come back clean: doubling per answer until the first sign of a
+  limit, as TCP's slow start does, then (only while callers wait on the budget, so a
+  connection held back by latency or idle never talks itself up to a rate it never tried)
+  by 3 % of the limit it found per minute, so that it probes past that limit about once a
+  minute;
 - cuts it on a 429, a ``Retry-After``, a rate-limit header saying nothing is left, or
   latency that climbs well above its usual level (a provider slowing down under load).
   A 429 cuts to just under the requests the provider saw in the second before it (what a
@@ -40,7 +41,7 @@ SLOW_CUT = 0.9
 # After a 429, settle this share under what the provider counted, and climb back over a
 # minute, so probing costs at most one 429 a minute.
 UNDER = 0.97
-CLIMB_PER_MINUTE = 0.05
+CLIMB_PER_MINUTE = 1 - UNDER  # back at the limit a minute after settling under it
 WINDOW = 1.0  # seconds: the window a provider most likely counts requests in
 SLICE = 0.05  # seconds: the longest a waiting caller sleeps before it looks again
 # Latency counts as climbing when its average is this far above the usual level.
