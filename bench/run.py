@@ -437,7 +437,7 @@ def bench_pages(owner: Any) -> dict[str, float]:
     from django.test import Client
     from django.urls import reverse
 
-    from dashboard.models import Conversation, ErasureJob
+    from dashboard.models import Conversation, ErasureItem
 
     conn = connection_for(owner, "characterai", {"token": "x" * 40}, {}, "bench pages")
     started = time.perf_counter()
@@ -476,10 +476,14 @@ def bench_pages(owner: Any) -> dict[str, float]:
     select_ms = (time.perf_counter() - started) * 1000
     if preview.status_code != 200:
         raise RuntimeError(f"the preview answered {preview.status_code}")
-    frozen = sum(j.items.count() for j in ErasureJob.objects.filter(connection=conn))
+    # One conversation item per match; a conversation holding a pinned message is also
+    # frozen message by message (sent instead if pinned messages are kept).
+    frozen = ErasureItem.objects.filter(job__connection=conn, kind="conversation").count()
     if frozen != matching:
-        raise RuntimeError(f"select all froze {frozen} items for {matching} matching")
-    log(f"select all: {frozen} items frozen and previewed in {select_ms:.0f} ms")
+        raise RuntimeError(f"select all froze {frozen} conversations for {matching} matching")
+    items = ErasureItem.objects.filter(job__connection=conn).count()
+    log(f"select all: {frozen} conversations ({items} items) frozen and previewed in "
+        f"{select_ms:.0f} ms")
     figures["select_all_ms"] = select_ms
     return figures
 

@@ -4,6 +4,10 @@ Providers count requests per key, not per worker, so the budget is keyed by conn
 in Redis when LETHE_REDIS_URL (or LETHE_CACHE_URL, when it names Redis) is set, so every
 process shares it; otherwise in this process, shared by every thread and event loop in it.
 
+Without a pinned rate (LETHE_PROVIDER_RATE) a connection's budget is adaptive: its pace is
+learned from the provider's answers (providers/pacing.py) and shared the same way, in
+Redis or in this process (``adaptive``). A pinned rate is a fixed budget (``for_connection``).
+
 Requests are paced evenly at LETHE_PROVIDER_PACE of the limit (0.97) with no burst, and a
 slot is granted only as a request is about to leave: a provider that counts arrivals in a
 sliding window (the usual shape, and the fakes') then never sees more than its limit in any
