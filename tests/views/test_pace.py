@@ -25,7 +25,9 @@ def _pace_line(client, connection: Connection) -> str:  # type: ignore[no-untype
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", found.group(1))).strip()
 
 
-@pytest.mark.django_db
+# Transactional: a paced sync lasts long enough for its heartbeat thread to write the
+# traffic counters on a connection of its own, which only a flush takes back.
+@pytest.mark.django_db(transaction=True)
 def test_the_connection_page_shows_the_learned_pace_and_the_last_429(
         settings, owner_client, connection, convai_fake):
     settings.LETHE_PROVIDER_RATE = 0
