@@ -4,8 +4,10 @@ against a fake that enforces a limit it does not announce."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from providers.fakes import ConvaiFake, FakeServer
@@ -142,3 +144,29 @@ def test_latency_that_climbs_under_load_eases_the_pace(limited):
     assert fake.answered_429 == 0
     assert not budget.pace.probing  # slowness, not a 429, ended the doubling
     assert budget.pace.last_429 == 0
+
+
+def test_the_fake_holds_a_limit_with_or_without_retry_after_and_slows_under_load():
+    fake = ConvaiFake(seed=3, characters=1, sessions=1, rate_limit=2, retry_after=None)
+    headers = {"CONVAI-API-KEY": DEMO_KEY}
+
+    async def burst(n: int) -> list:  # type: ignore[type-arg]
+        async with httpx.AsyncClient(transport=fake.transport(),
+                                     base_url="http://fake") as client:
+            return [await client.post(LIST, headers=headers) for _ in range(n)]
+
+    answers = asyncio.run(burst(3))
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "retry-after" not in answers[2].headers  # a limit that says nothing
+    fake.clear_faults()
+    fake.retry_after = 2
+    assert asyncio.run(burst(3))[2].headers["retry-after"] == "2"
+
+    fake.clear_faults()
+    fake.rate_limit = None
+    fake.slow_above, fake.slowdown = 1, 0.5
+    fake.handle("POST", LIST, headers, b"")
+    calm = fake.answer_wait(time.monotonic())
+    for _ in range(4):
+        fake.handle("POST", LIST, headers, b"")
+    assert calm < fake.answer_wait(time.monotonic())  # more arrivals, slower answers
