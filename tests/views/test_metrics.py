@@ -87,6 +87,11 @@ def test_provider_requests_and_429s_are_what_the_provider_counted(client, settin
     from dashboard.erasure import worker
     from dashboard.mirror import sync
 
+    from dashboard.models import ProviderTraffic
+
+    # A sync's heartbeat adds its counts on a connection of its own, committed whatever the
+    # test's transaction does: an earlier test's sync in this process may have left some.
+    ProviderTraffic.objects.all().delete()
     settings.LETHE_METRICS_TOKEN = TOKEN
     convai_fake.retry_after = 0.01
     convai_fake.fail_next(2, status=429)  # the sync's first reads are refused, then retried
