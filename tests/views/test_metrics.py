@@ -86,7 +86,6 @@ def test_provider_requests_and_429s_are_what_the_provider_counted(client, settin
     provider and the kind of work that sent it, and a scrape later still holds them."""
     from dashboard.erasure import worker
     from dashboard.mirror import sync
-
     from dashboard.models import ProviderTraffic
 
     # A sync's heartbeat adds its counts on a connection of its own, committed whatever the
