@@ -344,6 +344,9 @@ LETHE_SSO_HEADER_USER = os.environ.get("LETHE_SSO_HEADER_USER", "")
 LETHE_SSO_HEADER_EMAIL = os.environ.get("LETHE_SSO_HEADER_EMAIL", "")
 LETHE_SSO_HEADER_GROUPS = os.environ.get("LETHE_SSO_HEADER_GROUPS", "")
 LETHE_SSO_TRUSTED_PROXIES = env_list("LETHE_SSO_TRUSTED_PROXIES")
+# The reverse proxy's addresses or networks: a request from one of them is audited (and
+# locked out on failed sign-ins) by the client address the proxy put in X-Forwarded-For.
+LETHE_PROXY_ADDRESSES = env_list("LETHE_PROXY_ADDRESSES")
 # Local username/password sign-in: on when no SSO is configured, or when forced on.
 LETHE_LOCAL_LOGIN = env_bool(
     "LETHE_LOCAL_LOGIN",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.http import HttpRequest
 
@@ -30,5 +32,26 @@ def record(actor: Any, action: str, obj: models.Model | None = None,
         object_id=str(obj.pk) if obj is not None else "",
         object_label=label_of(obj) if obj is not None else "",
         details=details,
-        remote_addr=request.META.get("REMOTE_ADDR") if request is not None else None,
+        remote_addr=client_address(request) if request is not None else None,
     )
+
+
+def in_networks(address: str | None, networks: list[str]) -> bool:
+    try:
+        found = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return False
+    return any(found in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def client_address(request: HttpRequest) -> str:
+    """Who sent the request, for the audit trail and the sign-in lockout. Behind a reverse
+    proxy every request comes from the proxy, so when it comes from one of
+    LETHE_PROXY_ADDRESSES the address the proxy wrote last in X-Forwarded-For is the
+    client's (deploy/nginx overwrites the header, so a client cannot plant one there).
+    From anywhere else the header is ignored."""
+    peer = str(request.META.get("REMOTE_ADDR", ""))
+    if not in_networks(peer, settings.LETHE_PROXY_ADDRESSES):
+        return peer
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")[-1].strip()
+    return forwarded if in_networks(forwarded, ["0.0.0.0/0", "::/0"]) else peer

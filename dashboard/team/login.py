@@ -24,7 +24,7 @@ def who(request: HttpRequest | None, raw_name: object) -> str:
     "BOB" and "ｂob" are one name to the lockout as to the sign-in. Hashed, so that the
     audit trail does not keep whatever a form was sent."""
     name = str(UsernameField().to_python(str(raw_name or "").strip()) or "").casefold()
-    address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+    address = audit.client_address(request) if request is not None else ""
     return hashlib.sha256(f"{address}\n{name}".encode()).hexdigest()[:32]
 
 

@@ -17,7 +17,6 @@ request comes without it.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any, cast
@@ -32,6 +31,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
 from ..models import ProxyIdentity
+from .audit import in_networks
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,7 @@ def meta_key(header: str) -> str:
 
 
 def trusted(remote_addr: str | None) -> bool:
-    try:
-        address = ipaddress.ip_address(remote_addr or "")
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False)
-               for net in settings.LETHE_SSO_TRUSTED_PROXIES)
+    return in_networks(remote_addr, settings.LETHE_SSO_TRUSTED_PROXIES)
 
 
 def acceptable(name: str) -> bool:

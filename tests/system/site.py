@@ -110,6 +110,7 @@ def site_env(workdir: Path, redis_url: str, **overrides: str) -> dict[str, str]:
         LETHE_SECURE="1",
         LETHE_SECRET_KEY=secrets.token_urlsafe(40),
         LETHE_ALLOWED_HOSTS=HOST,
+        LETHE_PROXY_ADDRESSES="127.0.0.1",  # as deploy/lethe.env.example has it
         LETHE_STATIC_ROOT=str(workdir / "static"),
         CELERY_BROKER_URL=f"{redis_url}/0",
         LETHE_REDIS_URL=f"{redis_url}/1",
