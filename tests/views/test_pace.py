@@ -46,3 +46,17 @@ def test_the_connection_page_shows_the_learned_pace_and_the_last_429(
 def test_a_pinned_rate_is_shown_as_fixed(settings, owner_client, connection):
     settings.LETHE_PROVIDER_RATE = 4
     assert _pace_line(owner_client, connection) == "fixed at 4 requests/s (LETHE_PROVIDER_RATE)"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pace_that_never_met_a_429_does_not_claim_a_rate(settings, owner_client, connection):
+    """Without push-back the pace doubles up to its top within a few answers: a figure
+    like "1000 requests/s" was never sent, so the page says no limit was met yet."""
+    settings.LETHE_PROVIDER_RATE = 0
+    ratebudget.reset()
+    assert sync.perform_sync(sync.start(connection).pk).status == "ok"
+    assert Connection.objects.get(pk=connection.pk).pace_rate
+    line = _pace_line(owner_client, connection)
+    assert line.startswith("no limit met yet: the provider has not answered 429"), line
+    assert "requests/s" not in line
+    ratebudget.reset()
