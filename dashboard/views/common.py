@@ -60,6 +60,15 @@ def parse_ids(values: list[str]) -> list[int]:
     return sorted(ids)
 
 
+def with_previews(text: str, findings: list[Finding]) -> str:
+    """``text`` with each finding replaced by its masked preview, as plain text (for
+    snippets marked up afterwards, such as search hits)."""
+    for finding in sorted(findings, key=lambda f: f.start, reverse=True):
+        if finding.end <= len(text):
+            text = f"{text[:finding.start]}{finding.preview}{text[finding.end:]}"
+    return text
+
+
 def masked(text: str, findings: list[Finding], revealed: int | None = None,
            current: int | None = None) -> SafeString:
     """A message's text with each finding marked and shown by its masked preview, save

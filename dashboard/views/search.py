@@ -23,9 +23,9 @@ from django.views.decorators.http import require_POST
 
 from ..erasure import freeze
 from ..mirror import selection, textquery
-from ..models import Conversation, Message, MirrorState
+from ..models import Conversation, Finding, Message, MirrorState
 from ..team.roles import Role
-from .common import parse_ids, require_role
+from .common import parse_ids, require_role, with_previews
 
 SHOWN = 100  # conversations on the page; "select all" still takes every match
 LINES = 5  # matching lines shown per conversation
@@ -112,6 +112,12 @@ def search(request: HttpRequest) -> HttpResponse:
         lines: dict[int, list[Message]] = {}
         for message in matching_lines(q, [c.pk for c in shown])[:SHOWN * LINES * 4]:
             lines.setdefault(message.conversation_id, []).append(message)
+        # What the findings' detectors found is shown masked here as everywhere else: a
+        # value is seen in clear only through the transcript's audited reveal.
+        found_in: dict[int, list[Finding]] = {}
+        for finding in Finding.objects.filter(
+                message__in=[m for hits in lines.values() for m in hits[:LINES]]):
+            found_in.setdefault(finding.message_id, []).append(finding)
         groups: dict[str, dict[str, Any]] = {}
         for conv in shown:
             group = groups.setdefault(conv.connection.provider, {
@@ -122,7 +128,8 @@ def search(request: HttpRequest) -> HttpResponse:
                 "by_title": textquery.holds(conv.title, textquery.parse(q)),
                 "conversation": conv,
                 "title": marked(conv.title or conv.provider_id, q),
-                "lines": [(m, marked(m.text, q)) for m in hits[:LINES]],
+                "lines": [(m, marked(with_previews(m.text, found_in.get(m.pk, [])), q))
+                          for m in hits[:LINES]],
                 "more": max(0, len(hits) - LINES),
             })
         context.update(groups=list(groups.values()), total=found.count(), shown=len(shown))
