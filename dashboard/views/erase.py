@@ -128,8 +128,11 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
         except IllegalTransition:  # confirmed meanwhile, by a second click say
             return redirect(_landing(jobs))
         for job in confirmed:
+            # The job's own share: a request over several connections is one job each.
             audit.record(request.user, audit.Action.ERASURE_REQUESTED, job, request,
-                         dry_run=dry_run, items=total, include_pinned=include_pinned,
+                         dry_run=dry_run,
+                         items=freeze.sendable_counts([job]).total(include_pinned),
+                         request_items=total, include_pinned=include_pinned,
                          status=job.status)
         if any(j.status == ErasureJob.Status.AWAITING_APPROVAL for j in confirmed):
             messages.info(request, "Confirmed. It now waits for an approver; nothing is sent "
@@ -137,8 +140,11 @@ def erase_preview(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
         else:
             messages.success(request, f"{'Dry run' if dry_run else 'Erasure'} confirmed.")
         return redirect(_landing(confirmed or jobs))
+    previews = [preview.summary(job, include_pinned) for job in jobs]
     context = {
-        "previews": [preview.summary(job, include_pinned) for job in jobs],
+        "previews": previews,
+        # Connections something is sent to: a job whose items are all kept sends nothing.
+        "sending_to": sum(1 for p in previews if p["count"]),
         "total": total, "counts": counts, "include_pinned": include_pinned,
         "request_id": request_id,
         "exported": all(job.exported_at for job in jobs),
