@@ -15,6 +15,7 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from ..lib import labels
+from ..models.findings import Kind as FindingKind
 
 register = template.Library()
 
@@ -74,6 +75,7 @@ TABLES: dict[str, Mapping[str, str]] = {
     "item": labels.ITEM_STATE, "job": labels.JOB_STATUS, "kind": labels.ITEM_KIND,
     "mirror": labels.MIRROR_STATE, "connection": labels.CONNECTION_STATUS,
     "sync": labels.SYNC_STATUS, "run": labels.POLICY_RUN_STATUS,
+    "finding": dict(FindingKind.choices),
 }
 
 

@@ -127,8 +127,9 @@ def test_a_rejection_needs_a_reason_sends_nothing_and_tells_the_requester(
     worker.work_job(job.pk)
     assert not convai_fake.deletes
     client.force_login(synced.owner)
-    assert "Legal hold on these sessions" in client.get(reverse("job", args=[job.pk])
-                                                        ).content.decode()
+    page = client.get(reverse("job", args=[job.pk])).content.decode()
+    assert "Legal hold on these sessions" in page
+    assert "<dt>Rejected by</dt>" in page and "Cancelled by" not in page
     from dashboard.erasure import notify
     notify.deliver(job.pk)
     assert JobNotification.objects.get(job=job, event=notify.REJECTED).sent_at

@@ -170,3 +170,28 @@ def test_a_viewer_cannot_dismiss(client, planted_cai):
     assert client.post(reverse("finding_dismiss", args=[card.pk])).status_code == 403
     card.refresh_from_db()
     assert card.dismissed_at is None
+
+
+def test_search_shows_what_it_finds_masked_like_every_other_page(client, planted_cai):
+    """Searching for the words around a planted value lists the line with the value masked;
+    only the transcript's audited reveal shows it in clear."""
+    client.force_login(planted_cai.owner)
+    for kind in ("email", "card", "secret"):
+        words = PLANTED[kind][1].split("{value}")[0].split()[:3]
+        page = client.get(reverse("search"), {"q": " ".join(words)}).content.decode()
+        assert Finding.objects.get(kind=kind).preview in page, kind
+        assert PLANTED[kind][0] not in page, kind
+
+
+def test_a_job_made_from_the_findings_page_says_so(client, planted_cai):
+    client.force_login(planted_cai.owner)
+    preview = client.post(reverse("findings_erase"), {"kind": "secret"})
+    page = client.get(preview["Location"]).content.decode()
+    assert "will be sent, in 1 connection." in page
+    client.post(preview["Location"], {"mode": "dry_run", **shown(1)})
+    [job] = ErasureJob.objects.all()
+    detail = client.get(reverse("job", args=[job.pk])).content.decode()
+    assert "Messages holding findings of kind “Secret or credential”" in detail
+    assert "picked by hand" not in detail
+    requested = AuditEvent.objects.get(action="erasure_requested")
+    assert requested.details["items"] == 1
