@@ -416,3 +416,24 @@ def test_findings_are_listed_masked_revealed_on_request_and_erased_from_the_scre
     assert not Finding.objects.filter(kind="secret").exists()
     assert not errors, errors
     assert not problems, "\n".join(problems)
+
+
+def test_no_screen_is_wider_than_a_phone(browser, live_server, owner, synced):
+    """At 390 px nothing makes the page scroll sideways: a wide select, a form field or a
+    table of long values stays within the screen (tables scroll inside themselves)."""
+    from tests.helpers import with_role
+
+    with_role(owner, "admin")  # the audit trail is theirs to read
+    page, errors = signed_in_page(browser, live_server, owner,
+                                  viewport={"width": 390, "height": 844})
+    conv = synced.conversations.first()
+    wide = []
+    for path in ["/", f"/connections/{synced.pk}/", "/conversations/",
+                 f"/conversations/{conv.pk}/", "/findings/", "/jobs/", "/policies/add/",
+                 "/audit/", "/search/?q=hello"]:
+        page.goto(f"{live_server.url}{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 390:
+            wide.append(f"{path}: {width} px")
+    assert not wide, wide
+    assert not errors, errors
