@@ -209,3 +209,14 @@ def test_select_all_with_search_text_keeps_ids_not_the_text(owner_client, synced
     assert set(held["ids"]) == expected and held["filters"] == []
     again = owner_client.get(URL, {"q": word, "part": "count"}, HTTP_HX_REQUEST="true")
     assert f"All {len(expected)} matching are selected" in again.content.decode()
+
+
+def test_select_all_says_when_it_leaves_out_what_was_erased(owner_client, synced):
+    """The count takes every listed conversation, erased ones too; "select all" takes only
+    what can still be erased, and says so when the two differ."""
+    from dashboard.mirror import purge
+
+    purge.purge(conversations=[synced.conversations.order_by("id").first().pk])
+    page = owner_client.get(reverse("conversations"), {"count": "1"}).content.decode()
+    assert "12 conversations match." in page
+    assert "Select all 11 matching not yet erased" in page
