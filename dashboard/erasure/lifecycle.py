@@ -60,6 +60,11 @@ def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = Fa
             _answer_pinned(jobs, include_pinned)
             approval = not dry_run and (hold_for_approval or needs_approval(total))
             for job in jobs:
+                if not sendable_counts([job]).total(include_pinned):
+                    # A connection of a larger request of which everything is kept or held
+                    # elsewhere: nothing is queued with nothing to send, so no job for it.
+                    job.delete()
+                    continue
                 fields: dict[str, Any] = {"dry_run": dry_run, "include_pinned": include_pinned,
                                           "confirmed_at": now}
                 if approval:

@@ -157,3 +157,22 @@ def test_the_real_run_respects_a_keep_list_made_after_the_dry_run(synced):
     [real] = ErasureJob.objects.filter(request=freeze.for_real(synced.owner, [dry]))
     assert real.items.get(conversation=first).detail == freeze.PROTECTED
     assert freeze.sendable_counts([real]).pinned_kept == 1
+
+
+def test_a_connection_with_nothing_to_send_gets_no_job_when_the_rest_is_confirmed(
+        synced, convai_fake, convai_server):
+    """A request over two connections where everything picked in the first is already held
+    by another job: confirming queues the second connection's job only."""
+    from tests.helpers import connect
+
+    other = connect(synced.owner, convai_fake, convai_server.url, "Second Convai")
+    assert sync.perform_sync(sync.start(other).pk).status == "ok"
+    held = confirmed_job(synced, 1)  # holds the first conversation of `synced`
+    first = held.items.get().conversation
+    picked = Conversation.objects.filter(pk__in=[first.pk, other.conversations.first().pk])
+    request_id = freeze.conversations(synced.owner, picked, {})
+    drafts = ErasureJob.objects.filter(request=request_id)
+    assert drafts.count() == 2
+    confirmed = lifecycle.confirm(drafts, dry_run=False, enqueue=False)
+    assert [job.connection_id for job in confirmed] == [other.pk]
+    assert list(ErasureJob.objects.filter(request=request_id)) == confirmed
