@@ -41,8 +41,9 @@ def _purge_messages(ids: Collection[int], when: Coalesce) -> None:
     chosen = Message.objects.filter(pk__in=ids).exclude(mirror_state=ERASED)
     # The titles these messages may have given their conversations, before they go.
     derived: dict[int, set[str]] = {}
-    scanner = findings_scanner()
-    for conv_id, text in chosen.filter(is_human=True).values_list("conversation_id", "text"):
+    human = list(chosen.filter(is_human=True).values_list("conversation_id", "text"))
+    scanner = findings_scanner() if human else None  # its team patterns are a query
+    for conv_id, text in human:
         derived.setdefault(conv_id, set()).update(titles_from(text, scanner))
     touched = set(Message.objects.filter(pk__in=ids).values_list("conversation_id", flat=True))
     Message.objects.filter(pk__in=ids).update(mirror_state=ERASED, text="", author="",
