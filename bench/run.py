@@ -86,6 +86,25 @@ def sequential_sync(secrets: dict[str, str], options: dict[str, str]) -> int:
 SYNC_RUNS = 3
 
 
+def timed_sync(owner: Any, f: Any, label: str, messages: int | None = None
+               ) -> tuple[float, Any, Any]:
+    """A new connection to the Character.AI fake ``f``, synced once from a reset fake:
+    (seconds, the run, the connection). Raises unless it mirrored ``messages`` (when
+    given)."""
+    from dashboard.mirror import sync
+
+    conn = connection_for(owner, "characterai", f.secrets, f.options, label)
+    f.ask("reset")
+    started = time.perf_counter()
+    run = sync.perform_sync(sync.start(conn).pk)
+    elapsed = time.perf_counter() - started
+    if run.status != "ok" or messages not in (None, run.messages):
+        raise RuntimeError(f"{label}: the sync did not mirror {messages} messages: "
+                           f"{run.status} {run.messages} {run.error}")
+    conn.refresh_from_db()
+    return elapsed, run, conn
+
+
 def bench_sync(owner: Any) -> dict[str, float]:
     """Lethe's sync, the median of SYNC_RUNS runs (each a fresh connection, so a full sync):
     a shared machine's noise moves one run by ±5%; the median keeps the figure honest."""
@@ -93,21 +112,12 @@ def bench_sync(owner: Any) -> dict[str, float]:
 
     from django.conf import settings
 
-    from dashboard.mirror import sync
 
     settings.LETHE_PROVIDER_RATE = 100_000.0  # the floor is latency-bound, not rate-bound
     with fake("characterai", characters=20, chats=100, turns=100, latency=LATENCY) as f:
         runs: list[tuple[float, int]] = []
         for attempt in range(SYNC_RUNS):
-            conn = connection_for(owner, "characterai", f.secrets, f.options,
-                                  f"bench sync {attempt}")
-            f.ask("reset")
-            started = time.perf_counter()
-            run = sync.perform_sync(sync.start(conn).pk)
-            elapsed = time.perf_counter() - started
-            if run.status != "ok" or run.messages != 200_000:
-                raise RuntimeError(f"sync did not mirror 200,000 messages: {run.status} "
-                                   f"{run.messages} {run.error}")
+            elapsed, run, _ = timed_sync(owner, f, f"bench sync {attempt}", 200_000)
             requests = f.ask("stats")["requests"]
             runs.append((elapsed, requests))
             log(f"sync: {run.messages} messages, {requests} requests in {elapsed:.2f} s "
@@ -134,27 +144,17 @@ def bench_default(owner: Any) -> dict[str, float]:
     from django.conf import settings
 
     from dashboard.lib import ratebudget
-    from dashboard.mirror import sync
 
     settings.LETHE_PROVIDER_RATE = 0.0
     ratios = []
     with fake("characterai", characters=2, chats=100, turns=100, latency=LATENCY) as f:
         for attempt in range(SYNC_RUNS):
             ratebudget.reset()
-            conn = connection_for(owner, "characterai", f.secrets, f.options,
-                                  f"bench default {attempt}")
-            f.ask("reset")
-            started = time.perf_counter()
-            run = sync.perform_sync(sync.start(conn).pk)
-            elapsed = time.perf_counter() - started
-            if run.status != "ok" or run.messages != 20_000:
-                raise RuntimeError(f"sync did not mirror 20,000 messages: {run.status} "
-                                   f"{run.messages} {run.error}")
+            elapsed, run, conn = timed_sync(owner, f, f"bench default {attempt}", 20_000)
             requests = f.ask("stats")["requests"]
             started = time.perf_counter()
             sequential_sync(f.secrets, f.options)
             sequential = time.perf_counter() - started
-            conn.refresh_from_db()
             log(f"default sync: {requests} requests in {elapsed:.2f} s, learned "
                 f"{conn.pace_rate:.0f} requests/s; sequential {sequential:.2f} s")
             ratios.append(elapsed / sequential)
@@ -176,21 +176,13 @@ def bench_adaptive(owner: Any) -> dict[str, float]:
     from django.conf import settings
 
     from dashboard.lib import ratebudget
-    from dashboard.mirror import sync
 
     settings.LETHE_PROVIDER_RATE = 0.0
     ratebudget.reset()
     with fake("characterai", characters=2, chats=200, turns=100, latency=LATENCY,
               rate_limit=ADAPTIVE_LIMIT, retry_after="none") as f:
-        conn = connection_for(owner, "characterai", f.secrets, f.options, "bench adaptive")
-        f.ask("reset")
-        started = time.perf_counter()
-        run = sync.perform_sync(sync.start(conn).pk)
-        elapsed = time.perf_counter() - started
+        elapsed, run, conn = timed_sync(owner, f, "bench adaptive")
         stats = f.ask("stats")
-    if run.status != "ok":
-        raise RuntimeError(f"the adaptive sync failed: {run.error}")
-    conn.refresh_from_db()
     accepted = stats["requests"] - stats["throttled"]
     log(f"adaptive sync: {accepted} requests answered, {stats['throttled']} 429s "
         f"(at {[round(t) for t in stats['throttled_at']]} s) in {elapsed:.1f} s; "
@@ -291,7 +283,6 @@ def bench_findings(owner: Any) -> dict[str, float]:
     both sides alike. One message in a hundred holds something to find."""
     from django.conf import settings
 
-    from dashboard.mirror import sync
 
     ingest: dict[bool, list[float]] = {False: [], True: []}
     for attempt in range(FINDINGS_ROUNDS):
@@ -305,13 +296,7 @@ def bench_findings(owner: Any) -> dict[str, float]:
         for attempt in range(FINDINGS_ROUNDS):
             for on in (False, True):
                 settings.LETHE_FINDINGS = on
-                conn = connection_for(owner, "characterai", f.secrets, f.options,
-                                      f"bench findings sync {attempt} {on}")
-                started = time.perf_counter()
-                run = sync.perform_sync(sync.start(conn).pk)
-                synced[on].append(time.perf_counter() - started)
-                if run.status != "ok":
-                    raise RuntimeError(f"sync failed: {run.error}")
+                synced[on].append(timed_sync(owner, f, f"bench findings sync {attempt} {on}")[0])
     settings.LETHE_FINDINGS = True
     # Detection's own processor time, which a busy machine stretches less than wall time.
     from dashboard.mirror.findings import scanner
