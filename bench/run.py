@@ -283,7 +283,6 @@ def bench_findings(owner: Any) -> dict[str, float]:
     both sides alike. One message in a hundred holds something to find."""
     from django.conf import settings
 
-
     ingest: dict[bool, list[float]] = {False: [], True: []}
     for attempt in range(FINDINGS_ROUNDS):
         for on in (False, True):
