@@ -111,10 +111,13 @@ def _held_by(holding: QuerySet[ErasureItem], connections: QuerySet[Any]) -> Any:
 def conversations(user: Any, chosen: QuerySet[Conversation], scope: dict[str, Any],
                   dry_run: bool = False) -> uuid.UUID:
     """Draft one job per connection holding exactly these conversations, as of now."""
-    return _draft(user, scope, dry_run, _conversation_rows(chosen))
+    whole, singles = _conversation_rows(chosen)
+    return _draft(user, scope, dry_run, [whole, singles], deciding=[whole])
 
 
-def _conversation_rows(chosen: QuerySet[Conversation]) -> list[QuerySet[Any]]:
+def _conversation_rows(chosen: QuerySet[Conversation]) -> tuple[QuerySet[Any], QuerySet[Any]]:
+    """The whole conversations, and the single messages of those that keep their pinned
+    ones (all on the connections of the whole ones)."""
     pinned = Message.objects.filter(conversation=OuterRef("pk"), pinned=True,
                                     mirror_state=MirrorState.PRESENT)
     present = chosen.filter(mirror_state=MirrorState.PRESENT).annotate(
@@ -146,7 +149,7 @@ def _conversation_rows(chosen: QuerySet[Conversation]) -> list[QuerySet[Any]]:
         i_skip=Case(When(pinned=True, then=Value(PINNED_MESSAGE)), default=Value("")),
         i_sent_if=Value(SentIf.PINNED_KEPT.value),
     )
-    return [whole, singles]
+    return whole, singles
 
 
 def messages(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
@@ -162,7 +165,10 @@ def findings(user: Any, chosen: QuerySet[Message], scope: dict[str, Any],
     conversation selection would (the preview says so)."""
     whole = Conversation.objects.filter(pk__in=chosen.exclude(
         conversation__connection__provider__in=_message_erasers()).values("conversation_id"))
-    return _draft(user, scope, dry_run, [_message_rows(chosen), *_conversation_rows(whole)])
+    singles = _message_rows(chosen)
+    conversation_rows = _conversation_rows(whole)
+    return _draft(user, scope, dry_run, [singles, *conversation_rows],
+                  deciding=[singles, conversation_rows[0]])
 
 
 def _message_rows(chosen: QuerySet[Message]) -> QuerySet[Any]:
@@ -257,10 +263,12 @@ _ITEM_COLUMNS = {
 }
 
 
-def _draft(user: Any, scope: dict[str, Any], dry_run: bool, parts: list[QuerySet[Any]]
-           ) -> uuid.UUID:
+def _draft(user: Any, scope: dict[str, Any], dry_run: bool, parts: list[QuerySet[Any]],
+           deciding: list[QuerySet[Any]] | None = None) -> uuid.UUID:
     """One draft job per connection. Each part is a queryset annotated with the item
-    columns (``i_connection`` ... ``i_sent_if``), copied with one INSERT ... SELECT."""
+    columns (``i_connection`` ... ``i_sent_if``), copied with one INSERT ... SELECT.
+    ``deciding``: the parts whose connections are all the parts' connections (default:
+    all), so that a part derived from another is not read once more just for that."""
     request = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
@@ -268,8 +276,9 @@ def _draft(user: Any, scope: dict[str, Any], dry_run: bool, parts: list[QuerySet
             # Compiling this one big statement (JIT) costs seconds and saves nothing.
             with db.cursor() as cursor:
                 cursor.execute("SET LOCAL jit = off")
-        connection_ids = sorted({cid for part in parts for cid in part.order_by().values_list(
-            "i_connection", flat=True).distinct()})
+        connection_ids = sorted({cid for part in (deciding or parts) for cid in
+                                 part.order_by().values_list("i_connection", flat=True
+                                                             ).distinct()})
         if not connection_ids:
             raise SelectionError("Nothing to erase: the selection holds nothing still present "
                                  "that the provider can erase.")

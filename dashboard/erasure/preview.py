@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from ..models import Conversation, ErasureItem, ErasureJob
 from .freeze import HELD, PINNED, PINNED_MESSAGE, sent
@@ -35,11 +35,13 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         for row in items.filter(_skipped(include_pinned)).values("detail").annotate(
             n=Count("id")).order_by("-n", "detail")
     ]
-    # Conversations keeping their pinned messages, whose other messages go one by one.
-    whole_kept = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
-                              detail=PINNED).values("conversation_id")
-    split = items.filter(kind=ErasureItem.Kind.MESSAGE, conversation_id__in=whole_kept).values(
-        "conversation_id").distinct().count()
+    # Conversations keeping their pinned messages, whose other messages go one by one:
+    # asked per kept conversation (few), not by collecting the conversations of every
+    # message item (many; most of the preview's time on 70,000 items).
+    split = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
+                         detail=PINNED).filter(Exists(items.filter(
+                             kind=ErasureItem.Kind.MESSAGE,
+                             conversation_id=OuterRef("conversation_id")))).count()
     connection = job.live_connection()
     return {
         "job": job,
@@ -71,8 +73,9 @@ def _characters(going: QuerySet[ErasureItem]) -> list[dict[str, Any]]:
     character costs several times more on 200,000 items."""
     counts = list(going.order_by().values_list("conversation_id", "kind").annotate(
         n=Count("id")))
+    # The conversations as a subquery: a list of 20,000 ids costs more to send than this.
     names = dict(Conversation.objects.filter(
-        pk__in={conversation_id for conversation_id, _, _ in counts}).values_list(
+        pk__in=going.order_by().values("conversation_id")).values_list(
         "pk", "character__name"))
     rows: dict[str, dict[str, Any]] = {}
     for conversation_id, kind, n in counts:

@@ -124,7 +124,13 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["conversation", "provider_id"], name="message_key")
         ]
-        indexes = [models.Index(fields=["conversation", "position"])]
+        indexes = [
+            models.Index(fields=["conversation", "position"]),
+            # Pinned messages are few; freezing asks "does this conversation hold one?" of
+            # every conversation selected, which without this reads every message.
+            models.Index(fields=["conversation"], condition=models.Q(pinned=True),
+                         name="message_pinned"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.author} #{self.position}"

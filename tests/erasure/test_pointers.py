@@ -1,0 +1,63 @@
+"""An item's conversation and message are pointers the database does not check (so that a
+freeze of 200,000 items does not check 400,000 rows as it commits): every way Lethe
+deletes mirror rows must null them first, or a receipt would point at nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.erasure import freeze, removal
+from dashboard.models import Connection, Conversation, ErasureItem, Message
+from tests.helpers import confirmed_job
+
+pytestmark = pytest.mark.django_db
+
+
+def dangling() -> list[tuple[int, int | None, int | None]]:
+    """Items pointing at a conversation or message that no longer exists."""
+    return list(ErasureItem.objects.exclude(conversation_id=None).exclude(
+        conversation_id__in=Conversation.objects.values("pk")).values_list(
+        "pk", "conversation_id", "message_id")) + list(
+        ErasureItem.objects.exclude(message_id=None).exclude(
+            message_id__in=Message.objects.values("pk")).values_list(
+            "pk", "conversation_id", "message_id"))
+
+
+@pytest.fixture
+def both_kinds(planted_cai: Connection) -> Connection:
+    """Items of both kinds on the connection: a whole conversation and single messages."""
+    confirmed_job(planted_cai, 1)
+    other = planted_cai.conversations.order_by("-pk").first()
+    freeze.messages(planted_cai.owner, Message.objects.filter(conversation=other), {})
+    assert ErasureItem.objects.filter(kind="message").exists()
+    assert ErasureItem.objects.filter(kind="conversation").exists()
+    return planted_cai
+
+
+def test_removing_a_connection_leaves_no_item_pointing_at_its_mirror(both_kinds):
+    removal.remove(both_kinds, both_kinds.owner)
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    kept = ErasureItem.objects.all()
+    assert kept.exists()  # the receipts' items stay...
+    assert not kept.exclude(conversation_id=None, message_id=None).exists()  # ...unlinked
+    assert dangling() == []
+
+
+def test_deleting_mirror_rows_through_django_nulls_the_items_pointers(both_kinds):
+    conversation = both_kinds.conversations.order_by("-pk").first()
+    Message.objects.filter(conversation=conversation).delete()
+    Conversation.objects.all().delete()
+    assert ErasureItem.objects.count() > 0
+    assert dangling() == []
+
+
+def test_the_pointers_are_unchecked_in_the_schema_and_checked_here(both_kinds):
+    """The check above is what stands in for the constraint: a raw delete (which no code
+    path does) would leave a dangling pointer, and `dangling` sees it."""
+    from django.db import connection as db
+
+    message = ErasureItem.objects.filter(kind="message").first().message
+    with db.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Message._meta.db_table} WHERE id = %s",  # noqa: S608  # nosec B608
+                       [message.pk])
+    assert [row[2] for row in dangling()] == [message.pk]
