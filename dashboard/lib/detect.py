@@ -57,6 +57,12 @@ class Detector:
     # a closer look. None: every message is.
     hint: re.Pattern[str] | None = None
 
+    # The same as several cheaper passes that together match where it would (`Secrets`).
+    hints: tuple[re.Pattern[str], ...] = ()
+
+    def passes(self) -> tuple[re.Pattern[str], ...]:
+        return self.hints or (() if self.hint is None else (self.hint,))
+
     def might(self, text: str, digits: int) -> bool:
         """A first look costing a few string operations (``digits``: how many the text
         holds); False means `find` would find nothing."""
@@ -96,6 +102,9 @@ class Secrets(Detector):
     kind = "secret"
     name = "credential"
     hint = re.compile(r"://|PRIVATE KEY|PuTTY|\S{16}")
+    # The same, as four passes: re finds a bare literal with a fast search, but tries an
+    # alternation at every position (1.7 µs a chat message as one pass, 1.2 as four).
+    hints = tuple(re.compile(p) for p in (re.escape("://"), "PRIVATE KEY", "PuTTY", r"\S{16}"))
 
     def might(self, text: str, digits: int) -> bool:
         # Every shape below is a long token, a key block, or credentials in a URL.
@@ -269,7 +278,7 @@ class Scanner:
             starts = list(accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
             joined = "\n".join(texts)
             picked: set[int] = set()
-            hints = {id(d.hint): d.hint for d in self.detectors if d.hint is not None}
+            hints = {id(h): h for d in self.detectors for h in d.passes()}
             for hint in hints.values():
                 for match in hint.finditer(joined):
                     first = bisect_right(starts, match.start()) - 1

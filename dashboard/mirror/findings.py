@@ -6,6 +6,7 @@ never the matched value.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, time
@@ -65,10 +66,16 @@ class Recorder:
         return {(rows[i].conversation_id, rows[i].provider_id): hits
                 for i, hits in self.scanner.scan_many([r.text for r in rows])}
 
-    def inserted(self, rows: Sequence[MessageRow]) -> None:
-        """Messages new to the mirror, once copied: their ids are looked up only for those
-        that hold something, which are few."""
-        hits = self._scan(rows)
+    def scan_beside(self, rows: Sequence[MessageRow]) -> Scan:
+        """Start scanning messages about to be copied in: the scan runs in a thread of its
+        own while this one waits on the database for the copy (which releases the GIL),
+        so on two cores detection costs a sync or an ingest little of its time."""
+        return Scan(self, rows)
+
+    def inserted(self, scan: Scan) -> None:
+        """Messages new to the mirror, once copied (their ``scan`` started before the
+        copy): their ids are looked up only for those that hold something, which are few."""
+        hits = scan.result()
         if not hits:
             return
         if db.vendor != "postgresql":
@@ -111,6 +118,32 @@ class Recorder:
                 for finding in _rows(self.connection_id, key[0], ids[key], found)]
         Finding.objects.bulk_create(made, batch_size=1000)
         self.new.update(f.kind for f in made)
+
+
+class Scan(threading.Thread):
+    """`Recorder._scan` of some rows, in a thread; `result` waits for it (and raises what
+    it raised). No database work happens in it."""
+
+    def __init__(self, recorder: Recorder, rows: Sequence[MessageRow]) -> None:
+        super().__init__(name="lethe-findings-scan", daemon=True)
+        self._recorder, self._rows = recorder, rows
+        self._hits: dict[Key, list[Found]] = {}
+        self._error: BaseException | None = None
+        if recorder.scanner is not None and rows:
+            self.start()
+
+    def run(self) -> None:
+        try:
+            self._hits = self._recorder._scan(self._rows)
+        except BaseException as exc:  # raised again in the thread that asks for the result
+            self._error = exc
+
+    def result(self) -> dict[Key, list[Found]]:
+        if self.ident is not None:
+            self.join()
+        if self._error is not None:
+            raise self._error
+        return self._hits
 
 
 def announce(connection_id: int, new: Counter[str]) -> FindingNotice | None:

@@ -168,8 +168,9 @@ class Writer:
 
     def flush(self) -> None:
         if self.fresh:
+            scan = self.findings.scan_beside(self.fresh)
             bulk.copy_new_messages(self.fresh)
-            self.findings.inserted(self.fresh)
+            self.findings.inserted(scan)
             self.fresh = []
         if self.rows:
             self.findings.written(self.rows, self.upsert_messages(self.rows))

@@ -177,3 +177,23 @@ def test_a_title_taken_from_a_line_holding_a_finding_shows_it_masked(owner):
     purge.purge(messages=[finding.message_id])
     conv.refresh_from_db()
     assert finding.preview not in conv.title and conv.title
+
+
+def test_a_detector_failing_in_the_scan_thread_fails_the_sync_and_writes_nothing(
+        owner, planted_fake, planted, monkeypatch):
+    """Messages are scanned in a thread beside the copy; what goes wrong there is the
+    sync's error, not lost with the thread."""
+    from dashboard.lib.detect import Scanner
+
+    def broken(self, texts):  # type: ignore[no-untyped-def]
+        raise RuntimeError("detector exploded")
+        yield  # pragma: no cover - a generator, as scan_many is
+
+    from dashboard.mirror import sync
+
+    monkeypatch.setattr(Scanner, "scan_many", broken)
+    with planted_fake.serve() as server:
+        connection = connect(owner, planted_fake, server.url)
+        run = sync.perform_sync(sync.start(connection).pk)
+    assert run.status == "failed" and "RuntimeError" in run.error
+    assert not Message.objects.exists() and not Finding.objects.exists()
