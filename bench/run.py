@@ -118,15 +118,14 @@ def bench_sync(owner: Any) -> dict[str, float]:
         runs: list[tuple[float, int]] = []
         for attempt in range(SYNC_RUNS):
             elapsed, run, _ = timed_sync(owner, f, f"bench sync {attempt}", 200_000)
-            requests = f.ask("stats")["requests"]
+            stats = f.ask("stats")
+            requests = stats["requests"]
             runs.append((elapsed, requests))
             log(f"sync: {run.messages} messages, {requests} requests in {elapsed:.2f} s "
-                f"(floor {requests * LATENCY / IN_FLIGHT:.2f} s)")
+                f"(floor {requests * LATENCY / IN_FLIGHT:.2f} s); the fake spent "
+                f"{stats['cpu_seconds'] * 1e6 / requests:.0f} µs of processor time a request")
         elapsed, requests = sorted(runs)[len(runs) // 2]
         floor = requests * LATENCY / IN_FLIGHT
-        cpu = f.ask("stats")["cpu_seconds"]
-        log(f"the fake spent {cpu * 1e6 / (requests * SYNC_RUNS):.0f} µs of CPU a request "
-            f"({cpu:.1f} s over {SYNC_RUNS} syncs)")
         f.ask("reset")
         started = time.perf_counter()
         seen = sequential_sync(f.secrets, f.options)
