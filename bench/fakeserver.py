@@ -9,7 +9,8 @@ of a core during a sync on the 2-core machine, which the bench then counted as L
         --latency 0.02 [--rate-limit 10 [--retry-after none]] [--slow-above 30 --slowdown 0.002]
 
 Prints ``URL <address>`` when ready, then answers lines on stdin: ``stats`` (a JSON line
-with requests received, 429s sent and processor time spent since the last reset), ``reset`` (zero the counters), ``quit``.
+with requests received, 429s sent and processor time spent since the last reset),
+``reset`` (zero the counters), ``quit``.
 """
 
 from __future__ import annotations
