@@ -35,8 +35,12 @@ class Cleaner:
 
     def record(self, record: R) -> R:
         """The record, or a copy with its text fields made storable."""
+        names = _FIELDS[type(record)]
+        # One search over all of them first: a sync asks this of every message it reads.
+        if _UNSTORABLE.search("\n".join([getattr(record, name) for name in names])) is None:
+            return record
         changes = {}
-        for name in _FIELDS[type(record)]:
+        for name in names:
             value = getattr(record, name)
             if _UNSTORABLE.search(value) is not None:
                 changes[name] = self.text(value)

@@ -121,11 +121,15 @@ def turn_id(turn: Mapping[str, Any]) -> str:
 
 
 def turn_text(turn: Mapping[str, Any]) -> str:
-    candidates = [c for c in turn.get("candidates") or [] if isinstance(c, dict)]
+    """The primary candidate's text, else the last candidate's."""
+    chosen: Any = None
     primary = turn.get("primary_candidate_id")
-    chosen = next((c for c in candidates if primary and c.get("candidate_id") == primary),
-                  candidates[-1] if candidates else {})
-    content = chosen.get("raw_content")
+    for candidate in turn.get("candidates") or ():
+        if isinstance(candidate, dict):
+            chosen = candidate
+            if primary and candidate.get("candidate_id") == primary:
+                break
+    content = chosen.get("raw_content") if chosen is not None else None
     return content if isinstance(content, str) else ""
 
 
