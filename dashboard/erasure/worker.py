@@ -210,6 +210,11 @@ def _work_slice(session: ProviderSession, job: ErasureJob, lease: int,
             continue
         _send(session, batch, lease)
         _count(session)
+    if job.items.filter(state=State.IN_FLIGHT).exists():
+        # Another worker is still sending: it reads back everything acknowledged once it
+        # is done (or, if it died, whoever resumes the job does), so the job's last read
+        # and its one big update happen once, at the end, not once per worker.
+        return
     _verify_or_wait(session, job)
 
 

@@ -47,6 +47,27 @@ def test_a_job_finishes_only_once_every_item_is_verified(synced, convai_fake, se
 
 
 @pytest.mark.django_db
+def test_a_worker_ending_while_another_sends_leaves_the_read_back_to_it(synced, settings):
+    """Read back once, by the worker sending last: not once per worker, each reading the
+    provider's whole list and rewriting every item."""
+    settings.LETHE_ERASE_BATCH = 2
+    job = confirmed_job(synced, 5)
+    other = job.items.order_by("id").last()
+    ErasureItem.objects.filter(pk=other.pk).update(state=State.IN_FLIGHT)  # someone sends it
+    job = worker.work_job(job.pk)
+    assert job.status == ErasureJob.Status.RUNNING
+    sent = job.items.exclude(pk=other.pk)
+    assert set(sent.values_list("state", flat=True)) == {State.ERASED}
+    assert not sent.filter(settled_at__isnull=False).exists()  # acknowledged, not read back
+    # The other worker put its item back untouched (a 429, say): the next one to work the
+    # job sends it, finds nothing more to send, and reads back everything.
+    ErasureItem.objects.filter(pk=other.pk).update(state=State.PENDING, attempts=0)
+    job = worker.work_job(job.pk)
+    assert job.status == ErasureJob.Status.DONE
+    assert job.counts()[State.VERIFIED] == 5
+
+
+@pytest.mark.django_db
 def test_a_failed_read_back_keeps_the_job_open_until_verified_or_given_up(synced, convai_fake,
                                                                           settings):
     settings.LETHE_VERIFY_TRIES = 2
