@@ -31,6 +31,7 @@ from bench.harness import (
     environment,
     fake,
     log,
+    settle,
 )
 
 # (name, comparison, target)
@@ -94,6 +95,7 @@ def timed_sync(owner: Any, f: Any, label: str, messages: int | None = None
     from dashboard.mirror import sync
 
     conn = connection_for(owner, "characterai", f.secrets, f.options, label)
+    settle()
     f.ask("reset")
     started = time.perf_counter()
     run = sync.perform_sync(sync.start(conn).pk)
@@ -362,6 +364,7 @@ def erase_against_limit(owner: Any, *, pinned: bool) -> dict[str, float]:
         request = freeze.conversations(owner, conn.conversations.all(), {})
         jobs = list(ErasureJob.objects.filter(request=request))
         [job] = lifecycle.confirm(jobs, dry_run=False, enqueue=False)
+        settle()
         time.sleep(1.1)  # let the fake's rate window forget the set-up
         f.ask("reset")
 
@@ -427,6 +430,7 @@ def bench_pages(owner: Any) -> dict[str, float]:
     call_command("seed_mirror", str(conn.pk), conversations=20_000, messages=50,
                  stdout=open(os.devnull, "w"))  # noqa: SIM115
     log(f"seeded 1,000,000 messages in {time.perf_counter() - started:.1f} s")
+    settle()
     client = Client()
     client.force_login(owner)
     url = reverse("conversations")
@@ -451,6 +455,7 @@ def bench_pages(owner: Any) -> dict[str, float]:
                                  figures["page_p95_ms_transcript"])
 
     matching = Conversation.objects.filter(connection=conn, mirror_state="present").count()
+    settle()
     started = time.perf_counter()
     response = client.post(reverse("erase_selected"), {"select_all": "1"})
     if response.status_code != 302:
@@ -488,6 +493,7 @@ def bench_select(owner: Any) -> dict[str, float]:
                                     created_at__gte=datetime(2000, 1, 1, tzinfo=UTC))
     client = Client()
     client.force_login(owner)
+    settle()
     started = time.perf_counter()
     request = freeze.messages(owner, chosen, {"messages": True, "select_all": True})
     frozen_ms = (time.perf_counter() - started) * 1000

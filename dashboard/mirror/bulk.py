@@ -148,14 +148,28 @@ def update_conversations(convs: list[Conversation]) -> None:
              [c.last_message_at for c in convs], [c.title for c in convs]])
 
 
+def _message_types() -> list[str]:
+    """The PostgreSQL type of each message column, as binary COPY needs them named."""
+    fields = {field.column: field for field in Message._meta.concrete_fields}
+    return [str(fields[column].db_type(db)).split("(")[0] for column in MESSAGE_COLUMNS]
+
+
+def _copy_messages(cursor: Any, table: str, rows: Sequence[MessageRow]) -> None:
+    """COPY ``rows`` into ``table`` in binary: a sync copies every message it reads, and
+    the text format cost four times as much processor time a row, on the thread whose
+    GIL the sync's reader shares."""
+    with cursor.cursor.copy(f"COPY {table} ({', '.join(MESSAGE_COLUMNS)}) "
+                            "FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_message_types())
+        for row in rows:
+            copy.write_row(row)
+
+
 def copy_new_messages(rows: Sequence[MessageRow]) -> None:
     """Messages of conversations new to the mirror: nothing to conflict with, so a plain
     COPY (PostgreSQL only)."""
-    with db.cursor() as cursor, cursor.cursor.copy(
-        f"COPY {Message._meta.db_table} ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN"
-    ) as copy:
-        for row in rows:
-            copy.write_row(row)
+    with db.cursor() as cursor:
+        _copy_messages(cursor, Message._meta.db_table, rows)
 
 
 class MessageUpserter:
@@ -188,9 +202,7 @@ class MessageUpserter:
                     f"ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
                 cursor.execute(f"TRUNCATE {_STAGE}")
                 self._staged = True
-            with cursor.cursor.copy(f"COPY {_STAGE} ({cols}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            _copy_messages(cursor, _STAGE, rows)
             # Unchanged rows are not rewritten: a re-sync of a quiet chat costs no writes.
             cursor.execute(
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_STAGE} "  # noqa: S608  # nosec B608
