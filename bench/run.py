@@ -423,7 +423,7 @@ def bench_pages(owner: Any) -> dict[str, float]:
     from django.test import Client
     from django.urls import reverse
 
-    from dashboard.models import Conversation, ErasureItem
+    from dashboard.models import Conversation, ErasureItem, ErasureJob
 
     conn = connection_for(owner, "characterai", {"token": "x" * 40}, {}, "bench pages")
     started = time.perf_counter()
@@ -457,7 +457,10 @@ def bench_pages(owner: Any) -> dict[str, float]:
     matching = Conversation.objects.filter(connection=conn, mirror_state="present").count()
     settle()
     started = time.perf_counter()
-    response = client.post(reverse("erase_selected"), {"select_all": "1"})
+    # As a person would: the list filtered to this connection, then "Select all N matching"
+    # (the bench's owner also sees the connections of the parts before this one).
+    response = client.post(reverse("erase_selected"),
+                           {"select_all": "1", "connection": str(conn.pk)})
     if response.status_code != 302:
         raise RuntimeError(f"select all answered {response.status_code}")
     preview = client.get(response["Location"])
@@ -466,10 +469,14 @@ def bench_pages(owner: Any) -> dict[str, float]:
         raise RuntimeError(f"the preview answered {preview.status_code}")
     # One conversation item per match; a conversation holding a pinned message is also
     # frozen message by message (sent instead if pinned messages are kept).
-    frozen = ErasureItem.objects.filter(job__connection=conn, kind="conversation").count()
+    request = ErasureJob.objects.latest("pk").request
+    if set(ErasureJob.objects.filter(request=request).values_list("connection", flat=True)
+           ) != {conn.pk}:
+        raise RuntimeError("select all froze conversations of another connection")
+    frozen = ErasureItem.objects.filter(job__request=request, kind="conversation").count()
     if frozen != matching:
         raise RuntimeError(f"select all froze {frozen} conversations for {matching} matching")
-    items = ErasureItem.objects.filter(job__connection=conn).count()
+    items = ErasureItem.objects.filter(job__request=request).count()
     log(f"select all: {frozen} conversations ({items} items) frozen and previewed in "
         f"{select_ms:.0f} ms")
     figures["select_all_ms"] = select_ms

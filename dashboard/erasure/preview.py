@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from ..models import Conversation, ErasureItem, ErasureJob
 from .freeze import HELD, PINNED, PINNED_MESSAGE, sent
@@ -35,13 +35,14 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         for row in items.filter(_skipped(include_pinned)).values("detail").annotate(
             n=Count("id")).order_by("-n", "detail")
     ]
-    # Conversations keeping their pinned messages, whose other messages go one by one:
-    # asked per kept conversation (few), not by collecting the conversations of every
-    # message item (many; most of the preview's time on 70,000 items).
-    split = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
-                         detail=PINNED).filter(Exists(items.filter(
-                             kind=ErasureItem.Kind.MESSAGE,
-                             conversation_id=OuterRef("conversation_id")))).count()
+    # Conversations keeping their pinned messages, whose other messages go one by one: an
+    # INTERSECT, which the database can only answer in one pass over each side. Asked as a
+    # join, the planner, whose statistics cannot know a job frozen a moment ago, took the
+    # job for a few rows and read all of its items once per conversation (4 s on 70,000).
+    whole_kept = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
+                              detail=PINNED).values("conversation_id")
+    split = whole_kept.intersection(
+        items.filter(kind=ErasureItem.Kind.MESSAGE).values("conversation_id")).count()
     connection = job.live_connection()
     return {
         "job": job,

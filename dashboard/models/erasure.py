@@ -221,9 +221,8 @@ class ErasureItem(models.Model):
 
     class Meta:
         ordering = ["id"]
-        # (conversation, job): "does this job hold that conversation" is asked per item by
-        # previews and freezes, and answers from the index even before statistics know a
-        # new job's size (a bare conversation index let the planner scan the whole job).
+        # (conversation, job): what holds a conversation (freezes, confirming, purges), by
+        # conversation alone or within one job, from one index.
         indexes = [models.Index(fields=["job", "state"]),
                    models.Index(fields=["conversation", "job"])]
         constraints = [models.UniqueConstraint(fields=["idempotency_key"],

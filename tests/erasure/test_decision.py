@@ -77,8 +77,11 @@ def test_the_preview_numbers_follow_the_pinned_checkbox(client, cai, pinned_chat
     client.force_login(cai.owner)
     kept = client.get(url).content.decode()
     assert "Erase 5 at the provider" in kept and "Include pinned messages" in kept
+    assert ("1 conversation holds pinned messages: its other messages are erased one by "
+            "one; 1 pinned message and the conversation itself stay.") in kept
     included = client.get(url + "?include_pinned=1", HTTP_HX_REQUEST="true").content.decode()
     assert "Erase 2 at the provider" in included and 'value="2"' in included
+    assert "holds pinned messages" not in included
 
 
 def test_the_server_holds_the_person_to_the_numbers_they_saw(client, cai, pinned_chat,
