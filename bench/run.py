@@ -196,7 +196,7 @@ def bench_ingest(owner: Any) -> dict[str, float]:
     from django.db import transaction
     from django.utils import timezone
 
-    from dashboard.mirror import reader, writer
+    from dashboard.mirror import reader, sync, writer
     from dashboard.models import SyncRun
     from providers import records
 
@@ -217,7 +217,8 @@ def bench_ingest(owner: Any) -> dict[str, float]:
     ]
     listing = reader.Listed(records.Account(id="1", name="bench"),
                             [records.Character(provider_id="char", name="Char")], convs)
-    with transaction.atomic():
+    # The process settings every sync's writer runs under (`sync.responsive_reader`).
+    with sync.responsive_reader(), transaction.atomic():
         into = writer.Writer(conn, run, {})
         into.write_listing(listing)
         started = time.perf_counter()
@@ -250,7 +251,7 @@ def _ingest_seconds(owner: Any, label: str, convs: int, every: int) -> float:
     """The writer's bulk path over `_texts`; rolled back afterwards."""
     from django.db import transaction
 
-    from dashboard.mirror import reader, writer
+    from dashboard.mirror import reader, sync, writer
     from dashboard.models import SyncRun
     from providers import records
 
@@ -266,7 +267,7 @@ def _ingest_seconds(owner: Any, label: str, convs: int, every: int) -> float:
         for chat, lines in zip(chats, _texts(convs, every), strict=True)]
     listing = reader.Listed(records.Account(id="1", name="bench"),
                             [records.Character(provider_id="char", name="Char")], chats)
-    with transaction.atomic():
+    with sync.responsive_reader(), transaction.atomic():
         into = writer.Writer(conn, run, {})
         into.write_listing(listing)
         started = time.perf_counter()

@@ -125,12 +125,12 @@ def _perform(sync_run: SyncRun, tracker: Tracker) -> SyncRun:
             known = _known(connection, incremental=since is not None)
             reader = Reader(provider, known, since, in_flight, tracker.progress)
             reader.start()
-            with _responsive_reader():
+            with responsive_reader():
                 items = list(reader.items())
             with transaction.atomic():
                 Writer(connection, sync_run, known).consume(iter(items))
         else:
-            with _responsive_reader(), transaction.atomic():
+            with responsive_reader(), transaction.atomic():
                 # Purges wait until this commits; what it reads below is after theirs.
                 locks.hold(locks.MIRROR, [connection.pk])
                 known = _known(connection, incremental=since is not None)
@@ -206,7 +206,7 @@ class _Tuning:
 
 
 @contextmanager
-def _responsive_reader() -> Iterator[None]:
+def responsive_reader() -> Iterator[None]:
     """Keep the reader's answers from waiting on this thread's bulk work.
 
     Both threads share the GIL: with Python's default 5 ms switch interval an answer that
