@@ -12,7 +12,9 @@ Providers do not say what their limits are, so a fixed guess is either slow or r
   latency that climbs well above its usual level (a provider slowing down under load).
   A 429 cuts to just under the requests the provider saw in the second before it (what a
   provider counting arrivals per window counted, so the next probe starts close under its
-  limit), a second one soon after cuts harder, and slowness cuts by a tenth;
+  limit), a second one soon after cuts harder unless the provider had accepted about all
+  that was sent (then a late request bunched with the next: it eases by 3 %), and
+  slowness cuts by a tenth;
 - never goes above ``ceiling`` (a documented limit, or the operator's), nor below a floor.
 
 An answer to a request granted before the last change says nothing about the new rate, so
@@ -107,7 +109,14 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
     if granted < pace.cut_at:
         return None
     if pace.last_429 and now - pace.last_429 < AGAIN_WITHIN:
-        rate = pace.rate * HARD_CUT
+        if seen >= UNDER * pace.rate:
+            # It accepted about all we sent: the estimate holds, and one request arriving
+            # late bunched with the next (a busy host does that). Ease off a little only.
+            rate = pace.rate * UNDER
+        else:
+            # It accepted fewer than we sent: its window is longer than a second, or its
+            # limit fell. The estimate was wrong: cut harder.
+            rate = pace.rate * HARD_CUT
     else:
         # Too few to measure by (a limit counted over a longer window): halve.
         rate = min(UNDER * seen, pace.rate * 0.9) if seen >= 2 else pace.rate / 2
