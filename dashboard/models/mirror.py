@@ -103,8 +103,10 @@ class Conversation(models.Model):
 
 
 class Message(models.Model):
+    # No index of its own: (conversation, position) and the (conversation, provider_id) key
+    # below both begin with it, and a sync writes every message into each index there is.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     provider_id = models.CharField(max_length=200)
     position = models.PositiveIntegerField()
