@@ -6,15 +6,14 @@ Providers do not say what their limits are, so a fixed guess is either slow or r
 - raises it while answers come back clean: doubling per answer until the first sign of a
   limit, as TCP's slow start does, then (only while callers wait on the budget, so a
   connection held back by latency or idle never talks itself up to a rate it never tried)
-  by 3 % of the limit it found per minute, so that it probes past that limit about once a
-  minute;
+  by 2 % of the limit it found per minute, so that it probes past that limit about once
+  every minute and a half;
 - cuts it on a 429, a ``Retry-After``, a rate-limit header saying nothing is left, or
   latency that climbs well above its usual level (a provider slowing down under load).
   A 429 cuts to just under the requests the provider saw in the second before it (what a
   provider counting arrivals per window counted, so the next probe starts close under its
-  limit), a second one soon after cuts harder unless the provider had accepted about all
-  that was sent (then a late request bunched with the next: it eases by 3 %), and
-  slowness cuts by a tenth;
+  limit), a second one soon after settles just under what the provider took then, or, if
+  it took far fewer than was sent, cuts harder; slowness cuts by a tenth;
 - never goes above ``ceiling`` (a documented limit, or the operator's), nor below a floor.
 
 An answer to a request granted before the last change says nothing about the new rate, so
@@ -41,9 +40,9 @@ AGAIN_WITHIN = 10.0
 HARD_CUT = 0.7
 SLOW_CUT = 0.9
 # After a 429, settle this share under what the provider counted, and climb back over a
-# minute, so probing costs at most one 429 a minute.
+# minute and a half, so probing costs fewer than one 429 a minute.
 UNDER = 0.97
-CLIMB_PER_MINUTE = 1 - UNDER  # back at the limit a minute after settling under it
+CLIMB_PER_MINUTE = (1 - UNDER) / 1.5  # back at the limit 90 s after settling under it
 WINDOW = 1.0  # seconds: the window a provider most likely counts requests in
 SLICE = 0.05  # seconds: the longest a waiting caller sleeps before it looks again
 # Latency counts as climbing when its average is this far above the usual level.
@@ -109,13 +108,13 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
     if granted < pace.cut_at:
         return None
     if pace.last_429 and now - pace.last_429 < AGAIN_WITHIN:
-        if seen >= UNDER * pace.rate:
-            # It accepted about all we sent: the estimate holds, and one request arriving
-            # late bunched with the next (a busy host does that). Ease off a little only.
-            rate = pace.rate * UNDER
+        if seen >= 2 and seen >= HARD_CUT * pace.rate:
+            # It still took most of what was sent: the estimate was close (the second
+            # counted at the first cut held one too many, or a request arriving late
+            # bunched with the next, as on a busy host). Settle just under what it took.
+            rate = min(UNDER * seen, pace.rate * UNDER)
         else:
-            # It accepted fewer than we sent: its window is longer than a second, or its
-            # limit fell. The estimate was wrong: cut harder.
+            # It took far fewer: its window is longer than a second, or its limit fell.
             rate = pace.rate * HARD_CUT
     else:
         # Too few to measure by (a limit counted over a longer window): halve.
@@ -289,11 +288,13 @@ class AdaptiveBudget(RateBudget):
         if status == 429:
             self._note_refusal()
             wait = retry_after(headers)
+            probing = self._load().probing
             cut = self._change(lambda p: refused(p, now=now, granted=granted,
                                                  seen=self._seen(), ceiling=self.ceiling))
-            # With no Retry-After, a first refusal still holds everyone for one window, so
-            # the provider's count forgets the burst before the new pace is tried.
-            if wait or cut:
+            # With no Retry-After, the refusal that ends the probing still holds everyone
+            # for one window, so the provider's count forgets the burst before the new
+            # pace is tried; a later one, at about that pace, has no burst to wait out.
+            if wait or (cut and probing):
                 self._hold_for(wait or WINDOW)
             return
         if status is None or status >= 500:

@@ -68,21 +68,25 @@ def test_a_second_429_soon_after_cuts_harder_and_a_burst_in_flight_counts_once()
     assert cut is not None and cut.rate == pytest.approx(0.97 * 17)
     # Answers to requests granted before that cut say nothing of the new rate.
     assert refused(cut, now=101.1, granted=100.9, seen=18, ceiling=None) is None
-    again = refused(cut, now=103.0, granted=102.0, seen=15, ceiling=None)
+    # Soon after, it took far fewer than was sent: the estimate was wrong, cut harder.
+    again = refused(cut, now=103.0, granted=102.0, seen=10, ceiling=None)
     assert again is not None and again.rate == pytest.approx(cut.rate * 0.7)
 
 
-def test_a_second_429_when_the_provider_took_all_we_sent_eases_only_a_little():
-    """At the pace it found, a request delayed on its way arrives with the next one: the
-    provider refuses one, having accepted all the others. That is no reason to drop to
-    70 %, which cost an erasure of 12,000 items a third of its speed."""
-    cut = refused(Pace(rate=20.0, changed_at=100.0), now=101.0, granted=100.5, seen=10,
+def test_a_second_429_when_the_provider_took_most_of_what_was_sent_settles_under_it():
+    """Close to the limit, a second refusal soon after is a near miss, not a wrong
+    estimate: the second counted at the first cut held one request too many, or one
+    delayed on its way arrived with the next. Dropping to 70 % for it cost an erasure of
+    12,000 items a third of its speed."""
+    cut = refused(Pace(rate=40.0, changed_at=100.0), now=101.0, granted=100.5, seen=11,
                   ceiling=None)
-    assert cut is not None and cut.rate == pytest.approx(9.7)
-    jitter = refused(cut, now=104.0, granted=103.5, seen=10, ceiling=None)
-    assert jitter is not None and jitter.rate == pytest.approx(9.7 * 0.97)
-    fewer = refused(cut, now=104.0, granted=103.5, seen=7, ceiling=None)
-    assert fewer is not None and fewer.rate == pytest.approx(9.7 * 0.7)
+    assert cut is not None and cut.rate == pytest.approx(0.97 * 11)  # one too many
+    near = refused(cut, now=104.0, granted=103.5, seen=10, ceiling=None)
+    assert near is not None and near.rate == pytest.approx(0.97 * 10)
+    late = refused(near, now=106.0, granted=105.5, seen=10, ceiling=None)
+    assert late is not None and late.rate == pytest.approx(0.97 * 0.97 * 10)
+    far = refused(near, now=106.0, granted=105.5, seen=5, ceiling=None)
+    assert far is not None and far.rate == pytest.approx(0.97 * 10 * 0.7)
 
 
 def test_after_a_cut_the_rate_comes_back_up_and_probes_past_the_limit_again():
