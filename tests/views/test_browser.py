@@ -284,7 +284,9 @@ def test_the_overview_follows_a_sync_started_from_it_without_a_reload(
     page.click(f"form[action='/connections/{connection.pk}/sync/'] button")
     page.wait_for_selector("#overview-live[hx-get]")  # a sync runs: the region polls
     page.evaluate("window.lethe_no_reload = true")  # gone if the page were loaded again
-    page.wait_for_selector("svg.chart")
+    # The sync is slow on purpose, one request at a time; on a machine also running the
+    # system suite it has taken more than the default 20 s to end.
+    page.wait_for_selector("svg.chart", timeout=90_000)
     assert page.evaluate("window.lethe_no_reload") is True
     assert page.locator("#overview-live[hx-get]").count() == 0  # done: polling stopped
     assert page.inner_text('[data-total="conversations"]') == "12"
