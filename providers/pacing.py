@@ -288,13 +288,12 @@ class AdaptiveBudget(RateBudget):
         if status == 429:
             self._note_refusal()
             wait = retry_after(headers)
-            probing = self._load().probing
-            cut = self._change(lambda p: refused(p, now=now, granted=granted,
-                                                 seen=self._seen(), ceiling=self.ceiling))
+            replaced = self._change(lambda p: refused(p, now=now, granted=granted,
+                                                      seen=self._seen(), ceiling=self.ceiling))
             # With no Retry-After, the refusal that ends the probing still holds everyone
             # for one window, so the provider's count forgets the burst before the new
             # pace is tried; a later one, at about that pace, has no burst to wait out.
-            if wait or (cut and probing):
+            if wait or (replaced is not None and replaced.probing):
                 self._hold_for(wait or WINDOW)
             return
         if status is None or status >= 500:
@@ -313,13 +312,13 @@ class AdaptiveBudget(RateBudget):
             self._change(lambda p: raised(p, now=now, granted=granted, ceiling=self.ceiling,
                                           round_trip=self.latency.usual))
 
-    def _change(self, rule: Any) -> bool:
-        """Apply ``rule`` to the pace; whether it changed it."""
+    def _change(self, rule: Any) -> Pace | None:
+        """Apply ``rule`` to the pace; the pace it replaced, or None if it changed none."""
         for _ in range(5):  # another worker may change the shared pace in between
             old = self._load()
             new = rule(old)
             if new is None:
-                return False
+                return None
             if self._store(old, new):
-                return True
-        return False
+                return old
+        return None

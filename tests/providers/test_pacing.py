@@ -187,3 +187,17 @@ def test_the_fake_holds_a_limit_with_or_without_retry_after_and_slows_under_load
     for _ in range(4):
         fake.handle("POST", LIST, headers, b"")
     assert calm < fake.answer_wait(time.monotonic())  # more arrivals, slower answers
+
+
+def test_only_the_refusal_that_ends_the_probing_holds_every_request_for_a_window():
+    """Its burst must drain from the provider's count; a near miss later, at about the
+    pace found, has none, and holding everyone a second for it cost a tenth of a job."""
+    budget = AdaptiveBudget(8.0)
+    granted = time.time()
+    budget.observe(granted, 429, {}, 0.02)
+    first = budget._hold
+    assert not budget.pace.probing and first > time.monotonic()
+    budget._hold = 0.0
+    before = budget.pace.rate
+    budget.observe(time.time(), 429, {}, 0.02)
+    assert budget.pace.rate < before and budget._hold == 0.0  # cut again, nobody held
