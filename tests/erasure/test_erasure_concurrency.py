@@ -64,10 +64,12 @@ def test_eight_concurrent_workers_never_send_an_item_twice(connection, convai_fa
 
 
 def start_worker(broker_dir: str) -> subprocess.Popen[bytes]:
-    """A worker with its beat, on a file-system broker in ``broker_dir``."""
+    """A worker with its beat, on a file-system broker in ``broker_dir``, logging what it
+    receives to ``worker.log`` there (a failing test prints it)."""
     env = processes.environment(Path(broker_dir), CELERY_BROKER_URL="filesystem://",
                                 LETHE_STUCK_AFTER="2")
-    return processes.worker(env, "--beat", "--schedule", os.path.join(broker_dir, "beat"))
+    return processes.worker(env, "--beat", "--schedule", os.path.join(broker_dir, "beat"),
+                            "--loglevel", "INFO", log=Path(broker_dir) / "worker.log")
 
 
 @pytest.mark.parametrize("victim", ["worker", "pool_child"])
@@ -92,6 +94,9 @@ def test_a_killed_worker_leaves_no_item_unsettled_and_none_deleted_twice(
                      what="the job to finish after the crash")
         finally:
             processes.stop(worker)
+            # Shown by pytest only when the test fails: a worker that never started deleting
+            # says here whether it started, received the task, or failed.
+            print((Path(broker_dir) / "worker.log").read_text(errors="replace")[-6000:])
     job.refresh_from_db()
     states = set(job.items.values_list("state", flat=True))
     assert states <= {ErasureItem.State.VERIFIED}, states
