@@ -29,20 +29,33 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
     warnings that apply, for one job."""
     items = job.items.all()
     going = items.filter(sent(include_pinned))
-    kinds = dict(going.values_list("kind").annotate(n=Count("id")).order_by())
+    # What goes, per conversation and kind: the counts by kind and by character both come
+    # from this one pass over the items.
+    per_conversation = list(going.order_by().values_list("conversation_id", "kind").annotate(
+        n=Count("id")))
+    kinds: dict[str, int] = {}
+    for _, kind, n in per_conversation:
+        kinds[kind] = kinds.get(kind, 0) + n
     reasons = [
         {"reason": row["detail"], "n": row["n"], "held_by": _held_job(row["detail"])}
         for row in items.filter(_skipped(include_pinned)).values("detail").annotate(
             n=Count("id")).order_by("-n", "detail")
     ]
-    # Conversations keeping their pinned messages, whose other messages go one by one: an
-    # INTERSECT, which the database can only answer in one pass over each side. Asked as a
-    # join, the planner, whose statistics cannot know a job frozen a moment ago, took the
-    # job for a few rows and read all of its items once per conversation (4 s on 70,000).
-    whole_kept = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
-                              detail=PINNED).values("conversation_id")
-    split = whole_kept.intersection(
-        items.filter(kind=ErasureItem.Kind.MESSAGE).values("conversation_id")).count()
+    skipped = {row["reason"]: row["n"] for row in reasons}
+    # Pinned messages are skipped, never sent, until the answer includes them: so their
+    # count is one of the reasons, and only a job with conversations skipped for holding
+    # them (a reason too) can split any.
+    split = 0
+    if not include_pinned and PINNED in skipped:
+        # Conversations keeping their pinned messages, whose other messages go one by one:
+        # an INTERSECT, which the database can only answer in one pass over each side.
+        # Asked as a join, the planner, whose statistics cannot know a job frozen a moment
+        # ago, took the job for a few rows and read all of its items once per conversation
+        # (4 s on 70,000).
+        whole_kept = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
+                                  detail=PINNED).values("conversation_id")
+        split = whole_kept.intersection(
+            items.filter(kind=ErasureItem.Kind.MESSAGE).values("conversation_id")).count()
     connection = job.live_connection()
     return {
         "job": job,
@@ -51,11 +64,11 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         "messages": kinds.get(ErasureItem.Kind.MESSAGE, 0),
         "skipped": reasons,
         # Conversations holding pinned messages, erased message by message when kept.
-        "split": 0 if include_pinned else split,
-        "pinned_kept": 0 if include_pinned else items.filter(detail=PINNED_MESSAGE).count(),
+        "split": split,
+        "pinned_kept": 0 if include_pinned else skipped.get(PINNED_MESSAGE, 0),
         # Lists, not querysets, so a template's "if" and "for" see the same rows and an
         # empty section is left out rather than drawn as a bare heading.
-        "characters": _characters(going),
+        "characters": _characters(going, per_conversation),
         # The sample's ids first, from the items alone: asked with its joins, the database
         # may join every item before it keeps ten.
         "sample": [_sample_row(item) for item in ErasureItem.objects.filter(
@@ -67,15 +80,14 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
     }
 
 
-def _characters(going: QuerySet[ErasureItem]) -> list[dict[str, Any]]:
+def _characters(going: QuerySet[ErasureItem], counts: list[tuple[int | None, str, int]]
+                ) -> list[dict[str, Any]]:
     """Per character (most touched first): how many whole conversations and single
-    messages of theirs go. Counted per conversation from the items alone, then summed by
-    the characters of those conversations: a join of every item to its conversation and
-    character costs several times more on 200,000 items."""
-    counts = list(going.order_by().values_list("conversation_id", "kind").annotate(
-        n=Count("id")))
+    messages of theirs go, from the ``counts`` per conversation and kind of what goes,
+    summed by the characters of those conversations: a join of every item to its
+    conversation and character costs several times more on 200,000 items."""
     # The conversations as a subquery: a list of 20,000 ids costs more to send than this.
-    names = dict(Conversation.objects.filter(
+    names: dict[int | None, str] = dict(Conversation.objects.filter(
         pk__in=going.order_by().values("conversation_id")).values_list(
         "pk", "character__name"))
     rows: dict[str, dict[str, Any]] = {}
