@@ -189,8 +189,12 @@ class ErasureItem(models.Model):
         MESSAGE = "message", labels.ITEM_KIND["message"]
 
     # The (job, state) index below serves every lookup by job: no second index on job.
+    # Unchecked by the database, like the two pointers below: a constraint looks up (and
+    # row-locks) the job once per item when a freeze commits, 0.7 s of a 200,000-item
+    # freeze. Jobs are only ever deleted through Django, whose CASCADE deletes their items
+    # first; tests/erasure/test_pointers.py holds it.
     job = models.ForeignKey(ErasureJob, on_delete=models.CASCADE, related_name="items",
-                            db_index=False)
+                            db_index=False, db_constraint=False)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     # Items outlive the mirror rows they point at, so these two are pointers, not database
     # constraints: a constraint checks (and row-locks) each referenced row when a freeze

@@ -1,16 +1,23 @@
-"""An item's conversation and message are pointers the database does not check (so that a
-freeze of 200,000 items does not check 400,000 rows as it commits): every way Lethe
-deletes mirror rows must null them first, or a receipt would point at nothing."""
+"""An item's job, conversation and message are pointers the database does not check (so
+that a freeze of 200,000 items does not check 600,000 rows as it commits): every way Lethe
+deletes mirror rows must null the item's pointers first, or a receipt would point at
+nothing, and every way it deletes a job must delete the job's items."""
 
 from __future__ import annotations
 
 import pytest
 
 from dashboard.erasure import freeze, removal
-from dashboard.models import Connection, Conversation, ErasureItem, Message
+from dashboard.models import Connection, Conversation, ErasureItem, ErasureJob, Message
 from tests.helpers import confirmed_job
 
 pytestmark = pytest.mark.django_db
+
+
+def orphans() -> list[int]:
+    """Items whose job no longer exists."""
+    return list(ErasureItem.objects.exclude(job_id__in=ErasureJob.objects.values("pk"))
+                .values_list("pk", flat=True))
 
 
 def dangling() -> list[tuple[int, int | None, int | None]]:
@@ -61,3 +68,28 @@ def test_the_pointers_are_unchecked_in_the_schema_and_checked_here(both_kinds):
         cursor.execute(f"DELETE FROM {Message._meta.db_table} WHERE id = %s",  # noqa: S608  # nosec B608
                        [message.pk])
     assert [row[2] for row in dangling()] == [message.pk]
+
+
+def test_every_way_a_job_is_deleted_takes_its_items(both_kinds):
+    # A draft discarded by removing the connection, and a job deleted through Django (the
+    # admin; confirming one connection of a request with nothing to send).
+    drafted = freeze.messages(both_kinds.owner, Message.objects.filter(
+        conversation__connection=both_kinds), {})
+    assert ErasureItem.objects.filter(job__request=drafted).exists()
+    ErasureJob.objects.exclude(request=drafted).first().delete()
+    assert orphans() == []
+    removal.remove(both_kinds, both_kinds.owner)
+    assert not ErasureJob.objects.filter(request=drafted).exists()
+    assert orphans() == []
+
+
+def test_the_job_pointer_is_unchecked_in_the_schema_and_checked_here(both_kinds):
+    from django.db import connection as db
+
+    job = ErasureJob.objects.first()
+    with db.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {ErasureJob._meta.db_table} WHERE id = %s",  # noqa: S608  # nosec B608
+                       [job.pk])
+    assert sorted(orphans()) == sorted(ErasureItem.objects.filter(job_id=job.pk).values_list(
+        "pk", flat=True))
+    assert orphans()
