@@ -127,3 +127,25 @@ def test_an_error_the_hook_raises_ends_the_request_without_retries(
         run(go())
     assert len(sent) == 1
     assert "GET /x -> 429 in" in caplog.text and "secret" not in caplog.text
+
+
+@pytest.mark.parametrize("body, parsed", [
+    ('{"text": "caf\u00e9 \u2615"}'.encode(), {"text": "caf\u00e9 \u2615"}),
+    # Valid JSON that orjson refuses: an escaped lone surrogate (stored later as U+FFFD),
+    # and a body in UTF-16, which JSON allows.
+    (b'{"text": "odd \\ud800 here"}', {"text": "odd \ud800 here"}),
+    ('{"a": 1}'.encode("utf-16"), {"a": 1}),
+])
+def test_every_valid_json_body_is_read(body: bytes, parsed: object) -> None:
+    from providers.http import body_json
+
+    assert body_json(httpx.Response(200, content=body)) == parsed
+
+
+def test_a_body_that_is_not_json_says_so() -> None:
+    from providers.http import body_json, json_or_none
+
+    response = httpx.Response(502, content=b"<html>Bad gateway</html>")
+    assert json_or_none(response) is None
+    with pytest.raises(ValueError, match="not JSON"):
+        body_json(response)
