@@ -27,7 +27,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-import orjson
 
 from .errors import (
     AuthError,
@@ -148,16 +147,6 @@ _PARSED = "_lethe_json"
 _NOT_JSON = object()
 
 
-def _loads(body: bytes) -> Any:
-    """JSON from bytes: orjson, twice as fast on a sync's pages, whose parsing is a seventh
-    of the reader's time; the standard library where orjson is stricter than JSON itself
-    (an escaped lone surrogate, which the mirror stores as U+FFFD; UTF-16 or UTF-32)."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
 def body_json(response: httpx.Response) -> Any:
     """The response body as JSON, parsed once however many layers look at it (a provider's
     ``classify`` hook reads the answer, then the client returns it); ValueError if it is not
@@ -165,7 +154,7 @@ def body_json(response: httpx.Response) -> Any:
     parsed = vars(response).get(_PARSED, _PARSED)
     if parsed is _PARSED:
         try:
-            parsed = _loads(response.content)
+            parsed = response.json()
         except ValueError:
             parsed = _NOT_JSON
         setattr(response, _PARSED, parsed)

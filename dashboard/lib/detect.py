@@ -9,11 +9,7 @@ question (`might`: an `@`, a run of digits, a long token) and looks closer only 
 answer is yes: detection must not slow a sync down noticeably (`make bench`,
 `findings_overhead`). A batch of messages goes through `Scanner.scan_many`, which asks the
 same of the whole batch at once (each detector's `hint`, one regex pass over the batch) and
-scans only the messages it picked. The built-in hints are compiled with `regex`, which lets
-go of the GIL while it searches: the batch passes then run on the other core instead of
-holding up the sync's reader (a regex call holds the GIL throughout, 4-6 ms a pass on a
-batch of 5,000 messages). A team's own patterns keep `re`, whose syntax they were checked
-against.
+scans only the messages it picked.
 """
 
 from __future__ import annotations
@@ -27,22 +23,11 @@ from itertools import accumulate
 from typing import ClassVar
 
 import phonenumbers
-import regex
 from detect_secrets.plugins.base import RegexBasedDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
 from stdnum import iban, luhn
 
 ELLIPSIS = "…"
-
-
-# A batch pass: `regex` for the built-in ones (searches without the GIL), `re` for a team's.
-Hint = re.Pattern[str] | regex.Pattern[str]
-
-
-def _matches(hint: Hint, text: str) -> Iterator[re.Match[str] | regex.Match[str]]:
-    if isinstance(hint, regex.Pattern):
-        return hint.finditer(text, concurrent=True)
-    return hint.finditer(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +55,12 @@ class Detector:
     # A regex that matches wherever `find` could find something (and maybe elsewhere):
     # run once over a whole batch of messages (`Scanner.scan_many`), it picks the few worth
     # a closer look. None: every message is.
-    hint: Hint | None = None
+    hint: re.Pattern[str] | None = None
 
     # The same as several cheaper passes that together match where it would (`Secrets`).
-    hints: tuple[Hint, ...] = ()
+    hints: tuple[re.Pattern[str], ...] = ()
 
-    def passes(self) -> tuple[Hint, ...]:
+    def passes(self) -> tuple[re.Pattern[str], ...]:
         return self.hints or (() if self.hint is None else (self.hint,))
 
     def might(self, text: str, digits: int) -> bool:
@@ -116,13 +101,13 @@ PRIVATE_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----")
 class Secrets(Detector):
     kind = "secret"
     name = "credential"
-    hint = regex.compile(r"://|PRIVATE KEY|PuTTY|\S{16}")
+    hint = re.compile(r"://|PRIVATE KEY|PuTTY|\S{16}")
     # The same, as four passes: re finds a bare literal with a fast search, but tries an
     # alternation at every position (1.7 µs a chat message as one pass, 1.2 as four).
     # The long token is found at its start only (`scan_many` puts a newline before every
     # text): tried at every character, \S{16} rereads each word once per letter.
-    hints = tuple(regex.compile(p) for p in (regex.escape("://"), "PRIVATE KEY", "PuTTY",
-                                             r"\s\S{16}"))
+    hints = tuple(re.compile(p) for p in (re.escape("://"), "PRIVATE KEY", "PuTTY",
+                                          r"\s\S{16}"))
 
     def might(self, text: str, digits: int) -> bool:
         # Every shape below is a long token, a key block, or credentials in a URL.
@@ -140,8 +125,8 @@ class Secrets(Detector):
         return found
 
     def find(self, text: str) -> Iterator[Found]:
-        for label, pattern, plugin in self.patterns:
-            for match in pattern.finditer(text):
+        for label, regex, plugin in self.patterns:
+            for match in regex.finditer(text):
                 # Basic auth captures the password; the others match the secret whole.
                 start, end = match.span(1) if label == "Basic Auth" else match.span()
                 value = text[start:end]
@@ -161,13 +146,13 @@ class Secrets(Detector):
 # -- personal data ----------------------------------------------------------------------
 
 # Seven digits or more with at most a few separators between each.
-DIGIT_RUN = regex.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
+DIGIT_RUN = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
 
 
 class Emails(Detector):
     kind = "email"
     name = "e-mail address"
-    hint = regex.compile("@")
+    hint = re.compile("@")
 
     def might(self, text: str, digits: int) -> bool:
         return "@" in text
@@ -226,7 +211,7 @@ class Cards(Detector):
 class Ibans(Detector):
     kind = "iban"
     name = "IBAN"
-    hint = regex.compile(r"[A-Z][A-Z]\d\d")
+    hint = re.compile(r"[A-Z][A-Z]\d\d")
 
     def might(self, text: str, digits: int) -> bool:
         return digits >= 8  # the shortest (Norway's) has 11 digits; some BBANs hold letters
@@ -244,12 +229,12 @@ class Pattern(Detector):
 
     kind = "custom"
 
-    def __init__(self, name: str, source: str) -> None:
+    def __init__(self, name: str, regex: str) -> None:
         self.name = name
-        self.regex = re.compile(source)
+        self.regex = re.compile(regex)
         # Its own regex, over the batch joined by newlines, unless it anchors to the start
         # or end of a text, which means something else there.
-        if not re.search(r"\^|\$|\\A|\\Z|\(\?[a-z]*m", source):
+        if not re.search(r"\^|\$|\\A|\\Z|\(\?[a-z]*m", regex):
             self.hint = self.regex
 
     def find(self, text: str) -> Iterator[Found]:
@@ -300,7 +285,7 @@ class Scanner:
             picked: set[int] = set()
             hints = {id(h): h for d in self.detectors for h in d.passes()}
             for hint in hints.values():
-                for match in _matches(hint, joined):
+                for match in hint.finditer(joined):
                     begins = match.start() + 1
                     first = bisect_right(starts, begins) - 1
                     last = bisect_right(starts, max(begins, match.end() - 1)) - 1

@@ -131,10 +131,11 @@ def test_an_error_the_hook_raises_ends_the_request_without_retries(
 
 @pytest.mark.parametrize("body, parsed", [
     ('{"text": "caf\u00e9 \u2615"}'.encode(), {"text": "caf\u00e9 \u2615"}),
-    # Valid JSON that orjson refuses: an escaped lone surrogate (stored later as U+FFFD),
-    # and a body in UTF-16, which JSON allows.
+    # Valid JSON a stricter parser may refuse: an escaped lone surrogate (stored later as
+    # U+FFFD), a body in UTF-16, and an integer past 64 bits, which must stay exact.
     (b'{"text": "odd \\ud800 here"}', {"text": "odd \ud800 here"}),
     ('{"a": 1}'.encode("utf-16"), {"a": 1}),
+    (b'{"id": 18446744073709551616}', {"id": 18446744073709551616}),
 ])
 def test_every_valid_json_body_is_read(body: bytes, parsed: object) -> None:
     from providers.http import body_json
