@@ -1,5 +1,5 @@
 """An item's job, conversation and message are pointers the database does not check (so
-that a freeze of 200,000 items does not check 600,000 rows as it commits): every way Lethe
+that a freeze of 200,000 items does not make 600,000 lookups as it commits): every way Lethe
 deletes mirror rows must null the item's pointers first, or a receipt would point at
 nothing, and every way it deletes a job must delete the job's items."""
 
@@ -58,7 +58,7 @@ def test_deleting_mirror_rows_through_django_nulls_the_items_pointers(both_kinds
     assert dangling() == []
 
 
-def test_the_pointers_are_unchecked_in_the_schema_and_checked_here(both_kinds):
+def test_a_raw_delete_of_a_message_is_seen_by_the_check_here(both_kinds):
     """The check above is what stands in for the constraint: a raw delete (which no code
     path does) would leave a dangling pointer, and `dangling` sees it."""
     from django.db import connection as db
@@ -71,25 +71,47 @@ def test_the_pointers_are_unchecked_in_the_schema_and_checked_here(both_kinds):
 
 
 def test_every_way_a_job_is_deleted_takes_its_items(both_kinds):
-    # A draft discarded by removing the connection, and a job deleted through Django (the
-    # admin; confirming one connection of a request with nothing to send).
+    """Jobs are deleted through Django only (drafts discarded by confirming, by a policy
+    with nothing to send, by removing the connection), whose CASCADE deletes the items."""
     drafted = freeze.messages(both_kinds.owner, Message.objects.filter(
         conversation__connection=both_kinds), {})
     assert ErasureItem.objects.filter(job__request=drafted).exists()
-    ErasureJob.objects.exclude(request=drafted).first().delete()
+    other = ErasureJob.objects.exclude(request=drafted).first()
+    assert other.items.exists()
+    other.delete()
     assert orphans() == []
     removal.remove(both_kinds, both_kinds.owner)
     assert not ErasureJob.objects.filter(request=drafted).exists()
     assert orphans() == []
 
 
-def test_the_job_pointer_is_unchecked_in_the_schema_and_checked_here(both_kinds):
+def test_no_code_deletes_jobs_with_raw_sql():
+    """What would bypass that CASCADE: SQL naming the jobs' table outside migrations."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "dashboard"
+    table = ErasureJob._meta.db_table
+    naming = [str(path) for path in root.rglob("*.py") if "migrations" not in path.parts
+              and (table in (text := path.read_text()) or "ErasureJob._meta.db_table" in text)]
+    assert naming == []
+
+
+def test_the_pointers_are_unchecked_in_the_schema():
+    from django.db import connection as db
+
+    with db.cursor() as cursor:
+        constraints = db.introspection.get_constraints(cursor, ErasureItem._meta.db_table)
+    checked = {column for c in constraints.values() if c["foreign_key"] for column in c["columns"]}
+    assert not checked & {"job_id", "conversation_id", "message_id"}
+
+
+def test_a_raw_delete_of_a_job_is_seen_by_the_check_here(both_kinds):
     from django.db import connection as db
 
     job = ErasureJob.objects.first()
+    held = sorted(ErasureItem.objects.filter(job_id=job.pk).values_list("pk", flat=True))
+    assert held
     with db.cursor() as cursor:
         cursor.execute(f"DELETE FROM {ErasureJob._meta.db_table} WHERE id = %s",  # noqa: S608  # nosec B608
                        [job.pk])
-    assert sorted(orphans()) == sorted(ErasureItem.objects.filter(job_id=job.pk).values_list(
-        "pk", flat=True))
-    assert orphans()
+    assert sorted(orphans()) == held
