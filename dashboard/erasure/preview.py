@@ -87,7 +87,7 @@ def _characters(going: QuerySet[ErasureItem], counts: list[tuple[int | None, str
     summed by the characters of those conversations: a join of every item to its
     conversation and character costs several times more on 200,000 items."""
     # The conversations as a subquery: a list of 20,000 ids costs more to send than this.
-    names: dict[int | None, str] = dict(Conversation.objects.filter(
+    names: dict[int | None, str | None] = dict(Conversation.objects.filter(
         pk__in=going.order_by().values("conversation_id")).values_list(
         "pk", "character__name"))
     rows: dict[str, dict[str, Any]] = {}
