@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Run the test suite against PostgreSQL, wherever one can be had, and the system suite.
 
-    scripts/test.py                  the suite (two processes) and, beside it, the system suite
+    scripts/test.py                  the suite (two processes), then its SQLite lane, and
+                                     beside both the system suite
     scripts/test.py [pytest args]    the suite only, with those arguments
+    scripts/test.py --sqlite [args]  the SQLite lane only
     scripts/test.py --system [args]  the system suite only
 
 The suite uses DATABASE_URL if set; else the server on 127.0.0.1:5432 if it answers; else a
 throw-away cluster started from this machine's PostgreSQL binaries and removed afterwards.
+The SQLite lane runs the files that hold on both databases on SQLite, which `make run`
+uses: the demo's journey from sync to preview and job must work there too.
 The system suite (tests/system) stops and kills the servers it runs on, so it always gets a
 PostgreSQL and a Redis of its own, on free ports (see tests/services.py).
 """
@@ -63,6 +67,22 @@ def suite(args: list[str]) -> int:
             stop()
 
 
+# What `make run` does, on the demo's database: these files hold on both; the rest of the
+# suite needs PostgreSQL (COPY, full-text search, row locks, concurrent workers).
+SQLITE = ["tests/mirror/test_sync.py", "tests/mirror/test_textquery.py",
+          "tests/views/test_views.py", "tests/views/test_conversation_list.py",
+          "tests/views/test_overview.py", "tests/views/test_job_pages.py",
+          "tests/erasure/test_decision.py", "tests/erasure/test_erasure_workflow.py",
+          "tests/erasure/test_requests.py"]
+
+
+def sqlite(args: list[str]) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.setdefault("CELERY_BROKER_URL", "memory://")
+    print("== The SQLite lane: the demo's database", flush=True)
+    return Pytest(env, ["-p", "no:xdist", "-q", *(args or SQLITE)]).wait()
+
+
 def system(args: list[str], output: IO[bytes] | None = None) -> Pytest:
     """The servers are started by the system suite's conftest on the ports named here, since
     it stops and starts them; nothing else is pointed at them."""
@@ -77,6 +97,8 @@ def system(args: list[str], output: IO[bytes] | None = None) -> Pytest:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--system"]:
         return system(argv[1:]).wait()
+    if argv[:1] == ["--sqlite"]:
+        return sqlite(argv[1:])
     if argv:
         return suite(argv)
     # The system suite mostly waits (out the outages it stages, for servers to start), so
@@ -85,6 +107,7 @@ def main(argv: list[str]) -> int:
         beside = system(["-q"], report)
         try:
             failed = suite([])
+            failed_sqlite = sqlite([])
         except BaseException:  # interrupted: take the system suite and its servers down too
             beside.process.terminate()
             raise
@@ -93,7 +116,7 @@ def main(argv: list[str]) -> int:
         print("== The system suite: outages staged mid-job, the deploy kit end to end", flush=True)
         sys.stdout.buffer.write(report.read())
         sys.stdout.flush()
-    return failed or failed_system
+    return failed or failed_sqlite or failed_system
 
 
 if __name__ == "__main__":
