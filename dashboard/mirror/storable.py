@@ -36,8 +36,13 @@ class Cleaner:
     def record(self, record: R) -> R:
         """The record, or a copy with its text fields made storable."""
         names = _FIELDS[type(record)]
-        # One search over all of them first: a sync asks this of every message it reads.
-        if _UNSTORABLE.search("\n".join([getattr(record, name) for name in names])) is None:
+        values = [getattr(record, name) for name in names]
+        # A sync asks this of every message it reads. ASCII text (which Python knows without
+        # reading it) holds no surrogate, so only NUL is to be looked for there: about 1 % of a
+        # sync's time. Other text gets one search over all of its fields.
+        if all(value.isascii() and "\x00" not in value for value in values):
+            return record
+        if _UNSTORABLE.search("\n".join(values)) is None:
             return record
         changes = {}
         for name in names:
