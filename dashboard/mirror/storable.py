@@ -23,31 +23,30 @@ _FIELDS: dict[type, tuple[str, ...]] = {
 R = TypeVar("R")
 
 
+def _storable(value: str) -> bool:
+    # A sync asks this of every field of every message it reads. ASCII text (which Python
+    # knows without reading it) can hold no surrogate, so only NUL is looked for there.
+    if value.isascii():
+        return "\x00" not in value
+    return _UNSTORABLE.search(value) is None
+
+
 class Cleaner:
     def __init__(self) -> None:
         self.changed = 0
 
     def text(self, value: str) -> str:
-        if _UNSTORABLE.search(value) is None:
+        if _storable(value):
             return value
         self.changed += 1
         return _UNSTORABLE.sub(REPLACEMENT, value)
 
     def record(self, record: R) -> R:
         """The record, or a copy with its text fields made storable."""
-        names = _FIELDS[type(record)]
-        values = [getattr(record, name) for name in names]
-        # A sync asks this of every message it reads. ASCII text (which Python knows without
-        # reading it) holds no surrogate, so only NUL is to be looked for there: about 1 % of a
-        # sync's time. Other text gets one search over all of its fields.
-        if all(value.isascii() and "\x00" not in value for value in values):
-            return record
-        if _UNSTORABLE.search("\n".join(values)) is None:
-            return record
         changes = {}
-        for name in names:
+        for name in _FIELDS[type(record)]:
             value = getattr(record, name)
-            if _UNSTORABLE.search(value) is not None:
+            if not _storable(value):
                 changes[name] = self.text(value)
         return dataclasses.replace(record, **changes) if changes else record  # type: ignore[type-var]
 
