@@ -52,9 +52,9 @@ def start(env: dict[str, str], *args: str, log: Path | None = None) -> subproces
 
 
 def worker(env: dict[str, str], *extra: str, concurrency: int = 1,
-           log: Path | None = None) -> subprocess.Popen[bytes]:
+           log: Path | None = None, loglevel: str = "WARNING") -> subprocess.Popen[bytes]:
     return start(env, "worker", "--pool", "prefork", "--concurrency", str(concurrency),
-                 "--loglevel", "WARNING", *extra, log=log)
+                 "--loglevel", loglevel, *extra, log=log)
 
 
 def beat(env: dict[str, str], name: str = "beat", log: Path | None = None

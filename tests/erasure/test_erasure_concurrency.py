@@ -69,7 +69,7 @@ def start_worker(broker_dir: str) -> subprocess.Popen[bytes]:
     env = processes.environment(Path(broker_dir), CELERY_BROKER_URL="filesystem://",
                                 LETHE_STUCK_AFTER="2")
     return processes.worker(env, "--beat", "--schedule", os.path.join(broker_dir, "beat"),
-                            "--loglevel", "INFO", log=Path(broker_dir) / "worker.log")
+                            loglevel="INFO", log=Path(broker_dir) / "worker.log")
 
 
 @pytest.mark.parametrize("victim", ["worker", "pool_child"])

@@ -66,7 +66,7 @@ def test_two_hosts_share_one_erasure_within_the_budget_and_survive_losing_one(
         for name in ("host-a", "host-b"):
             (tmp_path / name).mkdir()
             started.append(processes.worker(host(name), "--hostname", f"lethe@{name}",
-                                            "--loglevel", "INFO", log=tmp_path / f"{name}.log"))
+                                            loglevel="INFO", log=tmp_path / f"{name}.log"))
         started.append(processes.beat(host("host-a"), log=tmp_path / "beat.log"))
         sender = CeleryApp("sender", broker=rabbitmq)
         for _ in range(2):  # what `enqueue` sends: one message per worker the job may have
