@@ -84,6 +84,60 @@ def test_the_preview_numbers_follow_the_pinned_checkbox(client, cai, pinned_chat
     assert "holds pinned messages" not in included
 
 
+def _rehearsed_then_pinned(cai: Connection, kind: str) -> list[ErasureJob]:
+    """A dry run over both chats whole, or over the first one's messages, a message of the
+    first chat pinned since, and the real run drafted from it: the items skipped as pinned
+    then carry no choice (``for_real``), unlike a fresh freeze's."""
+    conv = cai.conversations.order_by("id").first()
+    if kind == "conversation":
+        request = freeze.conversations(cai.owner, cai.conversations.all(), {})
+    else:
+        request = freeze.messages(cai.owner, conv.messages.all(), {})
+    [dry] = lifecycle.confirm(list(ErasureJob.objects.filter(request=request)), dry_run=True,
+                              enqueue=False)
+    dry = worker.work_job(dry.pk)
+    Message.objects.filter(pk=conv.messages.order_by("position")[1].pk).update(pinned=True)
+    return list(ErasureJob.objects.filter(request=freeze.for_real(cai.owner, [dry])))
+
+
+@pytest.mark.parametrize("shape", ["fresh", "real conversation", "real messages"])
+@pytest.mark.parametrize("include_pinned", [False, True])
+def test_the_preview_counts_are_the_items_confirming_sends(cai, pinned_chat, shape,
+                                                           include_pinned):
+    """Invariant 10, against the items themselves: the preview derives its numbers from a
+    few aggregates (kinds from the per-conversation counts, pinned messages from the
+    skipped reasons), so each is checked here against a plain count, for a fresh freeze
+    and for a dry run repeated for real, then confirmed with the total it showed."""
+    from dashboard.erasure import preview
+
+    Message.objects.filter(pinned=True).update(pinned=False)  # each shape pins its own
+    if shape == "fresh":
+        Message.objects.filter(pk=pinned_chat.messages.order_by("position")[1].pk).update(
+            pinned=True)
+        jobs = draft_jobs(cai, 2)
+    else:
+        jobs = _rehearsed_then_pinned(cai, shape.split()[1].rstrip("s"))
+    [job] = jobs
+    shown_numbers = preview.summary(job, include_pinned)
+    items = job.items.all()
+    going = items.filter(freeze.sent(include_pinned))
+    assert shown_numbers["count"] == going.count()
+    assert shown_numbers["conversations"] == going.filter(kind="conversation").count()
+    assert shown_numbers["messages"] == going.filter(kind="message").count()
+    whole_kept = set(items.filter(kind="conversation", state=State.SKIPPED,
+                                  detail=freeze.PINNED).values_list("conversation_id", flat=True))
+    split = whole_kept & set(items.filter(kind="message").values_list("conversation_id",
+                                                                      flat=True))
+    assert shown_numbers["split"] == (0 if include_pinned else len(split))
+    assert shown_numbers["pinned_kept"] == (
+        0 if include_pinned else items.filter(detail=freeze.PINNED_MESSAGE).count())
+    if shape == "fresh" and not include_pinned:
+        assert shown_numbers["split"] == 1 and shown_numbers["pinned_kept"] == 1
+    [confirmed] = lifecycle.confirm(jobs, dry_run=False, include_pinned=include_pinned,
+                                    expected=shown_numbers["count"], enqueue=False)
+    assert confirmed.items.filter(state=State.PENDING).count() == shown_numbers["count"]
+
+
 def test_the_server_holds_the_person_to_the_numbers_they_saw(client, cai, pinned_chat,
                                                              settings):
     settings.LETHE_TYPED_CONFIRM_THRESHOLD = 3
