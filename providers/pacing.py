@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .http import RateBudget, parse_retry_after
+from .http import EARLY, RateBudget, parse_retry_after
 
 FLOOR = 0.1  # requests/s: a provider refusing everything is still asked now and then
 MAX_RATE = 1000.0  # beyond this a connection is bound by latency, not by its budget
@@ -266,9 +266,11 @@ class AdaptiveBudget(RateBudget):
             due = max(self._last + 1.0 / self._pace.rate, self._hold)
             if self._released():
                 due = max(now, self._hold)
-            if due - now > 1e-6:
-                return due - now
-            self._last = now
+            if due - now > EARLY:
+                return due - now - EARLY
+            # On the schedule, not at the moment granted: early or late by a wake-up, the
+            # next request is due one interval after this one's slot.
+            self._last = max(now, due)
             self._grants.append(now)
             while self._grants[0] < now - 2.0:
                 self._grants.popleft()

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 
 from providers import RateBudget
+from providers.http import EARLY
 from providers.pacing import AdaptiveBudget, Pace
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ _adaptive: dict[str, AdaptiveBudget] = {}
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
-# Take a slot of a GCRA bucket if it conforms now: returns 0, or the seconds to wait before
-# asking again (nothing taken then, so a late caller never squeezes the next one closer).
+# Take a slot of a GCRA bucket if it conforms now (or within ARGV[3] seconds, providers.http
+# EARLY): returns 0, or the seconds to wait before asking again (nothing taken then, so a
+# late caller never squeezes the next one closer).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -46,7 +48,8 @@ local window = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local early = tat - window - now
-if early > 0.000001 then return string.format('%.6f', early) end
+local slack = tonumber(ARGV[3])
+if early > slack then return string.format('%.6f', early - slack) end
 local next_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.6f', next_tat), 'PX',
            math.ceil((next_tat - now) * 1000) + 1000)
@@ -79,7 +82,8 @@ class RedisBudget(RateBudget):
 
     def _take(self) -> float:
         try:
-            wait = float(self._script(keys=[self.key], args=[1.0 / self.rate, self.window]))
+            wait = float(self._script(keys=[self.key],
+                                      args=[1.0 / self.rate, self.window, EARLY]))
         except Exception as exc:  # Redis away: a conservative share, rather than stop working
             if not self._away:
                 log.warning("shared rate budget unavailable (%s); pacing this process at "
@@ -92,8 +96,9 @@ class RedisBudget(RateBudget):
 
 
 # The adaptive budget's take: one interval of the connection's current learned rate after
-# the last grant (at once if ARGV[2] is 1: an answer released it while probing), and not
-# before a hold (a Retry-After); a grant is remembered in a sorted set for a second or two,
+# the last grant's slot (at once if ARGV[2] is 1: an answer released it while probing; up
+# to ARGV[3] seconds early, as in providers.http), and not before a hold (a Retry-After);
+# a grant is remembered in a sorted set for a second or two,
 # so a 429 can be set against what the provider counted.
 _PACED_TAKE = """
 local t = redis.call('TIME')
@@ -105,8 +110,10 @@ local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local hold = tonumber(redis.call('GET', KEYS[3]) or '0')
 local due = math.max(last + 1 / rate, hold)
 if ARGV[2] == '1' then due = math.max(now, hold) end
-if due - now > 0.000001 then return string.format('%.6f', due - now) end
-redis.call('SET', KEYS[1], string.format('%.6f', now), 'PX', math.ceil(1000 / rate) + 1000)
+local slack = tonumber(ARGV[3])
+if due - now > slack then return string.format('%.6f', due - now - slack) end
+redis.call('SET', KEYS[1], string.format('%.6f', math.max(now, due)), 'PX',
+           math.ceil(1000 / rate) + 1000)
 local stamp = string.format('%.6f', now)
 redis.call('ZADD', KEYS[4], now, stamp)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 2)
@@ -222,7 +229,8 @@ class SharedAdaptiveBudget(AdaptiveBudget):
         try:
             released = self._released()
             wait = float(self._take_script(keys=self._keys[:4],
-                                           args=[self._pace.rate, "1" if released else "0"]))
+                                           args=[self._pace.rate, "1" if released else "0",
+                                                 EARLY]))
             if wait == 0:
                 self._last = time.monotonic()
         except Exception as exc:  # Redis away: a conservative share, rather than stop working
