@@ -219,6 +219,31 @@ def classify(
     return PermanentError(message, status=status)
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing (see ``_Client``)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class _Client(httpx.AsyncClient):
+    """httpx's client without a cookie jar. Providers are called with the key in a header;
+    a cookie one of them (or a gateway before it) sets is not carried into later requests
+    of the connection, so what Lethe sends is only what it means to. Not filling a jar also
+    saves reading every answer's headers into one (5 % of a sync's processor time)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        pass  # httpx sets an empty jar as it starts; there is nothing to keep
+
+
 class HttpClient:
     """One httpx.AsyncClient plus the retry, budget and logging policy of a connection.
 
@@ -265,7 +290,7 @@ class HttpClient:
         self.error_keys = error_keys
         self.auth_statuses = auth_statuses
         self._classify = classify
-        self._client = httpx.AsyncClient(
+        self._client = _Client(
             base_url=base_url,
             headers=dict(headers or {}),
             transport=transport,

@@ -95,6 +95,22 @@ def test_a_returned_5xx_error_is_retried_like_a_generic_one_and_keeps_its_wordin
     assert len(sent) == 1 and caught.value.sent is True
 
 
+def test_a_cookie_the_provider_sets_is_not_sent_back() -> None:
+    # Providers take the key in a header; a session cookie a provider or a gateway hands
+    # out is not carried into the connection's later requests.
+    transport, sent = scripted(httpx.Response(
+        200, json={}, headers={"Set-Cookie": "sid=tracking; Path=/; Max-Age=3600"}))
+
+    async def go() -> None:
+        async with client(transport) as http:
+            await http.read("GET", "/one")
+            await http.read("GET", "/two")
+
+    run(go())
+    assert [r.url.path for r in sent] == ["/one", "/two"]
+    assert "cookie" not in sent[1].headers
+
+
 def test_a_hook_returning_none_leaves_errors_to_the_generic_reading() -> None:
     transport, sent = scripted(httpx.Response(429, json={"detail": "slow down"},
                                               headers={"Retry-After": "30"}))
