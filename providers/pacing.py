@@ -164,13 +164,19 @@ def exhausted(headers: Mapping[str, str]) -> float | None:
 @dataclass
 class Latency:
     """The average time an answer takes against its usual level: a moving average, and a
-    baseline that follows it down at once but up only slowly."""
+    baseline that follows it down at once but up only slowly. The first answer is left
+    out: it carries the warm-up (the process's first request, a new connection's DNS, TCP
+    and TLS), and as the baseline it would hide a provider slowing down from the start."""
 
     average: float = 0.0
     usual: float = 0.0
     samples: int = 0
+    warmed: bool = False
 
     def add(self, seconds: float) -> None:
+        if not self.warmed:
+            self.warmed = True
+            return
         if not self.samples:
             self.average = self.usual = seconds
         else:

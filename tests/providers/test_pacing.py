@@ -16,6 +16,7 @@ from providers.http import HttpClient
 from providers.pacing import (
     CLIMB_PER_MINUTE,
     AdaptiveBudget,
+    Latency,
     Pace,
     exhausted,
     raised,
@@ -161,6 +162,17 @@ def test_latency_that_climbs_under_load_eases_the_pace(limited):
     assert fake.answered_429 == 0
     assert not budget.pace.probing  # slowness, not a 429, ended the doubling
     assert budget.pace.last_429 == 0
+
+
+def test_a_slow_first_answer_does_not_hide_latency_that_climbs():
+    # The first answer carries the warm-up (the process's first request, a new connection);
+    # taken as the usual level, it hid a provider slowing down from the start.
+    latency = Latency()
+    for seconds in (0.8, 0.011, 0.004, 0.004, 0.003):
+        latency.add(seconds)
+    for step in range(1, 13):  # 50 ms slower at each answer
+        latency.add(0.05 * step)
+    assert latency.climbing
 
 
 def test_the_fake_holds_a_limit_with_or_without_retry_after_and_slows_under_load():
