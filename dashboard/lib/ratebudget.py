@@ -98,8 +98,8 @@ class RedisBudget(RateBudget):
 # The adaptive budget's take: one interval of the connection's current learned rate after
 # the last grant's slot (at once if ARGV[2] is 1: an answer released it while probing; up
 # to ARGV[3] seconds early, as in providers.http), and not before a hold (a Retry-After);
-# a grant is remembered in a sorted set for a second or two,
-# so a 429 can be set against what the provider counted.
+# a grant is remembered in a sorted set for a second or two, so a 429 can be set against
+# what the provider counted.
 _PACED_TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
