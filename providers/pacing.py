@@ -165,8 +165,9 @@ def exhausted(headers: Mapping[str, str]) -> float | None:
 class Latency:
     """The average time an answer takes against its usual level: a moving average, and a
     baseline that follows it down at once but up only slowly. The first answer is left
-    out: it carries the warm-up (the process's first request, a new connection's DNS, TCP
-    and TLS), and as the baseline it would hide a provider slowing down from the start."""
+    out: it carries the warm-up (the imports and connecting of a process's first request,
+    hundreds of milliseconds), and as the baseline it would hide a provider slowing down
+    from the start."""
 
     average: float = 0.0
     usual: float = 0.0
@@ -215,6 +216,7 @@ class AdaptiveBudget(RateBudget):
         super().__init__(start.rate, 1)
         self._pace = start
         self._last = 0.0  # monotonic time of the last grant
+        self._slot = 0.0  # the slot that grant was for (it may come up to EARLY before)
         self._answered = 0.0  # monotonic time of the last clean answer
         self._hold = 0.0  # monotonic: nothing is granted before it
         self._grants: collections.deque[float] = collections.deque()
@@ -269,14 +271,14 @@ class AdaptiveBudget(RateBudget):
     def _take(self) -> float:
         with self._lock:
             now = time.monotonic()
-            due = max(self._last + 1.0 / self._pace.rate, self._hold)
+            due = max(self._slot + 1.0 / self._pace.rate, self._hold)
             if self._released():
                 due = max(now, self._hold)
             if due - now > EARLY:
                 return due - now - EARLY
-            # On the schedule, not at the moment granted: early or late by a wake-up, the
-            # next request is due one interval after this one's slot.
-            self._last = max(now, due)
+            # The next slot is one interval after this one's, however early the waiter
+            # woke for it; a late one moves it later.
+            self._last, self._slot = now, max(now, due)
             self._grants.append(now)
             while self._grants[0] < now - 2.0:
                 self._grants.popleft()

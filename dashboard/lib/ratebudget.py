@@ -39,7 +39,7 @@ _clients: dict[str, Any] = {}
 
 # Take a slot of a GCRA bucket if it conforms now (or within ARGV[3] seconds, providers.http
 # EARLY): returns 0, or the seconds to wait before asking again (nothing taken then, so a
-# late caller never squeezes the next one closer).
+# late caller never squeezes the next one closer; never printed as 0, which means taken).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -49,7 +49,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local early = tat - window - now
 local slack = tonumber(ARGV[3])
-if early > slack then return string.format('%.6f', early - slack) end
+if early > slack then return string.format('%.6f', math.max(early - slack, 0.000001)) end
 local next_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.6f', next_tat), 'PX',
            math.ceil((next_tat - now) * 1000) + 1000)
@@ -111,7 +111,9 @@ local hold = tonumber(redis.call('GET', KEYS[3]) or '0')
 local due = math.max(last + 1 / rate, hold)
 if ARGV[2] == '1' then due = math.max(now, hold) end
 local slack = tonumber(ARGV[3])
-if due - now > slack then return string.format('%.6f', due - now - slack) end
+if due - now > slack then
+  return string.format('%.6f', math.max(due - now - slack, 0.000001))
+end
 redis.call('SET', KEYS[1], string.format('%.6f', math.max(now, due)), 'PX',
            math.ceil(1000 / rate) + 1000)
 local stamp = string.format('%.6f', now)
