@@ -220,13 +220,17 @@ def classify(
 
 
 class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing (see ``_Client``)."""
+    """A jar that stays empty (see ``_Client``): what answers set is dropped, and setting a
+    cookie by hand is a mistake that says so."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         pass
 
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("provider clients keep no cookies")
 
-_NO_COOKIES = _NoCookies()
+    def update(self, cookies: Any = None) -> None:  # type: ignore[override]  # as httpx
+        raise TypeError("provider clients keep no cookies")
 
 
 class _Client(httpx.AsyncClient):
@@ -235,13 +239,17 @@ class _Client(httpx.AsyncClient):
     of the connection, so what Lethe sends is only what it means to. Not filling a jar also
     saves reading every answer's headers into one (5 % of a sync's processor time)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _NoCookies()  # httpx reads the jar only through ``cookies``
+
     @property
     def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
+        return self._cookies
 
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
-        pass  # httpx sets an empty jar as it starts; there is nothing to keep
+        raise TypeError("provider clients keep no cookies")
 
 
 class HttpClient:

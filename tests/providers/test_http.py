@@ -111,6 +111,18 @@ def test_a_cookie_the_provider_sets_is_not_sent_back() -> None:
     assert "cookie" not in sent[1].headers
 
 
+def test_a_provider_client_refuses_a_cookie_set_by_hand() -> None:
+    http = client(scripted(httpx.Response(200, json={}))[0])
+    jar = http._client.cookies
+    with pytest.raises(TypeError, match="keep no cookies"):
+        jar.set("sid", "x")
+    with pytest.raises(TypeError, match="keep no cookies"):
+        jar["sid"] = "x"
+    with pytest.raises(TypeError, match="keep no cookies"):
+        http._client.cookies = {"sid": "x"}
+    assert not jar and jar is not client(scripted()[0])._client.cookies
+
+
 def test_a_hook_returning_none_leaves_errors_to_the_generic_reading() -> None:
     transport, sent = scripted(httpx.Response(429, json={"detail": "slow down"},
                                               headers={"Retry-After": "30"}))
