@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from dashboard.lib import ratebudget
 from dashboard.mirror import sync
 from dashboard.models import Connection
+from providers import RateBudget
 from providers.fakes import ConvaiFake
 from providers.fakes.convai import DEMO_KEY
 from providers.http import HttpClient
@@ -28,6 +29,26 @@ def redis_url() -> Iterator[str]:
         yield server.url + "/0"
     finally:
         server.remove()
+
+
+def _read_in_threads(url: str, budgets: Sequence[RateBudget], requests: int) -> None:
+    """One thread with an event loop of its own per budget, as the worker processes of one
+    connection have, each sending ``requests`` reads (a 429 is waited out and sent again)."""
+    def worker(budget: RateBudget) -> None:
+        async def main() -> None:
+            async with HttpClient(url, label="Convai", budget=budget,
+                                  policy=policy(backoff=0.01, retries=6),
+                                  headers={"CONVAI-API-KEY": DEMO_KEY}) as client:
+                for _ in range(requests):
+                    await client.read("POST", "/character/list")
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=worker, args=(b,)) for b in budgets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 @pytest.fixture
@@ -60,6 +81,23 @@ def test_two_workers_sharing_redis_learn_from_each_others_answers(adaptive, sett
     assert two._take() > 2.0
 
 
+@pytest.mark.parametrize("shared", ["in this process", "in Redis"])
+def test_workers_on_a_rate_pinned_at_the_limit_never_make_the_provider_refuse(
+        settings, redis_url, shared):
+    # Granted up to EARLY before their slots, requests still arrive under the limit.
+    settings.LETHE_PROVIDER_RATE = 20
+    settings.LETHE_REDIS_URL = redis_url if shared == "in Redis" else ""
+    key = str(uuid.uuid4())
+    budgets = [ratebudget.for_connection(key, 20) for _ in range(2)]
+    assert (budgets[0] is budgets[1]) == (shared == "in this process")
+    fake = ConvaiFake(seed=3, characters=1, sessions=1, latency=0.002, rate_limit=20,
+                      retry_after=None)
+    with fake.serve() as server:
+        _read_in_threads(server.url, budgets, 30)
+    assert fake.answered_429 == 0
+    assert fake.busiest(1.0) <= 20
+
+
 def test_two_workers_sharing_redis_stay_under_a_limit_neither_was_told(adaptive, settings,
                                                                        redis_url):
     settings.LETHE_REDIS_URL = redis_url
@@ -67,23 +105,8 @@ def test_two_workers_sharing_redis_stay_under_a_limit_neither_was_told(adaptive,
     fake = ConvaiFake(seed=3, characters=1, sessions=1, latency=0.002, rate_limit=30,
                       retry_after=None)
     budgets = [ratebudget.adaptive(key, 5.0) for _ in range(2)]
-
-    def worker(budget: AdaptiveBudget, url: str) -> None:
-        async def main() -> None:
-            async with HttpClient(url, label="Convai", budget=budget,
-                                  policy=policy(backoff=0.01, retries=6),
-                                  headers={"CONVAI-API-KEY": DEMO_KEY}) as client:
-                for _ in range(120):
-                    await client.read("POST", "/character/list")
-
-        asyncio.run(main())
-
     with fake.serve() as server:
-        threads = [threading.Thread(target=worker, args=(b, server.url)) for b in budgets]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _read_in_threads(server.url, budgets, 120)
     paces = [b.pace for b in budgets]
     assert paces[0] == paces[1]  # one pace, learned from both workers' answers
     assert fake.answered_429 > 0 and not paces[0].probing
