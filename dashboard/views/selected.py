@@ -77,17 +77,19 @@ def select_all(request: HttpRequest, held: Held, query: str) -> None:
     if held.all_selected(query):
         return
     params = QueryDict(query)
+    form = ConversationFilter(Connection.objects.visible_to(request.user), params)
+    if not form.is_valid():
+        return
+    matching = selection.held(request.user, [], [form.cleaned_data], [])
     if params.get("q"):
-        form = ConversationFilter(Connection.objects.visible_to(request.user), params)
-        if not form.is_valid():
-            return
-        found = set(selection.held(request.user, [], [form.cleaned_data], [])
-                    .values_list("pk", flat=True))
+        found = set(matching.values_list("pk", flat=True))
         held.ids |= found
         held.excluded -= found
     else:
         held.filters.append(query)
-        held.excluded.clear()
+        # Back in: what this filter matches. What was unticked under another filter and
+        # does not match this one stays out (it would otherwise be erased unasked).
+        held.excluded -= set(matching.filter(pk__in=held.excluded).values_list("pk", flat=True))
     held.used.append(_digest(query))
 
 

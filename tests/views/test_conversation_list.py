@@ -151,6 +151,32 @@ def test_select_all_matching_is_used_once_then_said(owner_client, synced, settin
     assert owner_client.get(URL).context["held_count"] == expected - 1
 
 
+def test_select_all_of_another_filter_brings_back_only_what_it_matches(owner_client, synced):
+    one, two = synced.characters.order_by("id")[:2]
+    select = owner_client.post
+    select(reverse("conversation_selection"), {"action": "all", "back": f"character={one.pk}"})
+    rows = owner_client.get(URL, {"character": one.pk}).context["page"].rows
+    unticked = rows[0]
+    post_page(owner_client, rows, rows[1:])
+    select(reverse("conversation_selection"), {"action": "all", "back": f"character={two.pk}"})
+    chosen = set(selected(owner_client))
+    assert unticked.pk not in chosen
+    assert chosen == set(synced.conversations.filter(character__in=[one, two])
+                         .exclude(pk=unticked.pk).values_list("pk", flat=True))
+    # Its own filter selected whole again takes it back in.
+    select(reverse("conversation_selection"), {"action": "all", "back": f"character={one.pk}"})
+    assert unticked.pk in selected(owner_client)
+
+
+def selected(client) -> list[int]:  # type: ignore[no-untyped-def]
+    """What "Erase selected" would freeze: the conversations of the job it drafts."""
+    client.post(reverse("erase_selected"), {"held": "1"})
+    job = ErasureJob.objects.latest("pk")
+    ids = list(job.items.values_list("conversation_id", flat=True).distinct())
+    job.delete()
+    return ids
+
+
 def test_export_selected_gives_the_messages_of_exactly_the_selection(owner_client, synced):
     convs = list(synced.conversations.order_by("id")[:2])
     post_page(owner_client, convs, convs)
