@@ -94,6 +94,14 @@ def mark_held(items: QuerySet[ErasureItem], mine: Iterable[ErasureJob]) -> int:
     return skipped
 
 
+def mark_protected(items: QuerySet[ErasureItem]) -> int:
+    """Skip those of ``items`` still to be sent whose conversation is on the keep-list now:
+    put there after the freeze, it is not sent either (confirming and every claim of a
+    worker check again). Returns how many it skipped."""
+    return items.filter(state=State.PENDING, conversation__protected=True).update(
+        state=State.SKIPPED, settled_at=timezone.now(), detail=PROTECTED)
+
+
 def _message_erasers() -> list[str]:
     return [name for name, cls in providers.REGISTRY.items()
             if "message" in cls.capabilities.erase_kinds]

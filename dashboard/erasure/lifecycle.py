@@ -22,7 +22,7 @@ from ..team import audit
 from ..team.roles import Role
 from . import notify, worker
 from .approvers import can_approve
-from .freeze import SelectionError, mark_held, sendable_counts
+from .freeze import SelectionError, mark_held, mark_protected, sendable_counts
 
 State = ErasureItem.State
 SentIf = ErasureItem.SentIf
@@ -45,15 +45,18 @@ def confirm(jobs: Iterable[ErasureJob], dry_run: bool, include_pinned: bool = Fa
     dry run sends nothing, so it starts at once. With `enqueue=False` the caller runs them
     itself (the management commands' default).
 
-    What another job took since the freeze is skipped first (no item is ever in two
-    unfinished jobs). SelectionError, with nothing confirmed, when nothing would be sent, or
-    when ``expected`` (the total the person saw) is no longer the total."""
+    What another job took since the freeze, and what was put on the keep-list since, is
+    skipped first (no item is ever in two unfinished jobs; nothing protected is sent).
+    SelectionError, with nothing confirmed, when nothing would be sent, or when
+    ``expected`` (the total the person saw) is no longer the total."""
     jobs = [job for job in jobs if job.status == ErasureJob.Status.DRAFT]
     now = timezone.now()
     confirmed = []
     with transaction.atomic():
         locks.hold(locks.BOOKING, [job.connection_id for job in jobs])
-        mark_held(ErasureItem.objects.filter(job__in=jobs), jobs)
+        items = ErasureItem.objects.filter(job__in=jobs)
+        mark_held(items, jobs)
+        mark_protected(items)
         total = sendable_counts(jobs).total(include_pinned)
         problem = _problem(total, expected, include_pinned)
         if not problem:

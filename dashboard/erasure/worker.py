@@ -28,6 +28,7 @@ from ..models.jobstate import Event
 from ..team import audit
 from ..team.roles import Role, at_least
 from . import notify, presence
+from .freeze import mark_protected
 from .outcomes import (
     MAX_ATTEMPTS,
     key_of,
@@ -164,23 +165,34 @@ def _still_running(job: ErasureJob, lease: int) -> bool:
 
 
 def claim(job: ErasureJob, size: int) -> list[ErasureItem]:
-    """Take up to `size` due pending items; other workers skip the locked rows."""
-    with transaction.atomic():
-        now = timezone.now()
-        if not ErasureJob.objects.filter(pk=job.pk, status=ErasureJob.Status.RUNNING).exists():
-            return []  # paused or cancelled since the last look: claim nothing more
-        ids = list(
-            job.items.select_for_update(skip_locked=True)
-            .filter(state=State.PENDING)
-            .exclude(next_attempt_at__gt=now)
-            .order_by("id")
-            .values_list("id", flat=True)[:size]
-        )
-        # Conditional on still being pending: a backend without row locks cannot double-claim.
-        ErasureItem.objects.filter(pk__in=ids, state=State.PENDING).update(
-            state=State.IN_FLIGHT, attempts=F("attempts") + 1, updated_at=now
-        )
-        return list(ErasureItem.objects.filter(pk__in=ids, state=State.IN_FLIGHT).order_by("id"))
+    """Take up to `size` due pending items; other workers skip the locked rows. Empty only
+    when nothing is left to take."""
+    while True:
+        with transaction.atomic():
+            now = timezone.now()
+            if not ErasureJob.objects.filter(pk=job.pk,
+                                             status=ErasureJob.Status.RUNNING).exists():
+                return []  # paused or cancelled since the last look: claim nothing more
+            ids = list(
+                job.items.select_for_update(skip_locked=True)
+                .filter(state=State.PENDING)
+                .exclude(next_attempt_at__gt=now)
+                .order_by("id")
+                .values_list("id", flat=True)[:size]
+            )
+            if not ids:
+                return []
+            # Put on the keep-list since the freeze (in the cancel window, say): not sent.
+            mark_protected(ErasureItem.objects.filter(pk__in=ids))
+            # Conditional on still being pending: a backend without row locks cannot
+            # double-claim.
+            ErasureItem.objects.filter(pk__in=ids, state=State.PENDING).update(
+                state=State.IN_FLIGHT, attempts=F("attempts") + 1, updated_at=now
+            )
+            claimed = list(ErasureItem.objects.filter(pk__in=ids, state=State.IN_FLIGHT)
+                           .order_by("id"))
+        if claimed:
+            return claimed
 
 
 def _work(job: ErasureJob, lease: int) -> None:

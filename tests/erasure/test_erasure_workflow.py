@@ -84,6 +84,28 @@ def test_protected_conversations_are_skipped_with_the_reason(synced, convai_fake
     assert job.items.exclude(pk=skipped.pk).get().state == State.VERIFIED
 
 
+def test_a_conversation_put_on_the_keep_list_after_the_freeze_is_not_sent(synced, convai_fake):
+    first, second, third = synced.conversations.order_by("id")[:3]
+    [draft] = draft_jobs(synced, 3)
+    Conversation.objects.filter(pk=first.pk).update(protected=True)  # before confirming
+    [job] = lifecycle.confirm([draft], dry_run=False, enqueue=False)
+    assert job.items.get(conversation=first).state == State.SKIPPED
+    Conversation.objects.filter(pk=second.pk).update(protected=True)  # in the cancel window
+    job = worker.work_job(job.pk)
+    for kept in (first, second):
+        item = job.items.get(conversation=kept)
+        assert item.state == State.SKIPPED and "keep-list" in item.detail
+        assert kept.provider_id not in convai_fake.deletes
+    assert job.items.get(conversation=third).state == State.VERIFIED
+
+
+def test_everything_put_on_the_keep_list_after_the_freeze_leaves_nothing_to_send(synced):
+    [draft] = draft_jobs(synced, 2)
+    synced.conversations.update(protected=True)
+    with pytest.raises(freeze.SelectionError, match="Nothing would be sent"):
+        lifecycle.confirm([draft], dry_run=False, enqueue=False)
+
+
 def test_a_session_holding_pinned_messages_goes_only_if_they_are_included(synced, convai_fake):
     # Convai erases whole sessions only: keeping a pinned message keeps its session.
     first = synced.conversations.order_by("id").first()
