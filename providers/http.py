@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -49,6 +50,9 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # its slot and the schedule keeps to its rate. It takes one millisecond of the ~30 ms a
 # second that pacing under the limit leaves for network jitter (dashboard/lib/ratebudget.py).
 EARLY = 0.001
+# The longest a Retry-After is taken at its word (seconds); a provider asking for longer
+# (or forever) is asked again after this. A job waits, and says until when.
+MAX_RETRY_AFTER = 24 * 3600.0
 DEFAULT_ERROR_KEYS = ("ERROR", "API_ERROR", "INTERNAL_ERROR", "error", "message", "detail")
 
 # A provider's own reading of an answer; see HttpClient.
@@ -72,7 +76,9 @@ class HttpPolicy:
     ``retries`` is how many times a failed request may be sent again; the wait before retry
     n (counting from 0) is drawn between 0 and ``backoff * 2**n``, at most ``max_backoff``.
     A 429 whose Retry-After asks for longer than ``max_retry_wait`` is raised as RateLimited
-    at once, so the job pauses rather than a worker sleeping through it.
+    at once, so the job pauses rather than a worker sleeping through it. A pause the
+    connection's budget keeps for every request (another request's Retry-After, a spent
+    rate-limit window) is waited out up to ``max_hold_wait``, and raised beyond it.
     """
 
     timeout: float = 15.0
@@ -81,8 +87,18 @@ class HttpPolicy:
     backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_wait: float = 5.0
+    max_hold_wait: float = 60.0
     # Hosts, patterns or networks an admin allowed beyond the provider's own (see hosts.py).
     allowed_hosts: tuple[str, ...] = ()
+
+
+class Held(Exception):
+    """The budget holds every request for ``seconds`` more (the provider asked for a pause):
+    longer than the caller will wait."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"held for {seconds:.0f} s")
+        self.seconds = seconds
 
 
 class RateBudget:
@@ -122,7 +138,9 @@ class RateBudget:
             self._tat = tat + interval
             return 0.0
 
-    async def acquire(self) -> None:
+    async def acquire(self, patience: float | None = None) -> None:
+        """Wait for a slot. ``patience``: raise Held rather than wait out a hold (a
+        Retry-After an adaptive budget keeps) longer than this; a fixed budget has none."""
         while (wait := self._take()) > 0:
             await asyncio.sleep(wait)
 
@@ -134,21 +152,24 @@ class RateBudget:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), at most
+    MAX_RETRY_AFTER; None when it says nothing usable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return None if math.isnan(seconds) else min(max(0.0, seconds), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER)
 
 
 _PARSED = "_lethe_json"
@@ -351,7 +372,14 @@ class HttpClient:
         attempt = 0
         while True:
             if self.budget is not None:
-                await self.budget.acquire()
+                try:
+                    await self.budget.acquire(patience=self.policy.max_hold_wait)
+                except Held as held:
+                    # A pause the provider asked for, too long to sleep through: as a 429
+                    # with that Retry-After would be (see HttpPolicy).
+                    raise RateLimited(
+                        f"{self.label} asked for a pause of {held.seconds:.0f} s before the "
+                        "next request", retry_after=held.seconds, status=None) from None
             granted = time.time()
             started = time.monotonic()
             try:
@@ -382,10 +410,15 @@ class HttpClient:
                 ) from None
             self._log(method, path, response.status_code, started)
             self.meter.sent(response.status_code)
-            if self.budget is not None:
-                self.budget.observe(granted, response.status_code, response.headers,
-                                    time.monotonic() - started)
-            refusal = self._refusal(response)
+            elapsed = time.monotonic() - started
+            # The budget learns from what the answer means, not only its status: a
+            # provider may word a rate limit on a 403 (Cloudflare's 1015, say).
+            try:
+                refusal = self._refusal(response)
+            except ProviderError as exc:
+                self._observe(granted, exc, response, elapsed)
+                raise
+            self._observe(granted, refusal, response, elapsed)
             if refusal is None:
                 return response
             wait = self._retry_wait(response, refusal, attempt, write=write)
@@ -396,6 +429,12 @@ class HttpClient:
                 raise refusal
             await asyncio.sleep(wait)
             attempt += 1
+
+    def _observe(self, granted: float, refusal: ProviderError | None,
+                 response: httpx.Response, elapsed: float) -> None:
+        if self.budget is not None:
+            status = 429 if isinstance(refusal, RateLimited) else response.status_code
+            self.budget.observe(granted, status, response.headers, elapsed)
 
     def _refusal(self, response: httpx.Response) -> ProviderError | None:
         """The error an answer means, or None for a success; the provider's hook reads it

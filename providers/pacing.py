@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .http import EARLY, RateBudget, parse_retry_after
+from .http import EARLY, Held, RateBudget, parse_retry_after
 
 FLOOR = 0.1  # requests/s: a provider refusing everything is still asked now and then
 MAX_RATE = 1000.0  # beyond this a connection is bound by latency, not by its budget
@@ -50,6 +50,10 @@ SLICE = 0.05  # seconds: the longest a waiting caller sleeps before it looks aga
 # is no reason to slow the provider's traffic.
 SLOW_FACTOR = 3.0
 SLOW_MARGIN = 0.2  # seconds: jitter on a fast answer is not slowness
+# A pace's times this far ahead of the clock reading them are not believed (the clock
+# stepped back, or another host's runs ahead): they would have every answer ignored until
+# then. Closer than this they are trusted, so that hosts a little apart agree.
+FUTURE = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,19 @@ class Pace:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def _trusted(pace: Pace, now: float) -> Pace:
+    """``pace`` with the times it has from the future (beyond FUTURE) taken as long past."""
+    late = now + FUTURE
+    if max(pace.changed_at, pace.cut_at, pace.last_429) <= late:
+        return pace
+
+    def believed(moment: float) -> float:
+        return 0.0 if moment > late else moment
+
+    return replace(pace, changed_at=believed(pace.changed_at), cut_at=believed(pace.cut_at),
+                   last_429=believed(pace.last_429))
+
+
 def bounded(rate: float, ceiling: float | None) -> float:
     top = min(MAX_RATE, ceiling) if ceiling else MAX_RATE
     return max(FLOOR, min(top, rate))
@@ -81,6 +98,7 @@ def raised(pace: Pace, *, now: float, granted: float, ceiling: float | None,
            round_trip: float = 0.0) -> Pace | None:
     """The pace after a clean answer to a request granted at ``granted``, or None if it
     stays. Past probing, the caller raises only while requests wait on the budget."""
+    pace = _trusted(pace, now)
     if granted < pace.changed_at:
         return None
     if pace.probing:
@@ -105,6 +123,7 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
     """The pace after the provider refused a request (a 429, or said nothing is left):
     ``seen`` is how many requests of this connection the provider accepted in the second
     before it (the refused ones not counted): about its limit, if it counts per second."""
+    pace = _trusted(pace, now)
     if granted < pace.cut_at:
         return None
     if pace.last_429 and now - pace.last_429 < AGAIN_WITHIN:
@@ -126,6 +145,7 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
 
 def slowed(pace: Pace, *, now: float, granted: float, ceiling: float | None) -> Pace | None:
     """The pace after latency climbed: the provider is struggling, ease off by a tenth."""
+    pace = _trusted(pace, now)
     if granted < pace.changed_at:
         return None
     rate = bounded(pace.rate * SLOW_CUT, ceiling)
@@ -262,6 +282,10 @@ class AdaptiveBudget(RateBudget):
         with self._lock:
             self._hold = max(self._hold, time.monotonic() + seconds)
 
+    def _held(self) -> float:
+        """Seconds the hold keeps every request back from now (0 when none)."""
+        return max(0.0, self._hold - time.monotonic())
+
     def _released(self) -> bool:
         """Whether a clean answer came since the last grant while probing: then the next
         request may go at once, clocked by answers as TCP's slow start is, however low
@@ -284,8 +308,10 @@ class AdaptiveBudget(RateBudget):
                 self._grants.popleft()
             return 0.0
 
-    async def acquire(self) -> None:
+    async def acquire(self, patience: float | None = None) -> None:
         while (wait := self._take()) > 0:
+            if patience is not None and wait > patience and (held := self._held()) > patience:
+                raise Held(held)
             self._waited = time.time()
             # In slices, so that a raise meanwhile lets the caller go early.
             await asyncio.sleep(min(wait, SLICE))

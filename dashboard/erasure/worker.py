@@ -109,12 +109,19 @@ def _work_guarded(job: ErasureJob, lease: int) -> None:
         _wait(job, exc.until, exc.reason)
     except providers.RateLimited as exc:
         until = now + timedelta(seconds=exc.retry_after or RETRY_LATER)
-        _wait(job, until, f"{job.provider_label} asked us to wait until {until:%H:%M:%S} UTC.")
+        _wait(job, until, f"{job.provider_label} asked us to wait until {_at(until)}.")
     except providers.ProviderError as exc:
         # The provider is away, or a read-back failed (nothing is sent without it): the
         # items wait and the sweeper brings the job back once `until` has passed.
         until = now + timedelta(seconds=RETRY_LATER)
-        _wait(job, until, f"{_unreachable(exc)} Trying again at {until:%H:%M:%S} UTC.")
+        _wait(job, until, f"{_unreachable(exc)} Trying again at {_at(until)}.")
+
+
+def _at(moment: datetime) -> str:
+    """A time to wait for, in words: with its date unless it is today (UTC)."""
+    if moment.date() == timezone.now().date():
+        return f"{moment:%H:%M:%S} UTC"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _unreachable(exc: providers.ProviderError) -> str:
@@ -267,7 +274,7 @@ def _send(session: ProviderSession, batch: list[ErasureItem], lease: int) -> Non
         _release(rest, next_attempt_at=until)
         if wait > MAX_INLINE_WAIT:
             raise _Throttled(until, f"{session.provider.label} asked us to wait until "
-                                    f"{until:%H:%M:%S} UTC.") from exc
+                                    f"{_at(until)}.") from exc
         time.sleep(wait)
         return
     except providers.AuthError as exc:
@@ -336,7 +343,7 @@ def _wait_for_backoff(job: ErasureJob) -> bool:
         return False
     wait = (earliest - timezone.now()).total_seconds()
     if wait > MAX_INLINE_WAIT:
-        raise _Throttled(earliest, f"Items wait to be tried again at {earliest:%H:%M:%S} UTC.")
+        raise _Throttled(earliest, f"Items wait to be tried again at {_at(earliest)}.")
     time.sleep(max(wait, 0.0))
     return True
 

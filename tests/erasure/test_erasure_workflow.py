@@ -178,6 +178,20 @@ def test_a_long_retry_after_is_kept_on_the_items_and_the_sweeper_resumes(synced,
     assert worker.work_job(job.pk).status == ErasureJob.Status.DONE
 
 
+@pytest.mark.parametrize("asked", [float("inf"), 1e12])
+def test_a_retry_after_of_forever_pauses_the_job_for_a_day(synced, convai_fake, asked):
+    """Sent as "inf" or "1e+12": taken as a day (then asked again), the items kept, not
+    in flight, and the wait said with its date."""
+    convai_fake.retry_after = asked
+    convai_fake.fail_next(1, status=429, path="/character/chatHistory/delete")
+    [job] = lifecycle.confirm(draft_jobs(synced), dry_run=False, enqueue=False)
+    job = worker.work_job(job.pk)
+    tomorrow = timezone.now() + timedelta(days=1)
+    assert job.throttled_until and abs(job.throttled_until - tomorrow) < timedelta(minutes=1)
+    assert job.items.filter(state=State.PENDING).count() == 2
+    assert f"asked us to wait until {tomorrow:%Y-%m-%d}" in job.last_error
+
+
 def test_the_sweeper_settles_items_whose_worker_died_in_flight(synced, convai_fake):
     [job] = lifecycle.confirm(draft_jobs(synced, 2), dry_run=False, enqueue=False)
     ErasureJob.objects.filter(pk=job.pk).update(status="running")

@@ -12,6 +12,7 @@ import pytest
 
 from providers import PermanentError, ProviderError, RateLimited, TemporaryError
 from providers.http import HttpClient
+from providers.pacing import AdaptiveBudget, Pace
 from tests.providers.loopback import policy
 
 T = TypeVar("T")
@@ -178,3 +179,44 @@ def test_a_body_that_is_not_json_says_so() -> None:
     assert json_or_none(response) is None
     with pytest.raises(ValueError, match="not JSON"):
         body_json(response)
+
+
+def test_a_pause_the_budget_keeps_beyond_max_hold_wait_is_raised_not_slept_through() -> None:
+    """After a 429 asking for an hour, the next request of the connection is not left
+    sleeping in the budget for that hour: it is refused at once, saying how long."""
+    transport, sent = scripted(httpx.Response(429, headers={"Retry-After": "3600"}, json={}),
+                               httpx.Response(200, json={}))
+
+    async def go() -> RateLimited:
+        async with HttpClient("http://provider.test", label="Provider", budget=AdaptiveBudget(5.0),
+                              policy=QUICK, transport=transport) as http:
+            with pytest.raises(RateLimited):
+                await http.read("GET", "/a")
+            with pytest.raises(RateLimited) as held:
+                await asyncio.wait_for(http.read("GET", "/b"), 5)
+            return held.value
+
+    held = run(go())
+    assert len(sent) == 1 and held.retry_after and held.retry_after > 3500
+    assert "pause of 3600 s" in str(held)
+
+
+def test_a_rate_limit_a_provider_words_on_another_status_slows_the_pace() -> None:
+    """Character.AI's Cloudflare front answers a burst with a 403 (error 1015), which its
+    reading calls a rate limit: the budget learns from that, not from the bare status."""
+    from providers.characterai.errors import classify_response
+
+    transport, _ = scripted(httpx.Response(403, headers={"Server": "cloudflare",
+                                                         "Content-Type": "text/plain"},
+                                           text="error code: 1015"))
+    budget = AdaptiveBudget(5.0, learned=Pace(rate=5.0, probing=False, limit=5.0))
+
+    async def go() -> None:
+        async with HttpClient("http://provider.test", label="Character.AI", budget=budget,
+                              policy=QUICK, transport=transport,
+                              classify=classify_response) as http:
+            with pytest.raises(RateLimited):
+                await http.read("GET", "/a")
+
+    run(go())
+    assert budget.pace.rate < 5.0 and budget.pace.last_429

@@ -140,6 +140,20 @@ def test_a_retry_after_holds_every_request_of_the_connection_and_cuts_the_rate(l
     assert budget._take() > 2.0
 
 
+def test_a_pace_stamped_in_the_future_still_learns():
+    """Times from a clock that stepped back, or another host's running ahead, would have
+    every answer ignored until then: a 429 still cuts, a clean answer still raises."""
+    now = time.time()
+    ahead = Pace(rate=20.0, probing=False, limit=20.0, changed_at=now + 3600,
+                 cut_at=now + 3600, last_429=now + 3600)
+    cut = refused(ahead, now=now, granted=now - 0.1, seen=10, ceiling=None)
+    assert cut is not None and cut.rate < 20.0 and cut.last_429 == now
+    assert raised(ahead, now=now, granted=now - 0.1, ceiling=None) is not None
+    # A few seconds ahead (hosts a little apart) is believed: the burst's 429s count once.
+    near = Pace(rate=20.0, probing=False, limit=20.0, changed_at=now + 2, cut_at=now + 2)
+    assert refused(near, now=now, granted=now - 0.1, seen=10, ceiling=None) is None
+
+
 def test_rate_limit_headers_saying_nothing_is_left_count_as_a_refusal():
     assert exhausted({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "4"}) == 4.0
     assert exhausted({"ratelimit-remaining": "0"}) == 1.0

@@ -21,7 +21,7 @@ from providers import (
 )
 from providers.fakes import ConvaiFake, FakeServer
 from providers.fakes.convai import DEMO_KEY
-from providers.http import parse_retry_after
+from providers.http import MAX_RETRY_AFTER, parse_retry_after
 from tests.providers.convai_helpers import (
     DELETE,
     make,
@@ -249,3 +249,12 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("12", now=now) == 12
     assert parse_retry_after(later, now=now) == 90
     assert parse_retry_after("soon", now=now) is None
+
+
+def test_retry_after_is_taken_at_its_word_up_to_a_day() -> None:
+    """Longer (or forever) is asked again after a day; a job says until when it waits."""
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    for endless in ("inf", "1e400", "1e12", "Fri, 01 Jan 2099 00:00:00 GMT"):
+        assert parse_retry_after(endless, now=now) == MAX_RETRY_AFTER
+    assert parse_retry_after("nan", now=now) is None
+    assert parse_retry_after("-5", now=now) == 0

@@ -65,7 +65,7 @@ class SlowFirstBudget(RateBudget):
         super().__init__(1000, 1000)
         self.pause = pause
 
-    async def acquire(self) -> None:
+    async def acquire(self, patience: float | None = None) -> None:
         pause, self.pause = self.pause, 0.0
         await asyncio.sleep(pause)
         await super().acquire()
