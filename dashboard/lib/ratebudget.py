@@ -22,13 +22,14 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
 
 from providers import RateBudget
 from providers.http import EARLY
-from providers.pacing import AdaptiveBudget, Pace
+from providers.pacing import AdaptiveBudget, Pace, bounded
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,19 @@ end
 return 1
 """
 
-# Replace the learned pace only if it is still what the caller read (compare and set).
+# Seconds the hold keeps every grant back from now (0 when none).
+_HELD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local hold = tonumber(redis.call('GET', KEYS[1]) or '0')
+return string.format('%.6f', math.max(hold - now, 0))
+"""
+
+# Replace the learned pace only if it is still what the caller read (compare and set); a
+# pace gone from Redis (restarted, evicted, expired) is replaced by the caller's.
 _SWAP = """
 local current = redis.call('GET', KEYS[1])
-if (current or '') ~= ARGV[1] then return 0 end
+if current and current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
@@ -179,6 +189,7 @@ class SharedAdaptiveBudget(AdaptiveBudget):
         self._take_script = client.register_script(_PACED_TAKE)
         self._seen_script = client.register_script(_SEEN)
         self._hold_script = client.register_script(_HOLD)
+        self._held_script = client.register_script(_HELD)
         self._swap_script = client.register_script(_SWAP)
         self._sharers = max(1, sharers)
         self._alone: RateBudget | None = None
@@ -187,6 +198,9 @@ class SharedAdaptiveBudget(AdaptiveBudget):
             client.set(self._keys[1], _encode(self._pace), nx=True, ex=PACE_TTL)
         except Exception:  # Redis away: the local pace serves until it is back
             log.warning("shared pace unavailable; pacing this process alone for now")
+        # A ceiling lowered since the shared pace was learned holds from now on.
+        self._change(lambda p: replace(p, rate=bounded(p.rate, ceiling))
+                     if p.rate > bounded(p.rate, ceiling) else None)
 
     def _load(self) -> Pace:
         try:
@@ -222,10 +236,17 @@ class SharedAdaptiveBudget(AdaptiveBudget):
             log.debug("a refusal was not noted in the shared budget")
 
     def _hold_for(self, seconds: float) -> None:
+        super()._hold_for(seconds)  # kept here too, for while Redis is away
         try:
             self._hold_script(keys=[self._keys[2]], args=[f"{seconds:.6f}"])
         except Exception:
-            super()._hold_for(seconds)
+            log.debug("a hold was kept in this process only")
+
+    def _held(self) -> float:
+        try:
+            return float(self._held_script(keys=[self._keys[2]]))
+        except Exception:
+            return super()._held()
 
     def _take(self) -> float:
         try:
@@ -236,12 +257,15 @@ class SharedAdaptiveBudget(AdaptiveBudget):
             if wait == 0:
                 self._last = time.monotonic()
         except Exception as exc:  # Redis away: a conservative share, rather than stop working
+            share = self._pace.rate / self._sharers
             if self._alone is None:
-                self._alone = RateBudget(self._pace.rate / self._sharers, 1)
+                self._alone = RateBudget(share, 1)
                 log.warning("shared rate budget unavailable (%s); pacing this process at "
-                            "%.2f requests/s until it is back", type(exc).__name__,
-                            self._alone.rate)
-            return self._alone._take()
+                            "%.2f requests/s until it is back", type(exc).__name__, share)
+            self._alone.rate = share  # what this process learns meanwhile still counts
+            # A hold the provider asked for still holds (as far as this process knows).
+            held = AdaptiveBudget._held(self)
+            return held - EARLY if held > EARLY else self._alone._take()
         self._alone = None
         return wait
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,7 @@ from providers import RateBudget
 from providers.fakes import ConvaiFake
 from providers.fakes.convai import DEMO_KEY
 from providers.http import HttpClient
-from providers.pacing import AdaptiveBudget
+from providers.pacing import AdaptiveBudget, Pace
 from tests.providers.loopback import policy
 from tests.services import Redis
 
@@ -146,3 +148,54 @@ def test_a_pinned_rate_is_fixed_and_learns_nothing(settings, connection):
     assert budget.rate == pytest.approx(7.0 * settings.LETHE_PROVIDER_PACE)
     connection.remember_pace(budget)
     assert Connection.objects.get(pk=connection.pk).pace == {}
+
+
+def _refuse(budget: AdaptiveBudget, **headers: str) -> None:
+    """A 429 to a request granted just now."""
+    budget._take()
+    budget.observe(time.time(), 429, headers, 0.01)
+
+
+def test_a_shared_pace_gone_from_redis_still_learns(adaptive, settings, redis_url):
+    settings.LETHE_REDIS_URL = redis_url
+    key = str(uuid.uuid4())
+    budget = ratebudget.adaptive(key, 10.0, learned=Pace(rate=10.0, probing=False, limit=10.0))
+    budget._client.delete(f"lethe:pace:{key}")  # Redis restarted, evicted it, or it expired
+    _refuse(budget)
+    assert budget.pace.rate < 10.0
+    assert budget._client.get(f"lethe:pace:{key}")  # and the cut is shared again
+
+
+def test_a_lowered_ceiling_holds_for_a_pace_already_in_redis(adaptive, settings, redis_url):
+    settings.LETHE_REDIS_URL = redis_url
+    key = str(uuid.uuid4())
+    learned = Pace(rate=50.0, probing=False, limit=50.0)
+    ratebudget.adaptive(key, 50.0, learned=learned)
+    capped = ratebudget.adaptive(key, 50.0, ceiling=5.0, learned=learned)
+    assert capped.pace.rate <= 5.0 * settings.LETHE_PROVIDER_PACE
+
+
+class _RedisAway:
+    """A Redis client whose every call fails, as while the server is down."""
+
+    def register_script(self, _: str) -> Any:
+        return self._fail
+
+    def __getattr__(self, _: str) -> Any:
+        return self._fail
+
+    @staticmethod
+    def _fail(*_: Any, **__: Any) -> Any:
+        raise ConnectionError("Redis is away")
+
+
+def test_while_redis_is_away_a_retry_after_holds_and_a_cut_counts():
+    budget = ratebudget.SharedAdaptiveBudget(_RedisAway(), "k", 10.0, ceiling=None,
+                                             learned=Pace(rate=10.0, probing=False, limit=10.0),
+                                             sharers=2)
+    _refuse(budget, **{"retry-after": "30"})
+    assert budget._take() > 29  # the provider's pause holds in this process
+    assert budget.pace.rate < 10.0
+    budget._hold = 0.0  # the pause over: this process paces at its share of the cut rate
+    budget._take()
+    assert budget._alone is not None and budget._alone.rate == budget.pace.rate / 2
