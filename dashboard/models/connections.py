@@ -166,6 +166,17 @@ class Connection(models.Model):
         return settings.LETHE_PROVIDER_RATE or None
 
     @property
+    def pinned_pace(self) -> float | None:
+        """The rate requests really go at under a pinned rate: paced under it."""
+        return (settings.LETHE_PROVIDER_RATE * settings.LETHE_PROVIDER_PACE
+                if settings.LETHE_PROVIDER_RATE else None)
+
+    @property
+    def pace_probing(self) -> bool:
+        """Whether the learned pace is still doubling: no limit nor slowness met yet."""
+        return bool(self.pace.get("probing", True))
+
+    @property
     def pace_rate(self) -> float | None:
         """The learned pace in requests/s, None before one was learned."""
         rate = self.pace.get("rate")

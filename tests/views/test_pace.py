@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.urls import reverse
@@ -10,6 +11,7 @@ from django.urls import reverse
 from dashboard.lib import ratebudget
 from dashboard.mirror import sync
 from dashboard.models import Connection
+from providers.pacing import Pace, slowed
 
 
 @pytest.fixture
@@ -45,7 +47,21 @@ def test_the_connection_page_shows_the_learned_pace_and_the_last_429(
 @pytest.mark.django_db
 def test_a_pinned_rate_is_shown_as_fixed(settings, owner_client, connection):
     settings.LETHE_PROVIDER_RATE = 4
-    assert _pace_line(owner_client, connection) == "fixed at 4 requests/s (LETHE_PROVIDER_RATE)"
+    assert _pace_line(owner_client, connection) == (
+        "fixed at 4 requests/s (LETHE_PROVIDER_RATE), sent at 3.9 to stay under it")
+
+
+@pytest.mark.django_db
+def test_a_pace_eased_off_for_slowness_is_shown_as_a_rate(settings, owner_client, connection):
+    """Slowed without a 429 the pace stops doubling: requests go at that rate, not "as fast
+    as Lethe's concurrency allows"."""
+    settings.LETHE_PROVIDER_RATE = 0
+    now = time.time()
+    pace = slowed(Pace(rate=8.0), now=now, granted=now, ceiling=None)
+    Connection.objects.filter(pk=connection.pk).update(pace=pace.as_dict())
+    line = _pace_line(owner_client, connection)
+    assert re.match(r"7\.2 requests/s, learned \d+ minutes? ago; eased off because the "
+                    r"provider's answers slowed$", line), line
 
 
 @pytest.mark.django_db(transaction=True)
