@@ -87,9 +87,11 @@ def mark_held(items: QuerySet[ErasureItem], mine: Iterable[ErasureJob]) -> int:
     }
     skipped = 0
     for kind, holding in held.items():
+        # Skipped only until the answer about pinned messages counts too (`sent_if`): that
+        # answer must not bring back what another job holds, so it is settled as held.
         skipped += items.filter(Exists(holding), kind=kind).exclude(
-            state=State.SKIPPED).update(
-            state=State.SKIPPED, settled_at=timezone.now(),
+            state=State.SKIPPED, sent_if=SentIf.ALWAYS).update(
+            state=State.SKIPPED, settled_at=timezone.now(), sent_if=SentIf.ALWAYS,
             detail=Concat(Value(HELD), _holder(holding), output_field=models.TextField()))
     return skipped
 

@@ -46,6 +46,21 @@ def pinned_chat(cai: Connection, cai_fake: CharacterAIFake) -> Conversation:
     return conv
 
 
+def test_a_chat_another_job_took_since_the_freeze_is_not_sent_with_pinned_included(
+        cai, pinned_chat, settings):
+    """Frozen skipped until pinned messages are included, the whole chat is booked by
+    another job meanwhile: including them must not put it in a second unfinished job."""
+    settings.LETHE_CANCEL_WINDOW = 600
+    late = draft_jobs(cai, 2)
+    [taken] = lifecycle.confirm(draft_jobs(cai, 2), dry_run=False, enqueue=False,
+                                include_pinned=True)
+    with pytest.raises(freeze.SelectionError, match="Nothing would be sent"):
+        lifecycle.confirm(late, dry_run=False, enqueue=False, include_pinned=True)
+    open_ = ErasureItem.objects.filter(conversation=pinned_chat, kind="conversation",
+                                       state=State.PENDING, job__status__in=freeze.HOLDING)
+    assert list(open_.values_list("job_id", flat=True)) == [taken.pk]
+
+
 def test_keeping_pinned_messages_erases_the_others_one_by_one(cai, cai_fake, pinned_chat):
     pinned = pinned_chat.messages.get(pinned=True)
     jobs = draft_jobs(cai, 2)
