@@ -167,7 +167,7 @@ def exhausted(headers: Mapping[str, str]) -> float | None:
     None when they say nothing of the kind."""
     remaining = _header(headers, "ratelimit-remaining", "x-ratelimit-remaining")
     try:
-        if remaining is None or float(remaining) > 0:
+        if remaining is None or not float(remaining) <= 0:  # NaN says nothing
             return None
     except ValueError:
         return None
@@ -176,9 +176,11 @@ def exhausted(headers: Mapping[str, str]) -> float | None:
         seconds = float(reset) if reset is not None else 1.0
     except ValueError:
         return 1.0
-    if seconds > 1e9:  # an epoch time rather than a delta
+    if seconds > 1e11:  # an epoch time in milliseconds
+        seconds = seconds / 1000 - time.time()
+    elif seconds > 1e9:  # an epoch time rather than a delta
         seconds -= time.time()
-    return max(0.0, min(seconds, 60.0))
+    return max(0.0, min(seconds, 60.0)) if seconds == seconds else 1.0
 
 
 @dataclass

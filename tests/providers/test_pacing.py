@@ -159,6 +159,11 @@ def test_rate_limit_headers_saying_nothing_is_left_count_as_a_refusal():
     assert exhausted({"ratelimit-remaining": "0"}) == 1.0
     assert exhausted({"ratelimit-remaining": "12", "ratelimit-reset": "4"}) is None
     assert exhausted({}) is None
+    # What says nothing is not a refusal; a reset in epoch milliseconds is read as such.
+    assert exhausted({"ratelimit-remaining": "nan"}) is None
+    soon = (time.time() + 5) * 1000
+    assert 3 < exhausted({"ratelimit-remaining": "0", "ratelimit-reset": f"{soon:.0f}"}) <= 5
+    assert exhausted({"ratelimit-remaining": "0", "ratelimit-reset": "nan"}) == 1.0
     budget = AdaptiveBudget(20.0)
     budget.observe(budget.pace.changed_at, 200,
                    {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}, 0.01)
