@@ -55,7 +55,7 @@ def summary(job: ErasureJob, include_pinned: bool) -> dict[str, Any]:
         # Unordered on both sides: SQLite refuses an ORDER BY inside a compound statement.
         whole_kept = items.filter(kind=ErasureItem.Kind.CONVERSATION, state=State.SKIPPED,
                                   detail=PINNED).order_by().values("conversation_id")
-        split = whole_kept.intersection(items.filter(
+        split = whole_kept.intersection(going.filter(
             kind=ErasureItem.Kind.MESSAGE).order_by().values("conversation_id")).count()
     connection = job.live_connection()
     return {

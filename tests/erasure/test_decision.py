@@ -13,7 +13,14 @@ from django.urls import reverse
 
 from dashboard.erasure import freeze, lifecycle, worker
 from dashboard.mirror import sync
-from dashboard.models import Connection, Conversation, ErasureItem, ErasureJob, Message
+from dashboard.models import (
+    Connection,
+    Conversation,
+    ErasureItem,
+    ErasureJob,
+    Message,
+    MirrorState,
+)
 from providers.fakes.characterai import CharacterAIFake
 from tests.helpers import confirmed_job, connect, draft_jobs, shown
 
@@ -59,6 +66,17 @@ def test_a_chat_another_job_took_since_the_freeze_is_not_sent_with_pinned_includ
     open_ = ErasureItem.objects.filter(conversation=pinned_chat, kind="conversation",
                                        state=State.PENDING, job__status__in=freeze.HOLDING)
     assert list(open_.values_list("job_id", flat=True)) == [taken.pk]
+
+
+def test_a_chat_left_with_only_its_pinned_message_is_not_said_to_be_split(cai, pinned_chat):
+    """Its other messages erased before, keeping pinned messages sends nothing of it: the
+    preview must not say its other messages go one by one."""
+    from dashboard.erasure import preview
+
+    pinned_chat.messages.filter(pinned=False).update(mirror_state=MirrorState.ERASED)
+    [job] = draft_jobs(cai, 1)
+    shown_numbers = preview.summary(job, include_pinned=False)
+    assert shown_numbers["split"] == 0 and shown_numbers["count"] == 0
 
 
 def test_keeping_pinned_messages_erases_the_others_one_by_one(cai, cai_fake, pinned_chat):
@@ -141,7 +159,7 @@ def test_the_preview_counts_are_the_items_confirming_sends(cai, pinned_chat, sha
     assert shown_numbers["messages"] == going.filter(kind="message").count()
     whole_kept = set(items.filter(kind="conversation", state=State.SKIPPED,
                                   detail=freeze.PINNED).values_list("conversation_id", flat=True))
-    split = whole_kept & set(items.filter(kind="message").values_list("conversation_id",
+    split = whole_kept & set(going.filter(kind="message").values_list("conversation_id",
                                                                       flat=True))
     assert shown_numbers["split"] == (0 if include_pinned else len(split))
     assert shown_numbers["pinned_kept"] == (
