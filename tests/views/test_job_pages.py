@@ -113,6 +113,35 @@ def test_only_the_short_status_line_is_live(owner_client, synced):
     assert "job-live" not in again
 
 
+def test_the_requesters_page_drops_the_approval_section_once_approved(
+        owner_client, synced, settings, django_user_model):
+    """Polling the status after someone approved rewrites the facts (who approved) and
+    removes "What approving sends" with its sample, without a reload."""
+    from tests.helpers import share, with_role
+
+    settings.LETHE_APPROVAL_ALL = True
+    settings.LETHE_CANCEL_WINDOW = 600
+    request_id = freeze.conversations(synced.owner, synced.conversations.all(), {})
+    [job] = lifecycle.confirm(ErasureJob.objects.filter(request=request_id), dry_run=False,
+                              enqueue=False)
+    url = reverse("job", args=[job.pk])
+    page = owner_client.get(url).content.decode()
+    assert "What approving sends" in page and "Approved by" not in page
+    waiting = owner_client.get(url, {"shown": "awaiting_approval"},
+                               HTTP_HX_REQUEST="true").content.decode()
+    assert "job-facts" not in waiting and "job-approval" not in waiting  # nothing changed
+    approver = django_user_model.objects.create_user("approver", password="x-appr-123")
+    share(synced, approver)
+    lifecycle.approve(job, with_role(approver, "approver"), enqueue=False)
+    status = owner_client.get(url, {"shown": "awaiting_approval"},
+                              HTTP_HX_REQUEST="true").content.decode()
+    facts = re.search(r'<dl class="facts" id="job-facts" hx-swap-oob="outerHTML">(.*?)</dl>',
+                      status, re.S)
+    assert facts and "Approved by</dt><dd>approver" in facts.group(1)
+    assert '<div id="job-approval" hx-swap-oob="outerHTML"></div>' in status
+    assert "What approving sends" not in status
+
+
 def test_times_are_shown_in_the_viewers_zone_with_the_zone(owner_client, synced):
     job = erase(synced, 1)
     ErasureJob.objects.filter(pk=job.pk).update(created_at=MOMENT)
