@@ -136,20 +136,29 @@ def selection_change(request: HttpRequest) -> HttpResponse:
     HTMX gets the selection bar back; a plain form post, the list again."""
     held = selected.load(request)
     action = request.POST.get("action", "page")
+    back = QueryDict(request.POST.get("back", ""))
+    was_whole = held.all_selected(selected.filter_query(back))
     try:
         selected.apply_page(request, held)
     except ValueError:
         messages.error(request, "The selection held an id that is not a number.")
         return redirect(_back(request))
     if action == "all":
-        selected.select_all(request, held,
-                            selected.filter_query(QueryDict(request.POST.get("back", ""))))
+        selected.select_all(request, held, selected.filter_query(back))
     elif action == "clear":
         held = selected.Held()
     selected.save(request, held)
     if is_fragment(request):
-        return render(request, "conversations/list.html#selection-bar",
-                      {"held_count": selected.conversations(request, held).count()})
+        bar = render(request, "conversations/list.html#selection-bar",
+                     {"held_count": selected.conversations(request, held).count()})
+        if was_whole and not held.all_selected(selected.filter_query(back)):
+            # "All N matching are selected" no longer holds: the match tools come back
+            # (out of band) to count again and offer "Select all" anew.
+            bar.content += render(request, "conversations/list.html#match-tools", {
+                "form": ConversationFilter(Connection.objects.visible_to(request.user),
+                                           back or None),
+                "params": back.urlencode(), "total": None, "oob": True}).content
+        return bar
     return redirect(_back(request))
 
 

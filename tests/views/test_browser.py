@@ -120,6 +120,13 @@ def test_every_screen_renders_in_the_browser_without_script_policy_or_axe_errors
     page.goto(f"{live_server.url}/conversations/")
     page.locator("input[data-select-page]").click()
     page.wait_for_selector("button[data-select-all]")
+    # Selected whole, then one unticked: the page stops saying all are selected and offers
+    # "Select all" again, counted anew, without a reload.
+    page.click("button[data-select-all]")
+    page.wait_for_selector("[data-all-selected]")
+    page.locator("input[name=conversation]").first.click()
+    page.wait_for_selector("button[data-select-all]")
+    assert page.locator("[data-all-selected]").count() == 0
     assert not errors, errors
     assert not problems, "\n".join(problems)
 

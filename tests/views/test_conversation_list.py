@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -145,10 +146,23 @@ def test_select_all_matching_is_used_once_then_said(owner_client, synced, settin
     assert after.context["held_count"] == expected
     assert f"All {expected} matching are selected" in after.content.decode()
     assert "data-select-all" not in after.content.decode()
-    # Unticking one of them takes it out, even though its filter was selected whole.
+    # Unticking one of them takes it out, even though its filter was selected whole...
     rows = after.context["page"].rows
-    post_page(owner_client, rows, rows[1:])
+    back = f"character={char.pk}&sort=title"
+    bar = post_page(owner_client, rows, rows[1:], back=back).content.decode()
     assert owner_client.get(URL).context["held_count"] == expected - 1
+    # ...and the page stops saying all are selected: the match tools come back to count
+    # again and offer "Select all" anew, without a reload.
+    assert f"{expected - 1} selected" in bar and "are selected" not in bar
+    tools = re.search(r'<div id="match-tools" class="list-tools" hx-swap-oob="outerHTML" '
+                      r'hx-get="([^"]+)"', bar)
+    assert tools and f"character={char.pk}" in tools.group(1)
+    count = owner_client.get(URL, {"character": char.pk, "sort": "title", "part": "count"},
+                             HTTP_HX_REQUEST="true").content.decode()
+    assert f"Select all {expected} matching" in count
+    # Ticks that change nothing of the kind leave the tools alone.
+    assert "match-tools" not in post_page(owner_client, rows, rows[2:], back=back
+                                          ).content.decode()
 
 
 def test_select_all_of_another_filter_brings_back_only_what_it_matches(owner_client, synced):
