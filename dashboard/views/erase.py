@@ -43,7 +43,9 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
             return redirect("conversations")
         selected.save(request, held)
         chosen = selected.conversations(request, held)
-        scope: dict[str, Any] = {"select_all": bool(held.filters),
+        # A text filter selected whole is held as its ids (see `selected`), yet was
+        # selected whole all the same.
+        scope: dict[str, Any] = {"select_all": bool(held.filters or held.used),
                                  "selected": chosen.count()}
     elif request.POST.get("select_all") == "1":
         chosen = selection.matching(request.user, form.cleaned_data)
@@ -56,7 +58,8 @@ def erase_selected(request: HttpRequest) -> HttpResponse:
             return redirect("conversations")
         # Only ids this person can see count; others are silently not theirs to erase.
         chosen = Conversation.objects.visible_to(request.user).filter(pk__in=ids)
-        scope = {"select_all": False, "selected": len(ids)}
+        # What was picked and may be erased: an id not theirs (or a stale one) is no pick.
+        scope = {"select_all": False, "selected": chosen.count()}
     try:
         request_id = freeze.conversations(request.user, chosen, scope)
     except freeze.SelectionError as exc:
@@ -76,7 +79,7 @@ def _erase_messages(request: HttpRequest) -> HttpResponse:
     )
     try:
         request_id = freeze.messages(request.user, chosen,
-                                             {"messages": True, "selected": len(ids)})
+                                             {"messages": True, "selected": chosen.count()})
     except freeze.SelectionError as exc:
         messages.error(request, str(exc))
         back = request.POST.get("back", "")

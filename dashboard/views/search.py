@@ -154,7 +154,7 @@ def search_erase(request: HttpRequest) -> HttpResponse:
             messages.error(request, "The selection held an id that is not a number.")
             return back
         chosen = Conversation.objects.visible_to(request.user).filter(pk__in=ids)
-        scope = {"search": True, "select_all": False, "selected": len(ids)}
+        scope = {"search": True, "select_all": False, "selected": chosen.count()}
     try:
         request_id = freeze.conversations(request.user, chosen, scope)
     except freeze.SelectionError as exc:

@@ -249,6 +249,17 @@ def test_select_all_with_search_text_keeps_ids_not_the_text(owner_client, synced
     assert set(held["ids"]) == expected and held["filters"] == []
     again = owner_client.get(URL, {"q": word, "part": "count"}, HTTP_HX_REQUEST="true")
     assert f"All {len(expected)} matching are selected" in again.content.decode()
+    # The job made of it says it was selected whole, not picked by hand.
+    owner_client.post(reverse("erase_selected"), {"held": "1"})
+    assert ErasureJob.objects.get().scope == {"select_all": True, "selected": len(expected)}
+
+
+def test_a_job_counts_only_the_picks_that_could_be_erased(owner_client, synced):
+    """An id that is not the person's (or no longer exists) is no pick: the job's
+    "N picked by hand" counts what it holds."""
+    mine = synced.conversations.order_by("id").first()
+    owner_client.post(reverse("erase_selected"), {"conversation": [mine.pk, mine.pk + 10**6]})
+    assert ErasureJob.objects.get().scope == {"select_all": False, "selected": 1}
 
 
 def test_select_all_says_when_it_leaves_out_what_was_erased(owner_client, synced):
