@@ -60,6 +60,20 @@ def in_progress(connection: Connection) -> SyncRun | None:
     return unfinished.first()
 
 
+def request(connection: Connection, user: Any = None) -> tuple[SyncRun, bool]:
+    """The run under way for this connection, else a new one handed to a worker: (run,
+    whether it is new). Decided under a lock on the connection's row, so two requests at
+    once (a double click, two tabs) start one run, not two."""
+    with transaction.atomic():
+        list(Connection.objects.select_for_update().filter(pk=connection.pk).values("pk"))
+        run = in_progress(connection)
+        if run is not None:
+            return run, False
+        run = start(connection, user, send=True)
+    run.refresh_from_db()  # failed at once when the task queue could not be reached
+    return run, True
+
+
 def start(connection: Connection, user: Any = None, *, full: bool = False,
           send: bool = False) -> SyncRun:
     """A new run, full when asked or when no full run succeeded recently; with ``send`` it

@@ -187,12 +187,10 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role(Role.OPERATOR, lookup=user_connection)
 def connection_sync(request: HttpRequest, pk: int) -> HttpResponse:
     connection = user_connection(request, pk)
-    run = sync.in_progress(connection)
-    if run is None:
-        run = sync.start(connection, request.user, send=True)
+    run, started = sync.request(connection, request.user)
+    if started:
         audit.record(request.user, audit.Action.SYNC_REQUESTED, connection, request,
                      sync_run=run.pk)
-        run.refresh_from_db()  # failed at once when the task queue could not be reached
     if is_fragment(request):
         return render(request, "connections/detail.html#sync-update",
                       _sync_context(connection))

@@ -186,3 +186,47 @@ def test_where_one_writer_is_allowed_a_sync_reads_everything_before_its_transact
     assert run.status == "ok", run.error
     assert connection.conversations.count() == 12
     assert in_transaction and set(in_transaction) == {not reads_first}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sync_requests_at_once_start_one_run(connection, monkeypatch):
+    """A double click or two tabs: the second request waits for the first to decide, then
+    finds its run under way instead of starting another."""
+    import threading
+
+    from django.db import connections
+
+    if connections["default"].vendor == "sqlite":
+        # SQLite serializes the two requests' writes itself (each starts with an UPDATE),
+        # but its in-memory test database refuses a second connection's write at once.
+        pytest.skip("needs a database a second connection can wait on")
+    created = threading.Event()
+    release = threading.Event()
+    start = sync.start
+
+    def slow_start(*args: Any, **kwargs: Any) -> SyncRun:
+        run = start(*args, **kwargs)
+        created.set()
+        release.wait(10)  # the first request's run exists, not yet committed
+        return run
+
+    monkeypatch.setattr(sync, "start", slow_start)
+    outcomes: list[bool] = []
+
+    def ask() -> None:
+        try:
+            outcomes.append(sync.request(connection)[1])
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=ask)
+    first.start()
+    assert created.wait(10)
+    second = threading.Thread(target=ask)
+    second.start()
+    second.join(0.5)  # without the lock it starts a run of its own meanwhile
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert sorted(outcomes) == [False, True]
+    assert connection.sync_runs.count() == 1
