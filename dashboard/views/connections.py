@@ -147,14 +147,24 @@ def _sync_context(connection: Connection) -> dict[str, object]:
     """What the parts of the page that a sync changes are drawn from."""
     runs = list(connection.sync_runs.all()[:10])
     present = Q(conversations__mirror_state=MirrorState.PRESENT)
-    return {"connection": connection, "runs": runs, "latest": runs[0] if runs else None,
+    latest = runs[0] if runs else None
+    return {"connection": connection, "runs": runs, "latest": latest,
+            "run_key": _run_key(latest),
             "characters": connection.characters.annotate(
                 held=Count("conversations", filter=present))}
+
+
+def _run_key(run: SyncRun | None) -> str:
+    """Which run an idle connection page shows, and how it ended: the page asks now and
+    then with it, and is redrawn once another run (started elsewhere) comes."""
+    return f"{run.pk}-{run.status}" if run else "none"
 
 
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connection = user_connection(request, pk)
     context = _sync_context(connection)
+    if is_fragment(request) and request.GET.get("since") == context["run_key"]:
+        return HttpResponse(status=204)  # still the run the page shows: nothing to redraw
     if is_fragment(request):
         # While a sync runs its section polls here; the answer that finds it finished also
         # redraws, out of band, every part it changed (status, characters, recent syncs).

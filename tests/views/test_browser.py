@@ -289,13 +289,15 @@ def test_the_overview_follows_a_sync_started_from_it_without_a_reload(
     convai_fake.latency = 0.2  # the sync outlasts the redirect back to the overview
     page, errors = signed_in_page(browser, live_server, owner)
     page.click(f"form[action='/connections/{connection.pk}/sync/'] button")
-    page.wait_for_selector("#overview-live[hx-get]")  # a sync runs: the region polls
+    page.wait_for_selector("#overview-live[data-sync-running]")  # a sync runs: it polls
     page.evaluate("window.lethe_no_reload = true")  # gone if the page were loaded again
     # The sync is slow on purpose, one request at a time; on a machine also running the
     # system suite it has taken more than the default 20 s to end.
     page.wait_for_selector("svg.chart", timeout=90_000)
     assert page.evaluate("window.lethe_no_reload") is True
-    assert page.locator("#overview-live[hx-get]").count() == 0  # done: polling stopped
+    # Done: the fast polling stopped; only the idle "has anything moved?" is left.
+    assert page.locator("#overview-live[data-sync-running]").count() == 0
+    assert page.locator("#overview-live[hx-trigger='every 10s']").count() == 1
     assert page.inner_text('[data-total="conversations"]') == "12"
     assert "last synced" in page.inner_text(f"[data-connection='{connection.pk}']")
     problems = accessibility_problems(page)

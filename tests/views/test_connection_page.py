@@ -113,6 +113,14 @@ def test_the_poll_that_finds_a_sync_finished_redraws_every_part_it_changed(owner
     assert "No characters mirrored yet" not in done and "No syncs yet" not in done
     assert f"{run.conversations} conversations" in done
     assert f"{run.requests} requests sent" in done and run.requests > 0
+    # Idle, the page asks now and then whether another run came, redrawn only then.
+    asks = re.search(r'hx-get="([^"]+\?since=[^"]+)" hx-trigger="every 10s"', done)
+    assert asks, done
+    ask = asks.group(1).replace("&amp;", "&")
+    assert owner_client.get(ask, HTTP_HX_REQUEST="true").status_code == 204
+    sync.start(connection)  # from another tab, or a retention policy
+    again = owner_client.get(ask, HTTP_HX_REQUEST="true")
+    assert again.status_code == 200 and 'hx-trigger="every 1s"' in again.content.decode()
 
 
 def test_a_running_sync_shows_its_counts_and_an_estimate(owner_client, connection):

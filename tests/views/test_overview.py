@@ -3,6 +3,7 @@ SVG chart), failing connections, running and waiting jobs, and what policies rem
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -127,4 +128,11 @@ def test_the_overview_sync_button_comes_back_to_the_overview_which_follows_the_s
 
     sync.perform_sync(sent[0])  # the worker's part
     page = client.get(reverse("home")).content.decode()
-    assert 'hx-select="#overview-live"' not in page and "<svg" in page
+    assert "data-sync-running" not in page and "<svg" in page
+    # Idle, it asks every 10 s whether anything moved, and is redrawn only then.
+    asks = re.search(r'hx-get="([^"]+\?since=\w+)" hx-trigger="every 10s"', page)
+    assert asks, page
+    assert client.get(asks.group(1), HTTP_HX_REQUEST="true").status_code == 204
+    sync.start(connection)  # from another tab
+    moved = client.get(asks.group(1), HTTP_HX_REQUEST="true")
+    assert moved.status_code == 200 and "data-sync-running" in moved.content.decode()
