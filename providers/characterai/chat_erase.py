@@ -39,6 +39,10 @@ class ChatSite(Protocol):
     async def archive(self, chat_id: str) -> Any: ...
 
 
+def _all(total: int) -> str:
+    """"all 12 messages", or "its one message"."""
+    return "its one message" if total == 1 else f"all {total} messages"
+
 def _chat_id(target: Target) -> str:
     return target.provider_id if target.kind == "conversation" else target.conversation_id
 
@@ -152,27 +156,27 @@ async def _finish_chat(provider: ChatSite, target: Target,
     if chat is not None and chat.get("state") == ARCHIVED:
         if total == 0:
             return Outcome(target, "already_gone", "The chat is already empty and archived.")
-        return Outcome(target, "erased", f"all {total} messages removed; the chat was already "
+        return Outcome(target, "erased", f"{_all(total)} removed; the chat was already "
                        "archived", {**counts, "archived": True})
     try:
         await provider.archive(target.provider_id)
     except TemporaryError as exc:
         if not exc.sent:
             raise
-        return Outcome(target, "unknown", f"all {total} messages removed, but the answer to "
+        return Outcome(target, "unknown", f"{_all(total)} removed, but the answer to "
                        f"archiving the chat was lost ({exc.message}).", counts)
     except ProtocolError as exc:
-        return Outcome(target, "unknown", f"all {total} messages removed, but the answer to "
+        return Outcome(target, "unknown", f"{_all(total)} removed, but the answer to "
                        f"archiving the chat did not parse ({exc.message}).", counts)
     except NotFound:
-        return Outcome(target, "erased", f"all {total} messages removed; the chat no longer "
+        return Outcome(target, "erased", f"{_all(total)} removed; the chat no longer "
                        "exists", counts)
     except PermanentError as exc:
         if "already archived" not in exc.message.lower():
             return Outcome(target, "failed", f"all {total} messages were removed, but the chat "
                            f"could not be archived ({exc.message}); it is not fully erased.",
                            counts)
-    return Outcome(target, "erased", f"all {total} messages removed and the chat archived",
+    return Outcome(target, "erased", f"{_all(total)} removed and the chat archived",
                    {**counts, "archived": True})
 
 
