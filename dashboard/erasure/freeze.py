@@ -17,6 +17,8 @@ are the one choice left open until confirmation ("include pinned messages?"):
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -286,9 +288,13 @@ def _draft(user: Any, scope: dict[str, Any], dry_run: bool, parts: list[QuerySet
             # Compiling this one big statement (JIT) costs seconds and saves nothing.
             with db.cursor() as cursor:
                 cursor.execute("SET LOCAL jit = off")
-        connection_ids = sorted({cid for part in (deciding or parts) for cid in
-                                 part.order_by().values_list("i_connection", flat=True
-                                                             ).distinct()})
+        # Asked per connection (EXISTS), not as the parts' DISTINCT connections: that read
+        # every row of the parts once more (a whole scan of a large message table, 0.25 s
+        # of a 200,000-item freeze among 2 million messages), where each EXISTS stops at
+        # its first row, or at once for a connection the part's filter rules out.
+        connection_ids = list(Connection.objects.filter(functools.reduce(operator.or_, [
+            Exists(part.filter(i_connection=OuterRef("pk"))) for part in (deciding or parts)])
+        ).order_by("pk").values_list("pk", flat=True))
         if not connection_ids:
             raise SelectionError("Nothing to erase: the selection holds nothing still present "
                                  "that the provider can erase.")
