@@ -63,9 +63,12 @@ def in_progress(connection: Connection) -> SyncRun | None:
 def request(connection: Connection, user: Any = None) -> tuple[SyncRun, bool]:
     """The run under way for this connection, else a new one handed to a worker: (run,
     whether it is new). Decided under a lock on the connection's row, so two requests at
-    once (a double click, two tabs) start one run, not two."""
+    once (a double click, two tabs) start one run, not two. FOR NO KEY UPDATE: a running
+    sync holds the row FOR KEY SHARE (its rows' foreign keys, checked as it writes) until
+    it commits, which a plain FOR UPDATE would wait for."""
     with transaction.atomic():
-        list(Connection.objects.select_for_update().filter(pk=connection.pk).values("pk"))
+        list(Connection.objects.select_for_update(no_key=True).filter(pk=connection.pk)
+             .values("pk"))
         run = in_progress(connection)
         if run is not None:
             return run, False

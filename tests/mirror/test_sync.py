@@ -230,3 +230,38 @@ def test_two_sync_requests_at_once_start_one_run(connection, monkeypatch):
     second.join(10)
     assert sorted(outcomes) == [False, True]
     assert connection.sync_runs.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_now_during_a_sync_finds_it_at_once(connection, convai_fake, settings):
+    """The lock that keeps two requests from starting two runs must not wait for a sync
+    under way, whose writes hold the connection's row for their foreign keys."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    if connections["default"].vendor == "sqlite":
+        pytest.skip("needs a database a second connection can wait on")
+    settings.LETHE_SYNC_CONCURRENCY = 1
+    convai_fake.latency = 0.3  # one chat at a time: several seconds of reading
+    run = sync.start(connection)
+
+    def work() -> None:
+        try:
+            sync.perform_sync(run.pk)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while convai_fake.count("POST", "/character/chatHistory/details") < 2:  # listing written
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    found, new = sync.request(connection)
+    # Answered while the sync still ran, not once it had committed.
+    still_running = SyncRun.objects.get(pk=run.pk).status == SyncRun.Status.RUNNING
+    worker.join(60)
+    assert still_running and (found.pk, new) == (run.pk, False)
+    assert connection.sync_runs.count() == 1
