@@ -101,9 +101,12 @@ def mark_held(items: QuerySet[ErasureItem], mine: Iterable[ErasureJob]) -> int:
 def mark_protected(items: QuerySet[ErasureItem]) -> int:
     """Skip those of ``items`` still to be sent whose conversation is on the keep-list now:
     put there after the freeze, it is not sent either (confirming and every claim of a
-    worker check again). Returns how many it skipped."""
-    return items.filter(state=State.PENDING, conversation__protected=True).update(
-        state=State.SKIPPED, settled_at=timezone.now(), detail=PROTECTED)
+    worker check again). What waits on the answer about pinned messages is settled too,
+    so that no answer brings it back. Returns how many it skipped."""
+    return items.filter(Q(state=State.PENDING) | ~Q(sent_if=SentIf.ALWAYS),
+                        conversation__protected=True).update(
+        state=State.SKIPPED, settled_at=timezone.now(), detail=PROTECTED,
+        sent_if=SentIf.ALWAYS)
 
 
 def _message_erasers() -> list[str]:

@@ -68,6 +68,17 @@ def test_a_chat_another_job_took_since_the_freeze_is_not_sent_with_pinned_includ
     assert list(open_.values_list("job_id", flat=True)) == [taken.pk]
 
 
+def test_a_chat_put_on_the_keep_list_after_the_freeze_stays_out_with_pinned_included(
+        cai, pinned_chat):
+    """Frozen skipped until pinned messages are included, then protected: including them
+    must not bring it back, for real or in a dry run."""
+    real, rehearsal = draft_jobs(cai, 1), draft_jobs(cai, 1)
+    Conversation.objects.filter(pk=pinned_chat.pk).update(protected=True)
+    for jobs, dry_run in ((real, False), (rehearsal, True)):
+        with pytest.raises(freeze.SelectionError, match="Nothing would be sent"):
+            lifecycle.confirm(jobs, dry_run=dry_run, enqueue=False, include_pinned=True)
+
+
 def test_a_chat_left_with_only_its_pinned_message_is_not_said_to_be_split(cai, pinned_chat):
     """Its other messages erased before, keeping pinned messages sends nothing of it: the
     preview must not say its other messages go one by one."""
