@@ -346,7 +346,8 @@ class AdaptiveBudget(RateBudget):
         self._answered = time.monotonic()
         if self.latency.climbing:
             self._change(lambda p: slowed(p, now=now, granted=granted, ceiling=self.ceiling))
-        elif self.latency.calm and (self._pace.probing or self._waited > self._pace.changed_at):
+        elif self.latency.calm and (self._pace.probing
+                                    or self._waited > _trusted(self._pace, now).changed_at):
             self._change(lambda p: raised(p, now=now, granted=granted, ceiling=self.ceiling,
                                           round_trip=self.latency.usual))
 

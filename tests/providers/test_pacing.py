@@ -149,6 +149,13 @@ def test_a_pace_stamped_in_the_future_still_learns():
     cut = refused(ahead, now=now, granted=now - 0.1, seen=10, ceiling=None)
     assert cut is not None and cut.rate < 20.0 and cut.last_429 == now
     assert raised(ahead, now=now, granted=now - 0.1, ceiling=None) is not None
+    # Through the budget too: requests waiting on it, clean answers raise it again.
+    budget = AdaptiveBudget(20.0, learned=ahead)
+    for _ in range(30):
+        budget._waited = time.time()
+        budget.observe(time.time(), 200, {}, 0.01)
+        time.sleep(0.005)
+    assert budget.pace.rate > 20.0
     # A few seconds ahead (hosts a little apart) is believed: the burst's 429s count once.
     near = Pace(rate=20.0, probing=False, limit=20.0, changed_at=now + 2, cut_at=now + 2)
     assert refused(near, now=now, granted=now - 0.1, seen=10, ceiling=None) is None
@@ -161,8 +168,8 @@ def test_rate_limit_headers_saying_nothing_is_left_count_as_a_refusal():
     assert exhausted({}) is None
     # What says nothing is not a refusal; a reset in epoch milliseconds is read as such.
     assert exhausted({"ratelimit-remaining": "nan"}) is None
-    soon = (time.time() + 5) * 1000
-    assert 3 < exhausted({"ratelimit-remaining": "0", "ratelimit-reset": f"{soon:.0f}"}) <= 5
+    soon = int((time.time() + 5) * 1000)  # whole milliseconds, never past the 5 s
+    assert 3 < exhausted({"ratelimit-remaining": "0", "ratelimit-reset": str(soon)}) <= 5
     assert exhausted({"ratelimit-remaining": "0", "ratelimit-reset": "nan"}) == 1.0
     budget = AdaptiveBudget(20.0)
     budget.observe(budget.pace.changed_at, 200,
