@@ -173,7 +173,8 @@ async def _finish_chat(provider: ChatSite, target: Target,
                        "exists", counts)
     except PermanentError as exc:
         if "already archived" not in exc.message.lower():
-            return Outcome(target, "failed", f"all {total} messages were removed, but the chat "
+            return Outcome(target, "failed", f"{_all(total)} {'was' if total == 1 else 'were'}"
+                           " removed, but the chat "
                            f"could not be archived ({exc.message}); it is not fully erased.",
                            counts)
     return Outcome(target, "erased", f"{_all(total)} removed and the chat archived",
