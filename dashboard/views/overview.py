@@ -81,12 +81,15 @@ def live_key(user: Any) -> str:
     and jobs started, finished or moved on. An idle overview asks with the key it was drawn
     with, and is redrawn only once this changes (work started in another tab, say)."""
     connections = Connection.objects.visible_to(user)
+    health = connections.aggregate(n=Count("pk"), last=Max("pk"),
+                                   ok=Count("pk", filter=Q(status=Connection.Status.OK)),
+                                   erring=Count("pk", filter=~Q(last_error="")))
     runs = SyncRun.objects.filter(connection__in=connections).aggregate(
         last=Max("pk"), finished=Max("finished_at"), n=Count("pk"))
     jobs = ErasureJob.objects.visible_to(user).aggregate(
         last=Max("pk"), finished=Max("finished_at"), n=Count("pk"),
-        waiting=Count("pk", filter=Q(status__in=WAITING)))
-    parts = [connections.count(), *runs.values(), *jobs.values()]
+        **{str(status): Count("pk", filter=Q(status=status)) for status in WAITING})
+    parts = [*health.values(), *runs.values(), *jobs.values()]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

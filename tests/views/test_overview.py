@@ -136,3 +136,20 @@ def test_the_overview_sync_button_comes_back_to_the_overview_which_follows_the_s
     sync.start(connection)  # from another tab
     moved = client.get(asks.group(1), HTTP_HX_REQUEST="true")
     assert moved.status_code == 200 and "data-sync-running" in moved.content.decode()
+
+
+def test_an_idle_overview_is_redrawn_when_a_job_or_a_connection_changes(client, synced):
+    from dashboard.views.overview import live_key
+
+    client.force_login(synced.owner)
+    first = synced.conversations.filter(pk=synced.conversations.order_by("id")[0].pk)
+    [job] = lifecycle.confirm(
+        ErasureJob.objects.filter(request=freeze.conversations(synced.owner, first, {})),
+        dry_run=False, enqueue=False)
+    key = live_key(synced.owner)
+    assert client.get(reverse("home"), {"since": key}).status_code == 204
+    ErasureJob.objects.filter(pk=job.pk).update(status=ErasureJob.Status.PAUSED)
+    assert live_key(synced.owner) != key  # a running job paused: its line changes
+    key = live_key(synced.owner)
+    Connection.objects.filter(pk=synced.pk).update(last_error="The key was refused.")
+    assert client.get(reverse("home"), {"since": key}).status_code == 200
