@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince, timeuntil
 
 from ..lib import labels
 from ..models.findings import Kind as FindingKind
@@ -33,6 +34,27 @@ def when(value: datetime | str | None) -> SafeString:
                        value.isoformat(), local.strftime("%Y-%m-%d %H:%M:%S %Z"),
                        timezone.get_current_timezone_name(), local.strftime("%Y-%m-%d %H:%M"),
                        local.strftime("%Z"))
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """"3 minutes ago", or "just now" within the minute (Django's timesince would say "0
+    minutes")."""
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"
+
+
+@register.filter
+def left(moment: datetime | None) -> str:
+    """"About 3 minutes left.", or "Less than a minute left." (not "About 0 minutes")."""
+    if moment is None:
+        return ""
+    if moment - timezone.now() < timedelta(minutes=1):
+        return "Less than a minute left."
+    return f"About {timeuntil(moment)} left."
 
 
 def _parse_iso(text: str) -> datetime | None:

@@ -160,3 +160,20 @@ def test_a_job_paused_on_a_refused_key_resumes_once_test_finds_the_new_key_good(
                                HTTP_HX_REQUEST="true").content.decode()
     assert "1 paused job resumed" in answer
     assert ErasureJob.objects.get(pk=job.pk).status != ErasureJob.Status.PAUSED
+
+
+def test_a_sync_about_to_end_says_less_than_a_minute_is_left(owner_client, connection):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = sync.start(connection)
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(
+        status=SyncRun.Status.RUNNING, started_at=now - timedelta(seconds=40),
+        heartbeat_at=now, characters=3, conversations=90, to_read=90, read=88,
+        messages=412, requests=151)
+    page = owner_client.get(reverse("connection", args=[connection.pk]),
+                            HTTP_HX_REQUEST="true").content.decode()
+    text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+    assert "Less than a minute left." in text and "0 minutes" not in text
