@@ -298,7 +298,7 @@ def test_job_page_actions_follow_the_state_machine(client, synced, settings):
     page = client.get(reverse("job", args=[job.pk])).content.decode()
     assert "Starts in" in page and "Cancel job" in page and "Pause" not in page
     response = client.post(reverse("job_action", args=[job.pk, "resume"]), follow=True)
-    assert "cannot resume" in response.content.decode()
+    assert "A job that is scheduled cannot be resumed." in response.content.decode()
     client.post(reverse("job_action", args=[job.pk, "cancel"]))
     job.refresh_from_db()
     assert job.status == ErasureJob.Status.CANCELLED and job.cancelled_by == synced.owner
