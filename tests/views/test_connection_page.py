@@ -123,7 +123,10 @@ def test_the_poll_that_finds_a_sync_finished_redraws_every_part_it_changed(owner
     assert again.status_code == 200 and 'hx-trigger="every 1s"' in again.content.decode()
 
 
-def test_a_running_sync_shows_its_counts_and_an_estimate(owner_client, connection):
+def running_sync_section(client, connection: Connection, read: int,  # type: ignore[no-untyped-def]
+                         **counts: object) -> tuple[str, str]:
+    """The polled sync section of a run 40 s in, ``read`` of 90 conversations read: (its
+    HTML, its text)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -132,11 +135,16 @@ def test_a_running_sync_shows_its_counts_and_an_estimate(owner_client, connectio
     now = timezone.now()
     SyncRun.objects.filter(pk=run.pk).update(
         status=SyncRun.Status.RUNNING, started_at=now - timedelta(seconds=40),
-        heartbeat_at=now, characters=3, conversations=90, to_read=90, read=30,
-        messages=412, requests=151, rate_limited=2, rate=3.5)
-    page = owner_client.get(reverse("connection", args=[connection.pk]),
-                            HTTP_HX_REQUEST="true").content.decode()
-    text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+        heartbeat_at=now, characters=3, conversations=90, to_read=90, read=read,
+        messages=412, requests=151, **counts)
+    page = client.get(reverse("connection", args=[connection.pk]),
+                      HTTP_HX_REQUEST="true").content.decode()
+    return page, " ".join(re.sub(r"<[^>]+>", "", page).split())
+
+
+def test_a_running_sync_shows_its_counts_and_an_estimate(owner_client, connection):
+    page, text = running_sync_section(owner_client, connection, read=30, rate_limited=2,
+                                      rate=3.5)
     assert 'value="30" max="90"' in page
     assert "3 characters, 90 conversations listed, 30 of 90 read, 412 messages." in text
     assert "151 requests sent, 3.5/s now; throttled: 2 × 429." in text
@@ -163,17 +171,5 @@ def test_a_job_paused_on_a_refused_key_resumes_once_test_finds_the_new_key_good(
 
 
 def test_a_sync_about_to_end_says_less_than_a_minute_is_left(owner_client, connection):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    run = sync.start(connection)
-    now = timezone.now()
-    SyncRun.objects.filter(pk=run.pk).update(
-        status=SyncRun.Status.RUNNING, started_at=now - timedelta(seconds=40),
-        heartbeat_at=now, characters=3, conversations=90, to_read=90, read=88,
-        messages=412, requests=151)
-    page = owner_client.get(reverse("connection", args=[connection.pk]),
-                            HTTP_HX_REQUEST="true").content.decode()
-    text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+    _, text = running_sync_section(owner_client, connection, read=88)
     assert "Less than a minute left." in text and "0 minutes" not in text
