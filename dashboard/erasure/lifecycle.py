@@ -91,8 +91,8 @@ def _problem(total: int, expected: int | None, include_pinned: bool) -> str:
                 + ("" if include_pinned else " unless pinned messages are included") + ".")
     if expected is not None and total != expected:
         return (f"The numbers changed since the page was shown ({expected} then, {total} "
-                "now): something was taken by another job meanwhile. Review them and "
-                "confirm again.")
+                "now): something was taken by another job or put on the keep-list "
+                "meanwhile. Review them and confirm again.")
     return ""
 
 

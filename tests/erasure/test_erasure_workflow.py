@@ -99,6 +99,18 @@ def test_a_conversation_put_on_the_keep_list_after_the_freeze_is_not_sent(synced
     assert job.items.get(conversation=third).state == State.VERIFIED
 
 
+def test_the_preview_total_no_longer_holds_once_one_is_put_on_the_keep_list(synced):
+    """Invariant 10: confirming against the total the preview showed is refused, with the
+    reason, when a conversation was protected since; nothing is confirmed."""
+    [draft] = draft_jobs(synced, 3)
+    Conversation.objects.filter(pk=synced.conversations.order_by("id")[0].pk).update(
+        protected=True)
+    with pytest.raises(freeze.SelectionError, match="3 then, 2 now.*keep-list"):
+        lifecycle.confirm([draft], dry_run=False, enqueue=False, expected=3)
+    draft.refresh_from_db()
+    assert draft.status == ErasureJob.Status.DRAFT
+
+
 def test_everything_put_on_the_keep_list_after_the_freeze_leaves_nothing_to_send(synced):
     [draft] = draft_jobs(synced, 2)
     synced.conversations.update(protected=True)
