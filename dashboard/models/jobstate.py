@@ -62,17 +62,18 @@ for _status in Status:
         TRANSITIONS[(_status, Event.CANCEL)] = Status.CANCELLED
 
 
-# What an event does to a job, for the sentence that refuses it.
-_DONE_TO = {Event.CONFIRM: "confirmed", Event.CONFIRM_DIRECT: "confirmed",
-            Event.APPROVE: "approved", Event.REJECT: "rejected", Event.WINDOW_OVER: "released",
-            Event.START: "started", Event.PAUSE: "paused", Event.RESUME: "resumed",
-            Event.FINISH: "finished", Event.RETRY: "retried", Event.CANCEL: "cancelled"}
+# What an event does to a job, for the sentence that refuses it (one for every Event).
+_DONE_TO: dict[str, str] = {
+    Event.CONFIRM: "confirmed", Event.CONFIRM_DIRECT: "confirmed", Event.APPROVE: "approved",
+    Event.REJECT: "rejected", Event.WINDOW_OVER: "released", Event.START: "started",
+    Event.PAUSE: "paused", Event.RESUME: "resumed", Event.FINISH: "finished",
+    Event.RETRY: "retried", Event.CANCEL: "cancelled"}
 
 
 class IllegalTransition(Exception):
     def __init__(self, status: str, event: str) -> None:
-        done_to = _DONE_TO.get(event, f"moved by “{event}”")  # type: ignore[call-overload]
-        super().__init__(f"A job that is {status.replace('_', ' ')} cannot be {done_to}.")
+        super().__init__(f"A job that is {status.replace('_', ' ')} cannot be "
+                         f"{_DONE_TO[event]}.")
         self.status, self.event = status, event
 
 
