@@ -23,6 +23,7 @@ import httpx
 
 from .errors import PermanentError
 from .hosts import HostRules
+from .pool import Pool
 
 
 @functools.cache
@@ -81,10 +82,11 @@ def transport_for(url: str, rules: HostRules, label: str) -> httpx.AsyncBaseTran
         return httpx.AsyncHTTPTransport(verify=_ssl_context(), proxy=proxy)
     transport = httpx.AsyncHTTPTransport(verify=_ssl_context())
     # httpx has no parameter for the network backend; its pool (httpcore) has. The pool is
-    # rebuilt with httpx's own defaults; tests/providers/test_egress.py proves it is used.
+    # rebuilt with httpx's own defaults, as one whose free locks cost no turn of the event
+    # loop (`pool`); tests/providers/test_egress.py proves it is used.
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20,
                           keepalive_expiry=5.0)
-    transport._pool = httpcore.AsyncConnectionPool(
+    transport._pool = Pool(
         ssl_context=_ssl_context(), max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
