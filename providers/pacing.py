@@ -66,7 +66,9 @@ class Pace:
     limit: float = 0.0  # what the provider last refused at (requests/s), 0 if never
     changed_at: float = 0.0  # when the rate last changed (raised or cut)
     cut_at: float = 0.0
-    last_429: float = 0.0
+    last_429: float = 0.0  # when the provider last refused: a 429, or headers (below)
+    # What that refusal was: "429", or "headers" (rate-limit headers said nothing was left).
+    refused_by: str = "429"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,7 +121,7 @@ def raised(pace: Pace, *, now: float, granted: float, ceiling: float | None,
 
 
 def refused(pace: Pace, *, now: float, granted: float, seen: int,
-            ceiling: float | None) -> Pace | None:
+            ceiling: float | None, by: str = "429") -> Pace | None:
     """The pace after the provider refused a request (a 429, or said nothing is left):
     ``seen`` is how many requests of this connection the provider accepted in the second
     before it (the refused ones not counted): about its limit, if it counts per second."""
@@ -140,7 +142,7 @@ def refused(pace: Pace, *, now: float, granted: float, seen: int,
         rate = min(UNDER * seen, pace.rate * 0.9) if seen >= 2 else pace.rate / 2
     rate = bounded(rate, ceiling)
     return Pace(rate=rate, probing=False, limit=max(rate, float(seen)),
-                changed_at=now, cut_at=now, last_429=now)
+                changed_at=now, cut_at=now, last_429=now, refused_by=by)
 
 
 def slowed(pace: Pace, *, now: float, granted: float, ceiling: float | None) -> Pace | None:
@@ -340,7 +342,7 @@ class AdaptiveBudget(RateBudget):
         if wait is not None:
             self._hold_for(wait)
             self._change(lambda p: refused(p, now=now, granted=granted, seen=self._seen(),
-                                           ceiling=self.ceiling))
+                                           ceiling=self.ceiling, by="headers"))
             return
         self.latency.add(elapsed)
         self._answered = time.monotonic()

@@ -188,7 +188,12 @@ class Connection(models.Model):
 
     @property
     def pace_last_429_at(self) -> datetime | None:
+        """When the provider last refused (a 429, or rate-limit headers: `pace_refused_by`)."""
         return _moment(self.pace.get("last_429"))
+
+    @property
+    def pace_refused_by(self) -> str:
+        return str(self.pace.get("refused_by", "429"))
 
 
 def _moment(seconds: float | None) -> datetime | None:

@@ -136,6 +136,7 @@ def test_a_retry_after_holds_every_request_of_the_connection_and_cuts_the_rate(l
 
     asyncio.run(one_request())
     assert budget.pace.rate < 50.0 and budget.pace.last_429 > 0
+    assert budget.pace.refused_by == "429"
     # Not only the refused request waits: the next grant of any worker is held.
     assert budget._take() > 2.0
 
@@ -175,6 +176,8 @@ def test_rate_limit_headers_saying_nothing_is_left_count_as_a_refusal():
     budget.observe(budget.pace.changed_at, 200,
                    {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}, 0.01)
     assert budget.pace.rate < 20.0 and budget._take() > 1.0
+    # Kept apart from a 429, so that the connection page names what really happened.
+    assert budget.pace.last_429 > 0 and budget.pace.refused_by == "headers"
 
 
 def test_latency_that_climbs_under_load_eases_the_pace(limited):

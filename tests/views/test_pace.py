@@ -11,7 +11,7 @@ from django.urls import reverse
 from dashboard.lib import ratebudget
 from dashboard.mirror import sync
 from dashboard.models import Connection
-from providers.pacing import Pace, slowed
+from providers.pacing import Pace, refused, slowed
 
 
 @pytest.fixture
@@ -66,6 +66,18 @@ def test_a_pace_eased_off_for_slowness_is_shown_as_a_rate(settings, owner_client
     Connection.objects.filter(pk=connection.pk).update(
         pace={**pace.as_dict(), "changed_at": now - 3600})
     assert "learned 1 hour ago;" in _pace_line(owner_client, connection)
+
+
+@pytest.mark.django_db
+def test_a_cut_asked_by_rate_limit_headers_is_not_called_a_429(settings, owner_client,
+                                                                connection):
+    settings.LETHE_PROVIDER_RATE = 0
+    now = time.time()
+    pace = refused(Pace(rate=8.0), now=now, granted=now, seen=0, ceiling=None, by="headers")
+    Connection.objects.filter(pk=connection.pk).update(pace=pace.as_dict())
+    assert _pace_line(owner_client, connection) == (
+        "4 requests/s, learned just now; last told nothing was left (rate-limit headers) "
+        "just now")
 
 
 @pytest.mark.django_db(transaction=True)
