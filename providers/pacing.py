@@ -38,6 +38,8 @@ MAX_RATE = 1000.0  # beyond this a connection is bound by latency, not by its bu
 # A 429 within this many seconds of the last one means the estimate was wrong: cut harder.
 AGAIN_WITHIN = 10.0
 HARD_CUT = 0.7
+# A cut below this share of the pace means it ran well over the limit: wait out a window.
+HARD_HOLD = 0.8
 SLOW_CUT = 0.9
 # After a 429, settle this share under what the provider counted, and climb back over a
 # minute and a half, so probing costs fewer than one 429 a minute.
@@ -332,8 +334,10 @@ class AdaptiveBudget(RateBudget):
                                                       seen=self._seen(), ceiling=self.ceiling))
             # With no Retry-After, the refusal that ends the probing still holds everyone
             # for one window, so the provider's count forgets the burst before the new
-            # pace is tried; a later one, at about that pace, has no burst to wait out.
-            if wait or (replaced is not None and replaced.probing):
+            # pace is tried, and so does one that cuts hard (the pace was well over);
+            # a near miss later, at about that pace, has no burst to wait out.
+            if wait or (replaced is not None and (
+                    replaced.probing or self.pace.rate < replaced.rate * HARD_HOLD)):
                 self._hold_for(wait or WINDOW)
             return
         if status is None or status >= 500:
