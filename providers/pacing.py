@@ -330,14 +330,14 @@ class AdaptiveBudget(RateBudget):
         if status == 429:
             self._note_refusal()
             wait = retry_after(headers)
-            replaced = self._change(lambda p: refused(p, now=now, granted=granted,
-                                                      seen=self._seen(), ceiling=self.ceiling))
+            change = self._change(lambda p: refused(p, now=now, granted=granted,
+                                                    seen=self._seen(), ceiling=self.ceiling))
             # With no Retry-After, the refusal that ends the probing still holds everyone
             # for one window, so the provider's count forgets the burst before the new
             # pace is tried, and so does one that cuts hard (the pace was well over);
             # a near miss later, at about that pace, has no burst to wait out.
-            if wait or (replaced is not None and (
-                    replaced.probing or self.pace.rate < replaced.rate * HARD_HOLD)):
+            if wait or (change is not None and (
+                    change[0].probing or change[1].rate < change[0].rate * HARD_HOLD)):
                 self._hold_for(wait or WINDOW)
             return
         if status is None or status >= 500:
@@ -357,13 +357,14 @@ class AdaptiveBudget(RateBudget):
             self._change(lambda p: raised(p, now=now, granted=granted, ceiling=self.ceiling,
                                           round_trip=self.latency.usual))
 
-    def _change(self, rule: Any) -> Pace | None:
-        """Apply ``rule`` to the pace; the pace it replaced, or None if it changed none."""
+    def _change(self, rule: Any) -> tuple[Pace, Pace] | None:
+        """Apply ``rule`` to the pace: (the pace it replaced, the new one), or None if it
+        changed none."""
         for _ in range(5):  # another worker may change the shared pace in between
             old = self._load()
             new = rule(old)
             if new is None:
                 return None
             if self._store(old, new):
-                return old
+                return old, new
         return None
