@@ -43,6 +43,7 @@ def _all(total: int) -> str:
     """"all 12 messages", or "its one message"."""
     return "its one message" if total == 1 else f"all {total} messages"
 
+
 def _chat_id(target: Target) -> str:
     return target.provider_id if target.kind == "conversation" else target.conversation_id
 
